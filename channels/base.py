@@ -1,0 +1,142 @@
+"""The one small interface every channel implements.
+
+A channel module declares what it is (name, which contact points it can use,
+which confirmation levels it can prove, its pace) and implements `send`.
+Provider callbacks come back through `ChannelContext.report`, so no channel
+knows the engine and the engine knows no provider by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, ClassVar
+
+# Attempt statuses, weakest to strongest; `failed` and `timed_out` end an attempt.
+QUEUED, SENT, POSTED, DELIVERED, ACKNOWLEDGED = "queued", "sent", "posted", "delivered", "acknowledged"
+FAILED, TIMED_OUT = "failed", "timed_out"
+
+
+@dataclass(frozen=True)
+class Message:
+    """What one resident is told on one step, already in their language."""
+
+    alert_id: str
+    resident_id: str
+    step: int
+    attempt: int
+    language: str
+    event: str
+    severity: str
+    urgency: str
+    headline: str
+    body: str
+    instruction: str = ""
+    link: str = ""
+    short: str = ""
+    # Page with the full message and an "I got this" button (/m/<token>).
+    page_url: str = ""
+    # [(code, label)] in the message language; "1" always acknowledges.
+    response_options: tuple[tuple[str, str], ...] = ()
+    expires_at: float | None = None
+    # Which leg of the step: legs of one step are sent together.
+    leg: int = 0
+
+    @property
+    def ref(self) -> str:
+        """Names this send in callback URLs: alert, resident, step, attempt, leg."""
+        return f"{self.alert_id}/{self.resident_id}/{self.step}/{self.attempt}/{self.leg}"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    resident_id: str
+    contact: dict[str, Any]
+    needs: frozenset[str] = frozenset()
+    languages: tuple[str, ...] = ()
+    name: str = ""
+    birth_year: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What the provider said to the send request itself."""
+
+    status: str  # queued | sent | posted | delivered | failed
+    provider: str
+    ref: str = ""
+    error_code: str = ""
+    # A permanent failure moves to the next step at once; a temporary one retries.
+    permanent: bool = True
+    detail: str = ""
+    # The contact point itself is bad (stale token, number not in service).
+    contact_dead: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A status that arrived later (callback, reply, keypress, print-house file)."""
+
+    alert_id: str
+    resident_id: str
+    step: int
+    attempt: int
+    status: str
+    provider: str
+    ref: str = ""
+    error_code: str = ""
+    permanent: bool = True
+    detail: str = ""
+    channel: str = ""
+    leg: int = 0
+    contact_dead: bool = False
+    at_ms: int | None = None
+
+
+Report = Callable[[ProviderEvent], Awaitable[str]]
+# (alert id, resident id, step, attempt, leg, language) -> the Message again,
+# for webhooks that answer mid-conversation (a call asking for its script).
+Compose = Callable[[str, str, int, int, int, str], Awaitable[Message]]
+
+
+@dataclass
+class ChannelContext:
+    settings: Any
+    report: Report
+    compose: Compose
+    redis: Any = None
+    registry: Any = None
+    # Shared aiohttp.ClientSession of the process, opened by the caller.
+    http: Any = None
+
+
+class Channel(ABC):
+    name: ClassVar[str]
+    # Contact point types (`phone`, `fcm`, `webpush`, `postal`) it can use.
+    contact_types: ClassVar[frozenset[str]]
+    # Handset kinds it can reach, for phone contact points.
+    handsets: ClassVar[frozenset[str]] = frozenset()
+    # Strongest confirmation the channel can prove by itself.
+    proves: ClassVar[frozenset[str]]
+    default_timeout_s: ClassVar[int]
+    # Sends per second this channel allows per worker process.
+    rate_per_second: ClassVar[float] = 1000.0
+    # First wait before retrying a temporary failure; doubles per attempt.
+    retry_backoff_s: ClassVar[float] = 30.0
+
+    def __init__(self, ctx: ChannelContext):
+        self.ctx = ctx
+
+    def available(self) -> bool:
+        """False when the channel has no provider configured."""
+        return True
+
+    @abstractmethod
+    async def send(self, message: Message, recipient: Recipient) -> Outcome: ...
+
+    def routes(self) -> list:
+        """aiohttp routes for this channel's provider webhooks."""
+        return []
+
+    async def close(self) -> None:
+        return None

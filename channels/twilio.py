@@ -1,0 +1,87 @@
+"""Twilio, the provider of SMS and voice calls, over its REST API 2010-04-01.
+
+The real `twilio` library with its async client; `TWILIO_API_BASE` points it
+at the simulator or any Twilio-compatible endpoint.  Inbound webhooks are
+checked with `RequestValidator` against the URL Twilio was given.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from .base import Outcome
+
+NAME = "twilio"
+# Errors that will not go away by trying again: bad or unknown numbers.
+PERMANENT_ERRORS = {21211, 21214, 21217, 21612, 21614, 21610, 21408, 30005, 30006, 30007, 32203}
+
+
+class Twilio:
+    def __init__(self, settings):
+        self.settings = settings
+        self.validator = RequestValidator(settings.twilio_auth_token)
+        self._client: Client | None = None
+
+    def configured(self) -> bool:
+        return bool(self.settings.twilio_account_sid and self.settings.twilio_auth_token)
+
+    @property
+    def client(self) -> Client:
+        # Built lazily: the async HTTP client must be made inside the running loop.
+        if self._client is None:
+            http = AsyncTwilioHttpClient(timeout=15)
+            self._client = Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
+                                  http_client=http)
+            self._client.api.base_url = self.settings.twilio_api_base
+        return self._client
+
+    def callback_url(self, path: str) -> str:
+        return f"{self.settings.public_url}{path}"
+
+    async def send_sms(self, to: str, body: str, status_callback: str) -> Outcome:
+        try:
+            msg = await self.client.messages.create_async(
+                to=to, from_=self.settings.twilio_from_number, body=body, status_callback=status_callback)
+        except TwilioRestException as e:
+            return failure(e)
+        except Exception as e:  # network, timeout: the provider may come back
+            return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
+        return Outcome(str(msg.status), NAME, ref=msg.sid)
+
+    async def call(self, to: str, url: str, status_callback: str, timeout_s: int = 30) -> Outcome:
+        try:
+            call = await self.client.calls.create_async(
+                to=to, from_=self.settings.twilio_from_number, url=url, method="POST",
+                status_callback=status_callback, status_callback_method="POST",
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                machine_detection="Enable", timeout=timeout_s)
+        except TwilioRestException as e:
+            return failure(e)
+        except Exception as e:
+            return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
+        return Outcome("queued", NAME, ref=call.sid)
+
+    async def verified_form(self, request: web.Request) -> dict[str, str]:
+        """The webhook's form fields, or 403 if Twilio did not sign them."""
+        form = await request.post()
+        params = {k: v for k, v in form.items()}
+        url = self.callback_url(request.path_qs)
+        if not self.validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")):
+            raise web.HTTPForbidden(text="bad signature")
+        return params
+
+    async def close(self) -> None:
+        if self._client is not None:
+            session = getattr(self._client.http_client, "session", None)
+            if session is not None:
+                await session.close()
+            self._client = None
+
+
+def failure(e: TwilioRestException) -> Outcome:
+    permanent = e.code in PERMANENT_ERRORS or (400 <= (e.status or 0) < 500 and e.status != 429)
+    return Outcome("failed", NAME, error_code=str(e.code or e.status), permanent=permanent, detail=e.msg[:200])

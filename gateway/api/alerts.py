@@ -1,0 +1,207 @@
+"""`/v1/alerts`: post an alert, watch it live, see each resident's path."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from aiohttp import web
+
+from .. import keys
+from ..alerts import Alerts, unknown_residents, validate
+from ..problems import Problem, invalid
+from ..schemas import ALERT
+from ..transitions import STATES, text
+from .http import STATE, json_body, json_response, require
+from .routing import Route
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+PAGE_MAX = 1000
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    agency = await require(request, "alerts:write")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise invalid([{"field": "Idempotency-Key", "detail": "1-200 printable ASCII characters"}])
+    doc = validate(await json_body(request))
+    state = request.app[STATE]
+    await _check_area(state["redis"], agency, doc["audience"])
+    aid, created = await Alerts(state["redis"]).create(agency.id, doc, key)
+    if created:
+        state["dispatch"].fan_out(aid)
+    body = {"id": aid, "status": "accepted", "href": f"/v1/alerts/{aid}"}
+    return json_response(body, status=202, headers={"Location": f"/v1/alerts/{aid}"})
+
+
+async def _check_area(redis, agency, audience: dict) -> None:
+    errors = []
+    if audience.get("residents"):
+        for i in await unknown_residents(redis, audience["residents"]):
+            errors.append({"field": f"/audience/residents/{i}", "detail": "no such resident"})
+    if agency.districts:
+        if audience.get("everyone"):
+            errors.append({"field": "/audience/everyone", "detail": "your agency may target only its districts"})
+        for i, code in enumerate(audience.get("districts", [])):
+            if code not in agency.districts:
+                errors.append({"field": f"/audience/districts/{i}", "detail": "outside your agency's area"})
+        if audience.get("residents") and not errors:
+            pipe = redis.pipeline(transaction=False)
+            for rid in audience["residents"]:
+                pipe.hget(keys.resident(rid), "p")
+            for i, p in enumerate(await pipe.execute()):
+                if orjson.loads(p)["d"] not in agency.districts:
+                    errors.append({"field": f"/audience/residents/{i}", "detail": "lives outside your agency's area"})
+    if errors:
+        raise invalid(errors)
+
+
+async def _own_alert(request: web.Request, scope: str) -> tuple[str, dict]:
+    agency = await require(request, scope)
+    aid = request.match_info["aid"]
+    meta = await Alerts(request.app[STATE]["redis"]).get(aid)
+    # Another agency's alert is as absent as one that never was.
+    if meta is None or meta["agency"] != agency.id:
+        raise Problem(404, "Not found", "No such alert.")
+    return aid, meta
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    agency = await require(request, "alerts:read")
+    redis = request.app[STATE]["redis"]
+    ids = [text(a) for a in await redis.zrevrange(keys.agency_alerts(agency.id), 0, 99)]
+    store = Alerts(redis)
+    return json_response({"alerts": [await store.summary(aid) for aid in ids]})
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    aid, meta = await _own_alert(request, "alerts:read")
+    summary = await Alerts(request.app[STATE]["redis"]).summary(aid)
+    summary["alert"] = meta["doc"]
+    return json_response(summary)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    """Paged by sequence number, so a page is stable while states change."""
+    aid, _ = await _own_alert(request, "alerts:read")
+    q = request.query
+    errors = []
+    states = [q["state"]] if "state" in q else list(STATES)
+    if "state" in q and q["state"] not in STATES:
+        errors.append({"field": "state", "detail": f"one of {list(STATES)}"})
+    try:
+        limit = int(q.get("limit", 100))
+        after = int(q.get("after", -1))
+        if not 1 <= limit <= PAGE_MAX:
+            raise ValueError
+    except ValueError:
+        errors.append({"field": "limit/after", "detail": f"limit 1-{PAGE_MAX}, after an integer"})
+    if errors:
+        raise invalid(errors)
+    redis = request.app[STATE]["redis"]
+    pipe = redis.pipeline(transaction=False)
+    for s in states:
+        pipe.zrangebyscore(keys.alert_state(aid, s), f"({after}", "+inf", start=0, num=limit, withscores=True)
+    rows = sorted((int(score), text(rid), s) for s, page in zip(states, await pipe.execute()) for rid, score in page)
+    rows = rows[:limit]
+    items = [{"resident": rid, "state": s, "seq": seq} for seq, rid, s in rows]
+    body = {"deliveries": items}
+    if len(rows) == limit:
+        body["next"] = f"/v1/alerts/{aid}/deliveries?after={rows[-1][0]}&limit={limit}" + (
+            f"&state={q['state']}" if "state" in q else "")
+    return json_response(body)
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    """The path taken: each step's channel, and each attempt's statuses."""
+    aid, _ = await _own_alert(request, "alerts:read")
+    rid = request.match_info["rid"]
+    redis = request.app[STATE]["redis"]
+    d = await redis.hgetall(keys.delivery(aid, rid))
+    if not d:
+        raise Problem(404, "Not found", "That resident is not in this alert's audience.")
+    d = {text(k): text(v) for k, v in d.items()}
+    history = [text(h) for h in await redis.lrange(keys.delivery_history(aid, rid), 0, -1)]
+    return json_response(delivery_view(rid, d, history))
+
+
+def delivery_view(rid: str, d: dict, history: list[str]) -> dict:
+    plan = orjson.loads(d["p"])
+    attempts: dict[tuple, dict] = {}
+    for line in history:
+        at, k, n, leg, status, provider, ref, code = line.split("|", 7)
+        k, n = int(k), int(n)
+        legs = plan[k]["l"] if k < len(plan) else []
+        targets = range(len(legs)) if leg == "*" else [int(leg)]
+        for li in targets:
+            a = attempts.setdefault((k, n, li), {"step": k, "attempt": n, "channel": legs[li][0] if legs else "",
+                                                 "provider": "", "provider_ref": "", "statuses": []})
+            a["provider"] = provider or a["provider"]
+            a["provider_ref"] = ref or a["provider_ref"]
+            entry = {"status": status, "at_ms": int(at)}
+            if code:
+                entry["error_code"] = code
+            a["statuses"].append(entry)
+    out = {
+        "resident": rid,
+        "state": d["s"],
+        "step": int(d["k"]),
+        "plan": [{"channels": [leg[0] for leg in s["l"]], "timeout_s": s["t"]} for s in plan],
+        "attempts": [attempts[key] for key in sorted(attempts)],
+    }
+    if "y" in d:
+        channel, level = d["y"].split(":")
+        out["confirmed_by"] = {"channel": channel, "level": level}
+    if d["s"] == "unreachable":
+        out["reasons"] = unreachable_reasons(plan, out["attempts"])
+    return out
+
+
+def unreachable_reasons(plan: list, attempts: list[dict]) -> list[dict]:
+    """Per step, what its last attempt ended with."""
+    if not plan:
+        return [{"step": None, "reason": "no contact point any allowed channel can use"}]
+    last: dict[int, dict] = {}
+    for a in attempts:
+        last[a["step"]] = a
+    out = []
+    for k, step in enumerate(plan):
+        a = last.get(k)
+        if a is None:
+            out.append({"step": k, "channel": step["l"][0][0], "reason": "not tried"})
+            continue
+        final = a["statuses"][-1]
+        reason = final["status"] + (f" ({final['error_code']})" if final.get("error_code") else "")
+        out.append({"step": k, "channel": a["channel"], "reason": reason})
+    return out
+
+
+async def cancel_alert(request: web.Request) -> web.Response:
+    aid, meta = await _own_alert(request, "alerts:write")
+    state = request.app[STATE]
+    if meta["status"] in ("planning", "active"):
+        # The claim script reads this flag: no step starts after it is set.
+        await state["redis"].hset(keys.alert(aid), "status", "cancelled")
+        state["dispatch"].close_open(aid, "cancelled")
+    return json_response(await Alerts(state["redis"]).summary(aid), status=202)
+
+
+_DELIVERY_QUERY = {
+    "state": ("Only deliveries in this state", {"enum": list(STATES)}),
+    "after": ("Sequence number of the last delivery of the previous page", {"type": "integer"}),
+    "limit": ("Page size", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}),
+}
+
+ROUTES = [
+    Route("POST", "/v1/alerts", post_alert, "Post an alert; returns at once", "alerts:write",
+          body={"application/json": ALERT}, responses={202: "Accepted", 409: "Idempotency key reused"},
+          headers={"Idempotency-Key": "Same key and body return the same alert"}),
+    Route("GET", "/v1/alerts", list_alerts, "This agency's latest alerts", "alerts:read"),
+    Route("GET", "/v1/alerts/{aid}", get_alert, "Counts by delivery state and by channel, live", "alerts:read"),
+    Route("GET", "/v1/alerts/{aid}/deliveries", list_deliveries, "Deliveries, paged, optionally by state",
+          "alerts:read", query=_DELIVERY_QUERY),
+    Route("GET", "/v1/alerts/{aid}/deliveries/{rid}", get_delivery, "One resident's path and attempts",
+          "alerts:read"),
+    Route("POST", "/v1/alerts/{aid}/cancel", cancel_alert, "Cancel: no further step starts", "alerts:write",
+          responses={202: "Cancelling"}),
+]

@@ -1,0 +1,67 @@
+"""The aiohttp application: agency API, provider webhooks, health.
+
+Every error leaves as RFC 9457 problem+json; nothing is written before a
+request is checked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..problems import Problem
+from . import alerts, openapi, residents
+from .http import STATE, json_response
+from .routing import Route
+
+log = logging.getLogger("gateway.api")
+
+
+@web.middleware
+async def problems(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except Problem as p:
+        return p.response()
+    except web.HTTPRequestEntityTooLarge:
+        return Problem(413, "Body too large", f"The limit is {request.app[STATE]['settings'].max_body_bytes} bytes."
+                       ).response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return Problem(e.status, e.reason, e.text if e.text and e.text != f"{e.status}: {e.reason}" else "",
+                       headers={k: v for k, v in e.headers.items() if k in ("Allow", "Retry-After")}).response()
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return Problem(500, "Internal error", "The request was not completed; nothing was changed.").response()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[STATE]["redis"].ping()
+    return json_response({"status": "ok"})
+
+
+BASE_ROUTES = [
+    Route("GET", "/healthz", healthz, "Liveness and Redis reachability", tag="ops"),
+]
+
+
+def routes() -> list[Route]:
+    return BASE_ROUTES + residents.ROUTES + alerts.ROUTES + [
+        Route("GET", "/v1/openapi.json", openapi.serve, "This OpenAPI 3.1 document", tag="meta")]
+
+
+def make_app(settings, redis, engine, dispatch) -> web.Application:
+    app = web.Application(middlewares=[problems], client_max_size=settings.max_import_bytes)
+    app[STATE] = {"settings": settings, "redis": redis, "engine": engine, "dispatch": dispatch}
+    table = routes()
+    for r in table:
+        app.router.add_route(r.method, r.path, r.handler)
+    webhooks = []
+    for channel in engine.channels.values():
+        for rd in channel.routes():
+            app.router.add_route(rd.method, rd.path, rd.handler)
+            webhooks.append((rd.method, rd.path, channel.name, rd.handler))
+    app[STATE]["spec"] = openapi.build(table, webhooks, settings.public_url)
+    return app

@@ -1,0 +1,73 @@
+"""`/v1/residents`: the registry, one resident or a whole file at once."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..problems import Problem, invalid
+from ..registry import check_import, normalise, parse_import
+from ..schemas import RESIDENT
+from .http import STATE, json_body, json_response, require
+from .routing import Route
+
+IMPORT_TYPES = {"application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "text/csv": "csv"}
+
+
+async def put_resident(request: web.Request) -> web.Response:
+    await require(request, "residents:write")
+    doc = await json_body(request)
+    rid = request.match_info["rid"]
+    if isinstance(doc, dict) and doc.get("id", rid) != rid:
+        raise invalid([{"field": "/id", "detail": "differs from the id in the path"}])
+    if isinstance(doc, dict):
+        doc = {"id": rid, **doc}
+    resident, errors = normalise(doc)
+    if errors:
+        raise invalid(errors)
+    registry = request.app[STATE]["engine"].registry
+    existed = await registry.get(rid) is not None
+    await registry.put_many([resident])
+    return json_response(await registry.get(rid), status=200 if existed else 201)
+
+
+async def get_resident(request: web.Request) -> web.Response:
+    await require(request, "residents:write")
+    resident = await request.app[STATE]["engine"].registry.get(request.match_info["rid"])
+    if resident is None:
+        raise Problem(404, "Not found", "No resident with that id.")
+    return json_response(resident)
+
+
+async def delete_resident(request: web.Request) -> web.Response:
+    await require(request, "residents:write")
+    if not await request.app[STATE]["engine"].registry.delete(request.match_info["rid"]):
+        raise Problem(404, "Not found", "No resident with that id.")
+    return web.Response(status=204)
+
+
+async def import_residents(request: web.Request) -> web.Response:
+    """NDJSON or CSV; all or nothing: one bad line and nothing is imported."""
+    await require(request, "residents:write")
+    fmt = IMPORT_TYPES.get(request.content_type)
+    if fmt is None:
+        raise Problem(415, "Unsupported media type", "Send application/x-ndjson or text/csv.",
+                      errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
+    data = await request.read()
+    residents = check_import(parse_import(data, fmt))
+    registry = request.app[STATE]["engine"].registry
+    for i in range(0, len(residents), 1000):
+        await registry.put_many(residents[i:i + 1000])
+    return json_response({"imported": len(residents)})
+
+
+ROUTES = [
+    Route("PUT", "/v1/residents/{rid}", put_resident, "Create or replace a resident", "residents:write",
+          body={"application/json": RESIDENT}, responses={200: "Replaced", 201: "Created"}),
+    Route("GET", "/v1/residents/{rid}", get_resident, "A resident, contact points opened", "residents:write"),
+    Route("DELETE", "/v1/residents/{rid}", delete_resident, "Erase a resident and their contact data",
+          "residents:write", responses={204: "Erased"}),
+    Route("POST", "/v1/residents/import", import_residents, "Bulk import (NDJSON or CSV), all or nothing",
+          "residents:write",
+          body={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}},
+          responses={200: "Imported"}),
+]

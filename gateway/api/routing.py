@@ -1,0 +1,24 @@
+"""A route table that also describes itself, so `/v1/openapi.json` is made
+from the same list that mounts the routes and cannot forget one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable
+    summary: str
+    scope: str | None = None
+    # {"application/json": schema, ...} for the request body.
+    body: dict[str, Any] | None = None
+    # status -> description (problem responses are added for every route).
+    responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
+    # query parameter -> (description, schema)
+    query: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    tag: str = "agency"

@@ -1,0 +1,202 @@
+"""`gateway`: run the service, manage agencies and residents, simulate, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .config import Settings
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """A public-alerting gateway that falls back from channel to channel until
+    every resident confirmably has the message."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--workers", type=int, default=None, help="Worker processes (default GATEWAY_WORKER_CONCURRENCY).")
+def run(workers: int | None) -> None:
+    """API, pump and workers on this machine (embedded Redis unless GATEWAY_REDIS_URL)."""
+    from . import service
+
+    settings = _settings()
+    u = service.urls(settings)
+    worker = service.spawn_worker(settings, u, workers)
+    console.print(f"gateway on http://{settings.api_host}:{settings.api_port}  (redis {u.redis})")
+    try:
+        asyncio.run(service.run_until_signalled(settings, u))
+    finally:
+        service.stop_process(worker)
+        if u.embedded:
+            u.embedded.stop()
+
+
+@main.command()
+@click.option("--no-pump", is_flag=True, help="Leave the timers to a separate `gateway pump`.")
+def api(no_pump: bool) -> None:
+    """The HTTP API (agency API, webhooks), with the pump unless --no-pump."""
+    from . import service
+
+    settings = _settings()
+    asyncio.run(service.run_until_signalled(settings, service.urls(settings), with_pump=not no_pump))
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=None)
+@click.option("--loglevel", default="WARNING")
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """A Celery worker: fan-out, sends, escalations."""
+    from . import service
+
+    settings = _settings()
+    service.run_worker(settings, service.urls(settings), concurrency, loglevel)
+
+
+@main.command()
+def pump() -> None:
+    """Moves due timers to the workers (one leader at a time)."""
+    from . import service
+
+    settings = _settings()
+    asyncio.run(service.run_pump(settings, service.urls(settings)))
+
+
+@main.group()
+def agency() -> None:
+    """Agencies and their API keys."""
+
+
+@agency.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, help="Repeat; default: all scopes.")
+@click.option("--district", "districts", multiple=True, help="Repeat to limit the agency's area.")
+@click.option("--rate", type=int, default=50, help="Requests a second.")
+def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...], rate: int) -> None:
+    """Create an agency and print its API key once."""
+    from .agencies import SCOPES, create_agency
+
+    async def go():
+        redis = await _redis()
+        try:
+            return await create_agency(redis, name, scopes or SCOPES, districts, rate)
+        finally:
+            await redis.aclose()
+
+    ag, key = asyncio.run(go())
+    console.print(f"agency [bold]{ag.name}[/] ({ag.id}), scopes {', '.join(sorted(ag.scopes))}")
+    console.print("API key (shown once, store it now):")
+    click.echo(key)
+
+
+@main.group()
+def residents() -> None:
+    """The resident registry."""
+
+
+@residents.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def residents_import(file: Path) -> None:
+    """Import NDJSON or CSV (by extension); all or nothing."""
+    from .problems import Problem
+
+    fmt = "csv" if file.suffix.lower() == ".csv" else "ndjson"
+    try:
+        count = asyncio.run(import_file(_settings(), file, fmt))
+    except Problem as p:
+        console.print(f"[red]{p.detail}[/]")
+        for e in p.errors:
+            console.print(f"  {e['field']}: {e['detail']}")
+        raise SystemExit(1)
+    console.print(f"imported {count} residents")
+
+
+async def import_file(settings: Settings, file: Path, fmt: str, redis=None) -> int:
+    """Validate the whole file, then write it in chunks with a progress bar."""
+    from .crypto import Vault
+    from .registry import Registry, check_import, parse_import
+
+    own = redis is None
+    redis = redis or await _redis(settings)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("checking", total=None)
+            residents = check_import(parse_import(file.read_bytes(), fmt))
+            progress.update(task, description="importing", total=len(residents), completed=0)
+            registry = Registry(redis, Vault(settings.contact_key, settings.lookup_key))
+            for i in range(0, len(residents), 1000):
+                chunk = residents[i:i + 1000]
+                await registry.put_many(chunk)
+                progress.advance(task, len(chunk))
+        return len(residents)
+    finally:
+        if own:
+            await redis.aclose()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+async def _redis(settings: Settings | None = None):
+    from .embedded_redis import resolve_urls
+
+    redis_url, _, _ = resolve_urls(settings or _settings())
+    return aioredis.from_url(redis_url)
+
+
+@main.command()
+@click.option("--residents", "count", type=int, default=1000, show_default=True, help="Residents to create.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("var/city"), show_default=True)
+@click.option("--serve/--no-serve", default=False, help="Then serve the provider simulator.")
+@click.option("--port", type=int, default=8900, show_default=True)
+@click.option("--gateway-url", default="http://127.0.0.1:8080", show_default=True)
+@click.option("--time-scale", type=float, default=1.0, show_default=True)
+def simulate(count: int, seed: int, out: Path, serve: bool, port: int, gateway_url: str, time_scale: float) -> None:
+    """Create a virtual city (residents.ndjson for `gateway residents import`,
+    behaviour.ndjson for the simulator) and optionally serve the simulator."""
+    from simulator.city import generate
+
+    with _progress() as progress:
+        task = progress.add_task("city", total=count)
+        files = generate(count, seed, out, sim_base_url=f"http://127.0.0.1:{port}",
+                         on_progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"{files.count} residents: {files.residents}  behaviour: {files.behaviour}")
+    if serve:
+        from simulator.__main__ import serve as serve_sim
+        from simulator.app import SimConfig
+
+        settings = _settings()
+        config = SimConfig(port=port, gateway_url=gateway_url, time_scale=time_scale, seed=seed,
+                           behaviour_file=str(files.behaviour),
+                           **({"account_sid": settings.twilio_account_sid, "auth_token": settings.twilio_auth_token}
+                              if settings.twilio_account_sid else {}))
+        asyncio.run(serve_sim(config))
+
+
+@main.command()
+@click.option("--residents", "count", type=int, default=2000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(count: int, as_json: bool, seed: int) -> None:
+    """A virtual city, a heat-wave alert, live progress per channel, a summary."""
+    from .demo import run_demo
+
+    raise SystemExit(run_demo(count, seed, as_json, console))

@@ -1,0 +1,270 @@
+"""The delivery engine: plan, claim, send, escalate.
+
+Stateless between calls: all state is in Redis and every move goes through
+`transitions.lua`, so any worker may run any batch, and a batch run twice
+sends nothing twice (the claim refuses a step already sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Iterable
+
+import orjson
+
+from channels import discover
+from channels.base import Channel, ChannelContext, Message, Outcome, ProviderEvent, Recipient
+
+from . import keys
+from .crypto import Vault
+from .plan import EMERGENCY, ChannelSpec, Policy, build_plan, initial_state, pick_language
+from .registry import Registry, profile
+from .transitions import Transitions, now_ms, text
+
+log = logging.getLogger("gateway.engine")
+
+# (resident id, step, attempt)
+Item = tuple[str, int, int]
+FollowUp = Callable[[str, list[Item]], Awaitable[None] | None]
+
+
+@dataclass
+class AlertView:
+    doc: dict
+    policy: Policy
+    languages: list[str]
+    fetched_ms: int
+
+
+class Engine:
+    ALERT_CACHE_MS = 5_000
+
+    def __init__(self, settings, redis, *, follow_up: FollowUp | None = None):
+        self.settings = settings
+        self.redis = redis
+        self.vault = Vault(settings.contact_key, settings.lookup_key)
+        self.registry = Registry(redis, self.vault)
+        self.t = Transitions(redis)
+        self.channels: dict[str, Channel] = {}
+        # How escalations found outside a worker (webhooks) reach one.
+        self.follow_up = follow_up
+        self._alerts: dict[str, AlertView] = {}
+        self._inflight = asyncio.Semaphore(settings.inflight_per_worker)
+
+    def open_channels(self, http=None) -> None:
+        ctx = ChannelContext(settings=self.settings, report=self.report, compose=self.compose,
+                             redis=self.redis, registry=self.registry, http=http)
+        for name, cls in discover().items():
+            channel = cls(ctx)
+            if channel.available():
+                self.channels[name] = channel
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+
+    def specs(self) -> dict[str, ChannelSpec]:
+        return {n: ChannelSpec(n, c.contact_types, c.handsets) for n, c in self.channels.items()}
+
+    async def alert(self, aid: str) -> AlertView:
+        view = self._alerts.get(aid)
+        if view is None or now_ms() - view.fetched_ms > self.ALERT_CACHE_MS:
+            doc = orjson.loads(await self.redis.hget(keys.alert(aid), "doc"))
+            view = AlertView(doc, Policy.from_alert(doc), list(doc["content"]), now_ms())
+            self._alerts[aid] = view
+        return view
+
+    # Planning ----------------------------------------------------------------
+
+    async def plan_and_send(self, aid: str, first_seq: int, rids: list[str]) -> None:
+        view = await self.alert(aid)
+        specs = self.specs()
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hmget(keys.resident(rid), "p", "x")
+        rows = []
+        for seq, (rid, (p, x)) in enumerate(zip(rids, await pipe.execute()), start=first_seq):
+            if p is None:  # erased since the alert was posted
+                rows.append((rid, seq, [], "unreachable"))
+                continue
+            prof = profile({b"p": p, b"x": x})
+            steps = build_plan(prof, view.policy, specs)
+            rows.append((rid, seq, steps, initial_state(prof, view.policy, steps)))
+        await self.t.plan(aid, view.policy.level, view.policy.max_attempts, rows)
+        await self.send(aid, [(rid, 0, 0) for rid, _, _, state in rows if state == "planned"])
+
+    # Sending -----------------------------------------------------------------
+
+    async def send(self, aid: str, items: list[Item]) -> None:
+        """Claim each step, send its legs concurrently, record what providers said."""
+        while items:
+            view = await self.alert(aid)
+            claimed = await self._claim(aid, items)
+            if not claimed:
+                return
+            private = await self._open_residents([c[0] for c in claimed])
+            jobs = []
+            for rid, k, n, legs, token in claimed:
+                fields, person = private[rid]
+                for leg, (channel, contact) in enumerate(legs):
+                    jobs.append((rid, k, n, leg, channel, contact, token, fields, person))
+            outcomes = await asyncio.gather(*(self._send_leg(aid, view, *job) for job in jobs))
+            items = await self._record(aid, jobs, outcomes)
+
+    async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, k, n in items:
+            await self.t.claim(pipe, aid, rid, k, n, secrets.token_urlsafe(9))
+        out = []
+        for (rid, k, n), res in zip(items, await pipe.execute()):
+            if text(res[0]) == "ok":
+                out.append((rid, k, n, orjson.loads(res[1]), text(res[3])))
+        return out
+
+    async def _open_residents(self, rids: Iterable[str]) -> dict[str, tuple[dict, dict]]:
+        rids = list(dict.fromkeys(rids))
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hmget(keys.resident(rid), "p", "c")
+        out = {}
+        for rid, (p, c) in zip(rids, await pipe.execute()):
+            if p is None:
+                out[rid] = ({}, {"name": "", "contacts": []})
+            else:
+                out[rid] = (orjson.loads(p), self.vault.open(c, bound_to=rid))
+        return out
+
+    async def _send_leg(self, aid, view, rid, k, n, leg, channel_name, contact, token, fields, person) -> Outcome:
+        channel = self.channels.get(channel_name)
+        contacts = person["contacts"]
+        if channel is None or contact >= len(contacts):
+            return Outcome("failed", "gateway", error_code="no-channel", permanent=True,
+                           detail=f"{channel_name} is not available")
+        lang = pick_language(fields.get("l", ()), view.languages)
+        message = self.message(aid, view, rid, k, n, lang, token, leg)
+        recipient = Recipient(rid, contacts[contact], frozenset(fields.get("n", ())), tuple(fields.get("l", ())),
+                              person.get("name", ""), fields.get("by"))
+        async with self._inflight:
+            try:
+                return await channel.send(message, recipient)
+            except Exception as e:  # a channel bug must not stall the batch
+                log.exception("channel %s failed on %s/%s", channel_name, aid, rid)
+                return Outcome("failed", channel_name, error_code="exception", permanent=False, detail=repr(e)[:200])
+
+    async def compose(self, aid: str, rid: str, k: int, n: int, leg: int, lang: str) -> Message:
+        view = await self.alert(aid)
+        token = text(await self.redis.hget(keys.delivery(aid, rid), "t") or b"")
+        if lang not in view.doc["content"]:
+            lang = view.languages[0]
+        return self.message(aid, view, rid, k, n, lang, token, leg)
+
+    def message(self, aid: str, view: AlertView, rid: str, k: int, n: int, lang: str, token: str,
+                leg: int = 0) -> Message:
+        doc = view.doc
+        content = doc["content"][lang]
+        options = tuple((o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
+                        for o in doc.get("response_options", []))
+        return Message(
+            alert_id=aid, resident_id=rid, step=k, attempt=n, language=lang,
+            event=doc["event"], severity=doc["severity"], urgency=doc.get("urgency", "Unknown"),
+            headline=content["headline"], body=content["body"], instruction=content.get("instruction", ""),
+            link=content.get("link", ""), short=content.get("short", ""),
+            page_url=f"{self.settings.public_url}/m/{aid}.{token}", response_options=options, leg=leg,
+        )
+
+    async def _record(self, aid: str, jobs: list, outcomes: list[Outcome]) -> list[Item]:
+        """Record each send's outcome; return the steps to send next at once."""
+        pipe = self.redis.pipeline(transaction=False)
+        for (rid, k, n, leg, channel, *_), out in zip(jobs, outcomes):
+            await self.t.event(pipe, aid, rid, k, n, leg, out.status, permanent=out.permanent, provider=out.provider,
+                         ref=out.ref, code=out.error_code, channel=channel, backoff_ms=self._backoff_ms(channel, n))
+        nxt = []
+        for (rid, *_), res in zip(jobs, await pipe.execute()):
+            res = text(res)
+            if res.startswith("next:"):
+                nxt.append((rid, int(res[5:]), 0))
+        for (rid, _, _, _, _, contact, *_), out in zip(jobs, outcomes):
+            if out.contact_dead:
+                await self.registry.mark_dead(rid, contact)
+        return nxt
+
+    def _backoff_ms(self, channel: str, attempt: int) -> int:
+        ch = self.channels.get(channel)
+        base = ch.retry_backoff_s if ch else 30.0
+        return int(base * 1000 * (2 ** attempt))
+
+    # Provider events (webhooks) ----------------------------------------------
+
+    async def report(self, ev: ProviderEvent) -> str:
+        if ev.status == "opted_out":
+            return await self._opt_out(ev)
+        pipe = self.redis.pipeline(transaction=False)
+        await self.t.event(pipe, ev.alert_id, ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status,
+                     permanent=ev.permanent, provider=ev.provider, ref=ev.ref, code=ev.error_code,
+                     channel=ev.channel, backoff_ms=self._backoff_ms(ev.channel, ev.attempt), at_ms=ev.at_ms)
+        res = text((await pipe.execute())[0])
+        if ev.contact_dead:
+            await self._mark_dead_from_plan(ev)
+        if res.startswith("next:"):
+            await self._follow(ev.alert_id, [(ev.resident_id, int(res[5:]), 0)])
+        return res
+
+    async def _opt_out(self, ev: ProviderEvent) -> str:
+        """STOP ends a non-emergency delivery; emergencies still go."""
+        view = await self.alert(ev.alert_id)
+        if view.policy.severity in EMERGENCY:
+            return "noop"
+        pipe = self.redis.pipeline(transaction=False)
+        await self.t.close(pipe, ev.alert_id, ev.resident_id, "opted_out")
+        return text((await pipe.execute())[0])
+
+    async def _mark_dead_from_plan(self, ev: ProviderEvent) -> None:
+        plan = await self.redis.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
+        if plan:
+            legs = orjson.loads(plan)[ev.step]["l"]
+            await self.registry.mark_dead(ev.resident_id, legs[ev.leg][1])
+
+    async def _follow(self, aid: str, items: list[Item]) -> None:
+        if self.follow_up is None:
+            await self.send(aid, items)
+        else:
+            res = self.follow_up(aid, items)
+            if asyncio.iscoroutine(res):
+                await res
+
+    # Timers ------------------------------------------------------------------
+
+    async def due(self, aid: str, members: list[str]) -> None:
+        """Timers the pump found due: escalate, retry, or re-check a claim."""
+        pipe = self.redis.pipeline(transaction=False)
+        for m in members:
+            await self.t.timer(pipe, aid, m)
+        items = []
+        for m, res in zip(members, await pipe.execute()):
+            res = text(res)
+            rid = m.split("|", 1)[0]
+            if res.startswith("next:"):
+                items.append((rid, int(res[5:]), 0))
+            elif res.startswith("send:"):
+                _, k, n = res.split(":")
+                items.append((rid, int(k), int(n)))
+        await self.send(aid, items)
+
+    # Closing -----------------------------------------------------------------
+
+    async def close_open(self, aid: str, state: str, chunk: int = 500) -> int:
+        """End every delivery still open with `state` (cancelled, expired)."""
+        closed = 0
+        for open_state in ("planned", "in_progress"):
+            while True:
+                rids = [text(r) for r in await self.redis.zrange(keys.alert_state(aid, open_state), 0, chunk - 1)]
+                if not rids:
+                    break
+                pipe = self.redis.pipeline(transaction=False)
+                for rid in rids:
+                    await self.t.close(pipe, aid, rid, state)
+                closed += sum(1 for r in await pipe.execute() if text(r) == state)
+        return closed

@@ -1,0 +1,101 @@
+"""Every Redis key the gateway uses, in one place.
+
+Keys of one alert share the hash tag `{a:<id>}` so that a transition script
+touches one Cluster slot; resident keys are spread by resident id.
+"""
+
+from __future__ import annotations
+
+# Residents
+def resident(rid: str) -> str:
+    return f"r:{rid}"
+
+
+RESIDENTS = "residents"  # zset of every resident id, scored by insertion order
+
+
+def district(code: str) -> str:
+    return f"district:{code}"
+
+
+def phone_lookup(digest: str) -> str:
+    """Keyed hash of an E.164 number -> resident id (inbound SMS)."""
+    return f"phone:{digest}"
+
+
+def contact_health(rid: str) -> str:
+    return f"r:{rid}:health"
+
+
+# Agencies and auth
+def agency(agency_id: str) -> str:
+    return f"agency:{agency_id}"
+
+
+def api_key(key_id: str) -> str:
+    return f"apikey:{key_id}"
+
+
+AGENCIES = "agencies"
+
+
+def rate_window(agency_id: str, second: int) -> str:
+    return f"rate:{agency_id}:{second}"
+
+
+# Alerts
+def alert(aid: str) -> str:
+    return f"{{a:{aid}}}"
+
+
+def alert_counts(aid: str) -> str:
+    return f"{{a:{aid}}}:count"
+
+
+def alert_state(aid: str, state: str) -> str:
+    """zset of resident ids in `state`, scored by the delivery's sequence number."""
+    return f"{{a:{aid}}}:st:{state}"
+
+
+def alert_timers(aid: str) -> str:
+    """zset of `resident|step|attempt|kind` scored by deadline (ms)."""
+    return f"{{a:{aid}}}:timers"
+
+
+def delivery(aid: str, rid: str) -> str:
+    return f"{{a:{aid}}}:d:{rid}"
+
+
+def delivery_history(aid: str, rid: str) -> str:
+    return f"{{a:{aid}}}:h:{rid}"
+
+
+def agency_alerts(agency_id: str) -> str:
+    return f"agency:{agency_id}:alerts"
+
+
+def idempotency(agency_id: str, key: str) -> str:
+    return f"idem:{agency_id}:{key}"
+
+
+ACTIVE_ALERTS = "alerts:active"  # set of alert ids that may still have timers
+ALERTS = "alerts"  # zset of every alert id by creation time
+
+
+def reply_target(rid: str) -> str:
+    """The alert a resident's next SMS reply answers."""
+    return f"r:{rid}:reply"
+
+
+def replies(aid: str) -> str:
+    """Free-text replies kept for operators."""
+    return f"{{a:{aid}}}:replies"
+
+
+# Pump leadership
+PUMP_LEADER = "pump:leader"
+
+
+def page_token(aid: str, token: str) -> str:
+    """A resident page token -> resident id, in the alert's slot."""
+    return f"{{a:{aid}}}:tok:{token}"

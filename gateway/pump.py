@@ -1,0 +1,108 @@
+"""The pump: moves due timers to the workers, ends expired and finished alerts.
+
+Timers live in a sorted set per alert scored by deadline, not in Celery
+countdowns (Celery on Redis redelivers long countdowns and keeps them in
+worker memory).  A popped timer is not deleted but pushed a lease ahead, so
+a timer whose batch is lost comes due again; the transition removes it.
+One pump leads at a time, by a lease in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from . import keys
+from .transitions import STATES, now_ms, text
+
+log = logging.getLogger("gateway.pump")
+
+TIMER_LEASE_MS = 60_000
+LEADER_LEASE_MS = 5_000
+STUCK_PLANNING_MS = 30_000
+
+# Due members of one alert's timers, each pushed a lease ahead.
+_POP_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[1] + ARGV[3], m) end
+return due
+"""
+
+# Take or keep the lead; only the holder renews.
+_LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class Pump:
+    def __init__(self, redis, dispatch, *, batch_size: int = 200, tick_s: float = 0.1):
+        self.redis = redis
+        self.dispatch = dispatch
+        self.batch_size = batch_size
+        self.tick_s = tick_s
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self._pop = redis.register_script(_POP_DUE)
+        self._lead = redis.register_script(_LEAD)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.lead() and await self.tick()
+            except Exception:
+                log.exception("pump tick failed")
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.tick_s)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def lead(self) -> bool:
+        return bool(await self._lead(keys=[keys.PUMP_LEADER], args=[self.me, LEADER_LEASE_MS]))
+
+    async def tick(self) -> bool:
+        """One pass over the active alerts; True if there is more to do at once."""
+        more = False
+        for aid in [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]:
+            limit = self.batch_size * 10
+            due = [text(m) for m in await self._pop(keys=[keys.alert_timers(aid)],
+                                                      args=[now_ms(), limit, TIMER_LEASE_MS])]
+            for i in range(0, len(due), self.batch_size):
+                self.dispatch.due(aid, due[i:i + self.batch_size])
+            more |= len(due) == limit
+            await self._end_if_over(aid)
+        return more
+
+    async def _end_if_over(self, aid: str) -> None:
+        meta = await self.redis.hmget(keys.alert(aid), "status", "expires_ms", "targeted", "fanned", "created_ms",
+                                      "fanout_retry_ms")
+        status, expires, targeted, fanned, created, retried = (text(v) if v is not None else None for v in meta)
+        if status is None:
+            await self.redis.srem(keys.ACTIVE_ALERTS, aid)
+            return
+        if status == "planning" and now_ms() - int(retried or created) > STUCK_PLANNING_MS:
+            # Accepted but never fanned out (broker down at the time): try again.
+            await self.redis.hset(keys.alert(aid), "fanout_retry_ms", now_ms())
+            self.dispatch.fan_out(aid)
+            return
+        if status in ("planning", "active") and expires and 0 < int(expires) <= now_ms():
+            await self.redis.hset(keys.alert(aid), "status", "expired")
+            self.dispatch.close_open(aid, "expired")
+            return
+        if not fanned and status != "cancelled":
+            return
+        counts = await self.redis.hmget(keys.alert_counts(aid), *STATES)
+        by_state = dict(zip(STATES, (int(c or 0) for c in counts)))
+        open_ = by_state["planned"] + by_state["in_progress"]
+        planned = sum(by_state.values())
+        if open_ == 0 and planned >= int(targeted or 0):
+            if status in ("planning", "active"):
+                await self.redis.hset(keys.alert(aid), mapping={"status": "done", "done_ms": now_ms()})
+            await self.redis.srem(keys.ACTIVE_ALERTS, aid)

@@ -1,0 +1,288 @@
+"""The resident registry: validate, normalise, seal, index.
+
+In Redis a resident is one hash:
+  p  profile JSON the planner reads without decrypting
+     {"l": languages, "n": needs, "d": district, "k": [[type, handset], ...],
+      "ne": non-emergency consent, "dr": drills, "by": birth year, "loc": [lat, lon], "qh": quiet hours}
+  c  AES-GCM sealed {"name", "contacts"}: only a send opens it
+  h  keyed hashes of the phone numbers (to drop their lookups on replace)
+  x  indexes of dead contact points, comma-separated
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import orjson
+import phonenumbers
+
+from . import keys
+from .crypto import Vault
+from .plan import Contact, Profile
+from .problems import field_errors, invalid
+from .schemas import RESIDENT
+
+DEFAULT_REGION = "KR"
+IMPORT_ERRORS_SHOWN = 100
+
+
+def normalise(doc: Any, prefix: tuple = ()) -> tuple[dict | None, list[dict]]:
+    """A checked resident with E.164 numbers, or the errors that stop it."""
+    errors = field_errors(RESIDENT, doc, prefix)
+    if errors:
+        return None, errors
+    out = dict(doc)
+    contacts = []
+    for i, cp in enumerate(doc.get("contacts", [])):
+        cp = dict(cp)
+        if cp["type"] == "phone":
+            e164 = _e164(cp["number"])
+            if e164 is None:
+                ptr = "/" + "/".join(map(str, prefix + ("contacts", i, "number")))
+                errors.append({"field": ptr, "detail": "not a valid phone number"})
+            cp["number"] = e164
+        contacts.append(cp)
+    out["contacts"] = contacts
+    return (None, errors) if errors else (out, [])
+
+
+def _e164(number: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(number, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def encode(resident: dict, vault: Vault) -> dict[str, bytes | str]:
+    rid = resident["id"]
+    consent = resident.get("consent", {})
+    profile = {
+        "l": resident["languages"],
+        "n": resident.get("needs", []),
+        "d": resident["district"],
+        "k": [[cp["type"], cp.get("handset")] for cp in resident.get("contacts", [])],
+        "ne": consent.get("non_emergency", True),
+        "dr": consent.get("drills", False),
+    }
+    if "birth_year" in resident:
+        profile["by"] = resident["birth_year"]
+    if "location" in resident:
+        profile["loc"] = [resident["location"]["lat"], resident["location"]["lon"]]
+    if "quiet_hours" in resident:
+        profile["qh"] = resident["quiet_hours"]
+    sealed = vault.seal({"name": resident.get("name", ""), "contacts": resident.get("contacts", [])}, bound_to=rid)
+    phones = [vault.lookup_hash(cp["number"]) for cp in resident.get("contacts", []) if cp["type"] == "phone"]
+    return {"p": orjson.dumps(profile), "c": sealed, "h": ",".join(phones), "x": ""}
+
+
+def profile(fields: dict) -> Profile:
+    """The planner's view of a stored resident (no decryption)."""
+    p = orjson.loads(fields[b"p"])
+    dead = fields.get(b"x") or b""
+    return Profile(
+        languages=tuple(p["l"]),
+        contacts=tuple(Contact(t, h) for t, h in p["k"]),
+        needs=frozenset(p["n"]),
+        dead=frozenset(int(i) for i in dead.split(b",") if i),
+        non_emergency=p["ne"],
+    )
+
+
+def decode(rid: str, fields: dict, vault: Vault) -> dict:
+    """The resident as the agency gave it (contacts opened)."""
+    p = orjson.loads(fields[b"p"])
+    private = vault.open(fields[b"c"], bound_to=rid)
+    out: dict[str, Any] = {"id": rid, "languages": p["l"], "district": p["d"]}
+    if private["name"]:
+        out["name"] = private["name"]
+    out["contacts"] = private["contacts"]
+    if p["n"]:
+        out["needs"] = p["n"]
+    out["consent"] = {"non_emergency": p["ne"], "drills": p["dr"]}
+    if "by" in p:
+        out["birth_year"] = p["by"]
+    if "loc" in p:
+        out["location"] = {"lat": p["loc"][0], "lon": p["loc"][1]}
+    if "qh" in p:
+        out["quiet_hours"] = p["qh"]
+    dead = fields.get(b"x") or b""
+    out["dead_contacts"] = [int(i) for i in dead.split(b",") if i]
+    return out
+
+
+@dataclass
+class Registry:
+    redis: Any
+    vault: Vault
+
+    async def put_many(self, residents: list[dict]) -> None:
+        """Create or replace; old district and phone indexes are dropped."""
+        olds = await self._old_indexes([r["id"] for r in residents])
+        pipe = self.redis.pipeline(transaction=True)
+        for resident in residents:
+            rid = resident["id"]
+            old_district, old_phones = olds[rid]
+            for digest in old_phones:
+                pipe.delete(keys.phone_lookup(digest))
+            if old_district:
+                pipe.srem(keys.district(old_district), rid)
+            fields = encode(resident, self.vault)
+            pipe.delete(keys.resident(rid))
+            pipe.hset(keys.resident(rid), mapping=fields)
+            pipe.sadd(keys.district(resident["district"]), rid)
+            for digest in filter(None, str(fields["h"]).split(",")):
+                pipe.set(keys.phone_lookup(digest), rid)
+            pipe.zadd(keys.RESIDENTS, {rid: 0}, nx=True)
+        await pipe.execute()
+
+    async def _old_indexes(self, rids: list[str]) -> dict[str, tuple[str | None, list[str]]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hmget(keys.resident(rid), "p", "h")
+        out = {}
+        for rid, (p, h) in zip(rids, await pipe.execute()):
+            district = orjson.loads(p)["d"] if p else None
+            out[rid] = (district, [d for d in (h or b"").decode().split(",") if d])
+        return out
+
+    async def get(self, rid: str) -> dict | None:
+        fields = await self.redis.hgetall(keys.resident(rid))
+        return decode(rid, fields, self.vault) if fields else None
+
+    async def delete(self, rid: str) -> bool:
+        """Erase the resident and every index that could lead back to them."""
+        district, phones = (await self._old_indexes([rid]))[rid]
+        if district is None:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        for digest in phones:
+            pipe.delete(keys.phone_lookup(digest))
+        pipe.srem(keys.district(district), rid)
+        pipe.delete(keys.resident(rid), keys.contact_health(rid), keys.reply_target(rid))
+        pipe.zrem(keys.RESIDENTS, rid)
+        await pipe.execute()
+        return True
+
+    async def by_phone(self, e164: str) -> str | None:
+        rid = await self.redis.get(keys.phone_lookup(self.vault.lookup_hash(e164)))
+        return rid.decode() if rid else None
+
+    async def set_non_emergency(self, rid: str, allowed: bool) -> None:
+        """A resident's STOP or START: consent to non-emergency alerts."""
+        await self.redis.eval(_SET_CONSENT, 1, keys.resident(rid), "true" if allowed else "false")
+
+    async def mark_dead(self, rid: str, contact: int) -> None:
+        """A contact point that cannot work again (stale token, bad number)."""
+        await self.redis.eval(_MARK_DEAD, 1, keys.resident(rid), str(contact))
+
+
+# Appends an index to field x once, and only while the resident exists.
+_MARK_DEAD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local x = redis.call('HGET', KEYS[1], 'x') or ''
+for i in string.gmatch(x, '[^,]+') do if i == ARGV[1] then return 0 end end
+if x == '' then x = ARGV[1] else x = x .. ',' .. ARGV[1] end
+redis.call('HSET', KEYS[1], 'x', x)
+return 1
+"""
+
+
+_SET_CONSENT = """
+local p = redis.call('HGET', KEYS[1], 'p')
+if not p then return 0 end
+local profile = cjson.decode(p)
+profile.ne = ARGV[1] == 'true'
+redis.call('HSET', KEYS[1], 'p', cjson.encode(profile))
+return 1
+"""
+
+
+# Bulk import ---------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "id", "name", "languages", "district", "needs", "birth_year", "lat", "lon",
+    "phone", "handset", "phone2", "handset2", "fcm_token", "address", "postcode",
+]
+
+
+def _csv_row(row: dict[str, str]) -> dict:
+    """One CSV row to the JSON shape: lists are `;`-separated, address lines `|`."""
+    doc: dict[str, Any] = {
+        "id": row.get("id", ""),
+        "languages": [x for x in (row.get("languages") or "").split(";") if x],
+        "district": row.get("district", ""),
+    }
+    if row.get("name"):
+        doc["name"] = row["name"]
+    if row.get("needs"):
+        doc["needs"] = [x for x in row["needs"].split(";") if x]
+    if row.get("birth_year"):
+        doc["birth_year"] = int(row["birth_year"]) if row["birth_year"].isdigit() else row["birth_year"]
+    if row.get("lat") or row.get("lon"):
+        doc["location"] = {"lat": _num(row.get("lat")), "lon": _num(row.get("lon"))}
+    contacts = []
+    for phone, handset in (("phone", "handset"), ("phone2", "handset2")):
+        if row.get(phone):
+            contacts.append({"type": "phone", "number": row[phone], "handset": row.get(handset) or "smartphone"})
+    if row.get("fcm_token"):
+        contacts.append({"type": "fcm", "token": row["fcm_token"]})
+    if row.get("address"):
+        contacts.append({"type": "postal", "lines": row["address"].split("|"), "postcode": row.get("postcode", "")})
+    doc["contacts"] = contacts
+    unknown = set(row) - set(CSV_COLUMNS)
+    if unknown:
+        doc["_unknown_columns"] = sorted(c for c in unknown if c)
+    return doc
+
+
+def _num(value: str | None):
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return value
+
+
+def parse_import(data: bytes, fmt: str) -> Iterator[tuple[int, Any]]:
+    """(line number, document or a ValueError) for each record of the file."""
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        for n, row in enumerate(reader, start=2):
+            yield n, _csv_row(row)
+        return
+    for n, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield n, orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                yield n, ValueError(f"not JSON: {e}")
+
+
+def check_import(records: Iterable[tuple[int, Any]]) -> list[dict]:
+    """Every resident of an import file, or a 422 naming line and field of each error."""
+    good, errors, seen = [], [], {}
+    for line, doc in records:
+        if isinstance(doc, ValueError):
+            errors.append({"field": f"line {line}", "detail": str(doc)})
+            continue
+        if isinstance(doc, dict) and "_unknown_columns" in doc:
+            for col in doc.pop("_unknown_columns"):
+                errors.append({"field": f"line {line}: column {col}", "detail": "unknown column"})
+        resident, errs = normalise(doc)
+        for e in errs:
+            errors.append({"field": f"line {line}: {e['field']}", "detail": e["detail"]})
+        if resident:
+            if resident["id"] in seen:
+                errors.append({"field": f"line {line}: /id", "detail": f"duplicate of line {seen[resident['id']]}"})
+            seen[resident["id"]] = line
+            good.append(resident)
+    if errors:
+        shown = errors[:IMPORT_ERRORS_SHOWN]
+        more = len(errors) - len(shown)
+        raise invalid(shown, f"{len(errors)} errors; nothing was imported" + (f" ({more} not shown)" if more else ""))
+    return good

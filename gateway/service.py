@@ -1,0 +1,117 @@
+"""Starting the gateway's processes: api (+ pump), workers, or all on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from . import tasks
+from .api.app import make_app
+from .config import Settings
+from .embedded_redis import EmbeddedRedis, resolve_urls
+from .engine import Engine
+from .pump import Pump
+
+log = logging.getLogger("gateway")
+
+
+@dataclass
+class Urls:
+    redis: str
+    broker: str
+    embedded: EmbeddedRedis | None
+
+
+def urls(settings: Settings) -> Urls:
+    return Urls(*resolve_urls(settings))
+
+
+@contextlib.asynccontextmanager
+async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
+    """The API (and the pump) listening; yields the aiohttp app."""
+    tasks.configure(u.broker, u.redis)
+    redis = aioredis.from_url(u.redis, max_connections=256)
+    dispatch = tasks.Dispatch(settings.batch_size)
+    engine = Engine(settings, redis, follow_up=dispatch.send_steps)
+    http = aiohttp.ClientSession()
+    engine.open_channels(http)
+    app = make_app(settings, redis, engine, dispatch)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.api_host, settings.api_port, backlog=1024).start()
+    stop = asyncio.Event()
+    pump_task = None
+    if with_pump:
+        pump_task = asyncio.create_task(Pump(redis, dispatch, batch_size=settings.batch_size).run(stop))
+    try:
+        yield app
+    finally:
+        stop.set()
+        if pump_task:
+            await pump_task
+        dispatch.flush()
+        await runner.cleanup()
+        await engine.close()
+        await http.close()
+        await redis.aclose()
+
+
+async def run_until_signalled(settings: Settings, u: Urls, *, with_pump: bool = True) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with api_server(settings, u, with_pump=with_pump):
+        log.info("gateway api on http://%s:%s", settings.api_host, settings.api_port)
+        await stop.wait()
+
+
+async def run_pump(settings: Settings, u: Urls) -> None:
+    tasks.configure(u.broker, u.redis)
+    redis = aioredis.from_url(u.redis)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Pump(redis, tasks.Dispatch(settings.batch_size), batch_size=settings.batch_size).run(stop)
+
+
+def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
+    tasks.configure(u.broker, u.redis)
+    tasks.app.worker_main([
+        "worker", "-Q", f"{tasks.Queues.STEPS},{tasks.Queues.FANOUT}", "-c", str(concurrency or settings.worker_concurrency),
+        "-P", "prefork", "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-n", f"gateway-{os.getpid()}@%h",
+    ])
+
+
+def spawn_worker(settings: Settings, u: Urls, concurrency: int | None = None, **popen) -> subprocess.Popen:
+    """A worker in its own process group, so a kill reaches its pool too."""
+    env = {**os.environ, **settings.env(), "GATEWAY_REDIS_URL": u.redis, "GATEWAY_BROKER_URL": u.broker}
+    args = [sys.executable, "-m", "gateway", "worker"]
+    if concurrency:
+        args += ["--concurrency", str(concurrency)]
+    return subprocess.Popen(args, env=env, start_new_session=True, **popen)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

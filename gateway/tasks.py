@@ -1,0 +1,181 @@
+"""Celery tasks. Each carries a batch of deliveries, never one message, and
+takes ids, never objects.  Every task is idempotent: run twice, it sends
+nothing twice (the claim in transitions.lua sees to that), so `acks_late`
+with `task_reject_on_worker_lost` loses nothing when a worker is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import redis.asyncio as aioredis
+from celery import Celery, signals
+
+from . import keys
+from .alerts import resolve_audience
+from .config import Settings
+from .engine import Engine
+from .transitions import text
+
+log = logging.getLogger("gateway.tasks")
+
+
+class Queues:
+    # Escalations and retries jump the fan-out queue: a resident already
+    # waiting on a timed-out step should not wait behind a new alert.
+    STEPS = "steps"
+    FANOUT = "fanout"
+
+
+app = Celery("gateway")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    task_default_queue=Queues.FANOUT,
+    task_routes={
+        "gateway.send_steps": {"queue": Queues.STEPS},
+        "gateway.due": {"queue": Queues.STEPS},
+        "gateway.close_open": {"queue": Queues.STEPS},
+    },
+    # A killed worker's batch comes back after this; batches take seconds.
+    broker_transport_options={"visibility_timeout": 60},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+    task_ignore_result=True,
+)
+
+
+def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -> Celery:
+    app.conf.broker_url = broker_url
+    app.conf.gateway_redis_url = redis_url
+    app.conf.broker_transport_options = {"visibility_timeout": visibility_timeout_s}
+    return app
+
+
+class Runtime:
+    """What one worker process keeps between tasks: a loop, Redis, the engine."""
+
+    def __init__(self, settings: Settings, redis_url: str):
+        self.loop = asyncio.new_event_loop()
+        self.settings = settings
+        self.redis = aioredis.from_url(redis_url, max_connections=64)
+        self.engine = Engine(settings, self.redis)
+
+        async def open_():
+            self.http = aiohttp.ClientSession()
+            self.engine.open_channels(self.http)
+
+        self.loop.run_until_complete(open_())
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(Settings.from_env(), app.conf.gateway_redis_url)
+    return _runtime
+
+
+@signals.worker_process_init.connect
+def _fresh_runtime(**_):
+    # A forked child must not share its parent's loop or sockets.
+    global _runtime
+    _runtime = None
+
+
+@app.task(name="gateway.fan_out")
+def fan_out(aid: str) -> None:
+    rt = runtime()
+    rt.run(_fan_out(rt, aid))
+
+
+async def _fan_out(rt: Runtime, aid: str) -> None:
+    r = rt.redis
+    meta = await r.hmget(keys.alert(aid), "status", "fanned")
+    if meta[0] is None or text(meta[0]) == "cancelled" or meta[1]:
+        return
+    view = await rt.engine.alert(aid)
+    drill = view.doc.get("status", "Actual") != "Actual"
+    rids = await resolve_audience(r, view.doc["audience"], drill=drill)
+    await r.hset(keys.alert(aid), mapping={"targeted": len(rids), "status": "active"})
+    size = rt.settings.batch_size
+    for start in range(0, len(rids), size):
+        plan_batch.apply_async((aid, start, rids[start:start + size]))
+    await r.hset(keys.alert(aid), "fanned", 1)
+
+
+@app.task(name="gateway.plan_batch")
+def plan_batch(aid: str, first_seq: int, rids: list[str]) -> None:
+    rt = runtime()
+    rt.run(rt.engine.plan_and_send(aid, first_seq, rids))
+
+
+@app.task(name="gateway.send_steps")
+def send_steps(aid: str, items: list[list]) -> None:
+    rt = runtime()
+    rt.run(rt.engine.send(aid, [(rid, int(k), int(n)) for rid, k, n in items]))
+
+
+@app.task(name="gateway.due")
+def due(aid: str, members: list[str]) -> None:
+    rt = runtime()
+    rt.run(rt.engine.due(aid, members))
+
+
+@app.task(name="gateway.close_open")
+def close_open(aid: str, state: str) -> None:
+    rt = runtime()
+    rt.run(rt.engine.close_open(aid, state))
+
+
+class Dispatch:
+    """How processes without a worker (api, pump) hand work to the workers.
+
+    Escalations found by webhooks arrive one at a time; they are gathered for
+    a few milliseconds so workers get batches, not single messages.
+    """
+
+    FLUSH_S = 0.05
+
+    def __init__(self, batch_size: int = 200):
+        self.batch_size = batch_size
+        self._pending: dict[str, list[list]] = {}
+        self._flusher: asyncio.TimerHandle | None = None
+
+    def fan_out(self, aid: str) -> None:
+        fan_out.apply_async((aid,))
+
+    def due(self, aid: str, members: list[str]) -> None:
+        due.apply_async((aid, members))
+
+    def close_open(self, aid: str, state: str) -> None:
+        close_open.apply_async((aid, state))
+
+    def send_steps(self, aid: str, items) -> None:
+        pending = self._pending.setdefault(aid, [])
+        pending.extend([rid, k, n] for rid, k, n in items)
+        if len(pending) >= self.batch_size:
+            self._flush_alert(aid)
+        elif self._flusher is None:
+            self._flusher = asyncio.get_running_loop().call_later(self.FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        self._flusher = None
+        for aid in list(self._pending):
+            self._flush_alert(aid)
+
+    def _flush_alert(self, aid: str) -> None:
+        items = self._pending.pop(aid, [])
+        for i in range(0, len(items), self.batch_size):
+            send_steps.apply_async((aid, items[i:i + self.batch_size]))

@@ -1,0 +1,227 @@
+-- Every delivery state transition, atomic in Redis.
+--
+-- KEYS[1] is the alert prefix `{a:<id>}`; every key touched derives from it,
+-- so one call stays inside one Cluster slot.  ARGV[1] names the operation.
+--
+-- Delivery hash fields:
+--   s  state        planned | in_progress | confirmed | unreachable | cancelled | expired | opted_out
+--   k  step index   (0-based into the plan)      n  attempt within the step
+--   p  plan JSON    [{"l": [[channel, contact], ...], "t": timeout_s}, ...]
+--   q  sequence number in the alert (orders paged listings)
+--   v  level needed: 3 posted, 4 delivered, 5 acknowledged
+--   c  "k.n" of the attempt claimed for sending; w: claim time (ms)
+--   b  best status rank reached by the current attempt
+--   f  failed legs of the current attempt, one char per leg ("0"/"1")
+--   d  deadline of the current step (ms)         m  max attempts per step
+--   y  confirming channel and level ("sms:delivered")
+--   e  time of the terminal state (ms)
+--   t  the resident's page token (`{a:<id>}:tok:<t>` -> rid), made at the first claim
+-- Attempt status ranks: queued 1, sent 2, posted 3, delivered 4, acknowledged 5.
+
+local A = KEYS[1]
+local op = ARGV[1]
+
+local RANK = {queued = 1, sent = 2, posted = 3, delivered = 4, acknowledged = 5}
+local TERMINAL = {confirmed = true, unreachable = true, cancelled = true, expired = true, opted_out = true}
+
+local function dkey(rid) return A .. ':d:' .. rid end
+local function hkey(rid) return A .. ':h:' .. rid end
+
+local function history(rid, now, k, n, leg, status, provider, ref, code)
+  redis.call('RPUSH', hkey(rid), table.concat({now, k, n, leg, status, provider or '', ref or '', code or ''}, '|'))
+end
+
+local function move(rid, seq, old, new)
+  if old == new then return end
+  if old then
+    redis.call('ZREM', A .. ':st:' .. old, rid)
+    redis.call('HINCRBY', A .. ':count', old, -1)
+  end
+  redis.call('ZADD', A .. ':st:' .. new, seq, rid)
+  redis.call('HINCRBY', A .. ':count', new, 1)
+end
+
+local function clear_timers(rid, k, n)
+  redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|t', rid .. '|' .. k .. '|r|' .. n, rid .. '|' .. k .. '|c|' .. n)
+end
+
+local function finish(rid, d, state, now)
+  local k, n = d.k, d.n
+  move(rid, d.q, d.s, state)
+  redis.call('HSET', dkey(rid), 's', state, 'e', now)
+  clear_timers(rid, k, n)
+  return state
+end
+
+local function load(rid)
+  local f = redis.call('HMGET', dkey(rid), 's', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm')
+  if not f[1] then return nil end
+  return {s = f[1], k = tonumber(f[2]), n = tonumber(f[3]), p = f[4], q = tonumber(f[5]), v = tonumber(f[6]),
+          c = f[7], w = tonumber(f[8] or '0'), b = tonumber(f[9] or '0'), f = f[10] or '', d = tonumber(f[11] or '0'),
+          m = tonumber(f[12] or '1')}
+end
+
+local function plan_of(d) return cjson.decode(d.p) end
+
+-- Move to the next step, or end unreachable when the plan is used up.
+local function advance(rid, d, now)
+  local plan = plan_of(d)
+  clear_timers(rid, d.k, d.n)
+  if d.k + 1 >= #plan then
+    return finish(rid, d, 'unreachable', now)
+  end
+  local k = d.k + 1
+  local legs = #plan[k + 1].l
+  redis.call('HSET', dkey(rid), 'k', k, 'n', 0, 'b', 0, 'f', string.rep('0', legs), 'd', 0)
+  redis.call('HDEL', dkey(rid), 'c', 'w')
+  redis.call('HINCRBY', A .. ':count', 'fallbacks', 1)
+  return 'next:' .. k
+end
+
+-- Stop if the alert itself was cancelled or has expired.
+local function alert_gate(rid, d, now)
+  local a = redis.call('HMGET', A, 'status', 'expires_ms')
+  if a[1] == 'cancelled' then return finish(rid, d, 'cancelled', now) end
+  local ex = tonumber(a[2] or '0')
+  if ex > 0 and now >= ex then return finish(rid, d, 'expired', now) end
+  return nil
+end
+
+-- plan: ARGV = op, now, level, max_attempts, then (rid, seq, plan_json, initial_state) repeated.
+if op == 'plan' then
+  local now = ARGV[2]
+  local created = 0
+  for i = 5, #ARGV, 4 do
+    local rid, seq, plan, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if redis.call('EXISTS', dkey(rid)) == 0 then
+      local legs = 1
+      if plan ~= '[]' then legs = #cjson.decode(plan)[1].l end
+      redis.call('HSET', dkey(rid), 's', state, 'k', 0, 'n', 0, 'p', plan, 'q', seq, 'v', ARGV[3], 'm', ARGV[4],
+                 'b', 0, 'f', string.rep('0', legs))
+      if TERMINAL[state] then redis.call('HSET', dkey(rid), 'e', now) end
+      move(rid, tonumber(seq), nil, state)
+      redis.call('HINCRBY', A .. ':count', 'targeted', 1)
+      created = created + 1
+    end
+  end
+  return created
+end
+
+-- claim: ARGV = op, rid, k, n, now, lease_ms, token candidate. The one gate before a provider call.
+if op == 'claim' then
+  local rid, k, n, now, lease = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local d = load(rid)
+  if not d or TERMINAL[d.s] or d.k ~= k or d.n ~= n then return {'skip'} end
+  local gated = alert_gate(rid, d, now)
+  if gated then return {gated} end
+  local tag = k .. '.' .. n
+  if d.c == tag then
+    -- Claimed before: sent already, or the claimer may still be sending.
+    if d.b > 0 or now - d.w < lease then
+      if d.b == 0 then redis.call('ZADD', A .. ':timers', d.w + lease, rid .. '|' .. k .. '|c|' .. n) end
+      return {'skip'}
+    end
+  end
+  local plan = plan_of(d)
+  local step = plan[k + 1]
+  redis.call('HSET', dkey(rid), 'c', tag, 'w', now)
+  if d.d == 0 then
+    d.d = now + step.t * 1000
+    redis.call('HSET', dkey(rid), 'd', d.d)
+    redis.call('ZADD', A .. ':timers', d.d, rid .. '|' .. k .. '|t')
+  end
+  -- If this send never reports back (worker killed mid-call), look again after the lease.
+  redis.call('ZADD', A .. ':timers', now + lease, rid .. '|' .. k .. '|c|' .. n)
+  if d.s == 'planned' then
+    move(rid, d.q, 'planned', 'in_progress')
+    redis.call('HSET', dkey(rid), 's', 'in_progress')
+  end
+  history(rid, now, k, n, '*', 'claimed', '', '', '')
+  local token = redis.call('HGET', dkey(rid), 't')
+  if not token then
+    token = ARGV[7]
+    redis.call('HSET', dkey(rid), 't', token)
+    redis.call('SET', A .. ':tok:' .. token, rid)
+  end
+  return {'ok', cjson.encode(step.l), tostring(d.d), token}
+end
+
+-- event: ARGV = op, rid, k, n, leg, status, permanent(0/1), provider, ref, code, now, channel, backoff_ms
+if op == 'event' then
+  local rid, k, n, leg = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local status, permanent, provider, ref, code = ARGV[6], ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10]
+  local now, channel, backoff = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13] or '0')
+  local d = load(rid)
+  if not d then return 'unknown' end
+  history(rid, now, k, n, leg, status, provider, ref, code)
+  redis.call('HINCRBY', A .. ':count', 'a:' .. channel .. ':' .. status, 1)
+  if TERMINAL[d.s] then return 'late' end
+  local rank = RANK[status]
+  -- The resident acted: that is proof whichever step it came from.
+  if status == 'acknowledged' then
+    redis.call('HSET', dkey(rid), 'y', channel .. ':acknowledged')
+    redis.call('HINCRBY', A .. ':count', 'by:' .. channel, 1)
+    return finish(rid, d, 'confirmed', now)
+  end
+  if d.k ~= k or d.n ~= n then return 'late' end
+  if rank then
+    if rank <= d.b then return 'noop' end
+    -- The provider has it: the claim lease has nothing left to guard.
+    if d.b == 0 then redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|c|' .. n) end
+    redis.call('HSET', dkey(rid), 'b', rank)
+    -- A letter handed to the post is as far as paper mail can prove.
+    if rank >= d.v or status == 'posted' then
+      redis.call('HSET', dkey(rid), 'y', channel .. ':' .. status)
+      redis.call('HINCRBY', A .. ':count', 'by:' .. channel, 1)
+      return finish(rid, d, 'confirmed', now)
+    end
+    return 'noop'
+  end
+  if status ~= 'failed' then return 'noop' end
+  -- A failure after the provider proved delivery changes nothing.
+  if d.b >= RANK.delivered then return 'noop' end
+  local flags = d.f
+  if string.sub(flags, leg + 1, leg + 1) == '1' then return 'noop' end
+  flags = string.sub(flags, 1, leg) .. '1' .. string.sub(flags, leg + 2)
+  redis.call('HSET', dkey(rid), 'f', flags)
+  if string.find(flags, '0', 1, true) then return 'noop' end
+  -- Every leg of this attempt failed.
+  if not permanent and d.n + 1 < d.m and now + backoff < d.d then
+    local n2 = d.n + 1
+    local legs = string.len(flags)
+    redis.call('HSET', dkey(rid), 'n', n2, 'b', 0, 'f', string.rep('0', legs))
+    redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|c|' .. d.n)
+    redis.call('ZADD', A .. ':timers', now + backoff, rid .. '|' .. k .. '|r|' .. n2)
+    return 'retry'
+  end
+  return advance(rid, d, now)
+end
+
+-- timer: ARGV = op, member, now.  Members: rid|k|t (step deadline), rid|k|r|n (retry), rid|k|c|n (claim lease).
+if op == 'timer' then
+  local member, now = ARGV[2], tonumber(ARGV[3])
+  redis.call('ZREM', A .. ':timers', member)
+  local rid, k, kind, n = string.match(member, '^(.-)|(%d+)|(%a)|?(%d*)$')
+  k = tonumber(k)
+  local d = load(rid)
+  if not d or TERMINAL[d.s] or d.k ~= k then return 'noop' end
+  local gated = alert_gate(rid, d, now)
+  if gated then return gated end
+  if kind == 't' then
+    if now < d.d then return 'noop' end
+    history(rid, now, k, d.n, '*', 'timed_out', '', '', '')
+    return advance(rid, d, now)
+  end
+  if tonumber(n) ~= d.n then return 'noop' end
+  return 'send:' .. k .. ':' .. d.n
+end
+
+-- close: ARGV = op, rid, state, now.  Cancel, expire or opt out one delivery that is still open.
+if op == 'close' then
+  local rid, state, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+  local d = load(rid)
+  if not d or TERMINAL[d.s] then return 'noop' end
+  return finish(rid, d, state, now)
+end
+
+return redis.error_reply('unknown op ' .. tostring(op))

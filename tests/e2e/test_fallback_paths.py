@@ -1,0 +1,69 @@
+"""Each kind of resident ends where their profile says, over the real stack."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"sms": 2, "voice": 4, "push": 2, "mail": 2}
+
+
+def heat_wave(audience: dict, **extra) -> dict:
+    return {
+        "event": "Heat wave",
+        "severity": "Moderate",
+        "urgency": "Expected",
+        "content": {
+            "ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다. 야외 활동을 피하세요.",
+                   "instruction": "물을 자주 드시고 무더위 쉼터를 이용하세요."},
+            "en": {"headline": "Heat wave warning", "body": "Temperatures reach 38C today. Avoid outdoor activity.",
+                   "instruction": "Drink water often and use a cooling centre."},
+        },
+        "audience": audience,
+        "policy": {"step_timeouts": FAST},
+        **extra,
+    }
+
+
+def resident(rid: str, *contacts, needs=(), languages=("ko",), district="11110") -> dict:
+    doc = {"id": rid, "name": f"Resident {rid}", "languages": list(languages), "district": district,
+           "contacts": list(contacts)}
+    if needs:
+        doc["needs"] = list(needs)
+    return doc
+
+
+def phone(number: str, handset: str) -> dict:
+    return {"type": "phone", "number": number, "handset": handset}
+
+
+async def test_feature_phone_resident_gets_sms_confirmed_by_delivery_receipt(city):
+    await city.add(resident("fp1", phone("+821055500001", "feature_phone")),
+                   {"phones": ["+821055500001"], "sms": {"outcome": "delivered"}})
+    aid = await city.post_alert(heat_wave({"residents": ["fp1"]}))
+    summary = await city.settled(aid)
+    assert summary["deliveries"]["confirmed"] == 1
+    path = await city.path(aid, "fp1")
+    assert path["confirmed_by"] == {"channel": "sms", "level": "delivered"}
+    assert [r["channel"] for r in city.received("fp1")] == ["sms"]
+
+
+async def test_landline_only_resident_is_called_and_never_texted(city):
+    await city.add(resident("ll1", phone("+8227250001", "landline")),
+                   {"phones": ["+8227250001"], "voice": {"answer": "human", "press": ["1"]}})
+    aid = await city.post_alert(heat_wave({"residents": ["ll1"]}))
+    await city.settled(aid)
+    path = await city.path(aid, "ll1")
+    assert path["state"] == "confirmed"
+    assert path["confirmed_by"]["channel"] == "voice"
+    assert {r["channel"] for r in city.received("ll1")} == {"voice"}
+
+
+async def test_resident_with_no_contact_is_reported_unreachable_at_once(city):
+    await city.add(resident("nc1"))
+    aid = await city.post_alert(heat_wave({"residents": ["nc1"]}))
+    await city.settled(aid)
+    path = await city.path(aid, "nc1")
+    assert path["state"] == "unreachable"
+    assert path["reasons"][0]["reason"].startswith("no contact point")
