@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from . import keys
+from .cap import area_problems
 from .problems import Problem, check, invalid
 from .schemas import ALERT
 from .transitions import STATES, TERMINAL, now_ms, text
@@ -28,7 +29,7 @@ def new_alert_id() -> str:
 
 def validate(doc: Any) -> dict:
     check(ALERT, doc)
-    errors = []
+    errors = area_problems(doc)
     langs = set(doc["content"])
     for i, opt in enumerate(doc.get("response_options", [])):
         if opt["code"] == "1":

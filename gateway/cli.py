@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import click
-import redis.asyncio as aioredis
+from .store import connect
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -158,7 +158,7 @@ async def _redis(settings: Settings | None = None):
     from .embedded_redis import resolve_urls
 
     redis_url, _, _ = resolve_urls(settings or _settings())
-    return aioredis.from_url(redis_url)
+    return connect(redis_url)
 
 
 @main.command()

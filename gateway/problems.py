@@ -76,17 +76,29 @@ def _explain(error: ValidationError, prefix: tuple) -> list[dict]:
         extra = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
         return [{"field": _pointer(path + (k,)), "detail": "unknown field"} for k in extra]
     if error.validator == "oneOf" and isinstance(error.instance, dict):
-        # Contact points are tagged by `type`: report against the variant named.
-        for variant in error.validator_value:
-            const = variant.get("properties", {}).get("type", {}).get("const")
-            if const is not None and const == error.instance.get("type"):
-                return field_errors(variant, error.instance, path)
-        kinds = [v.get("properties", {}).get("type", {}).get("const") for v in error.validator_value]
-        return [{"field": _pointer(path + ("type",)), "detail": f"must be one of {kinds}"}]
+        return _explain_variants(error.validator_value, error.instance, path)
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [{"field": _pointer(path + (k,)), "detail": "is required"} for k in missing]
     return [{"field": _pointer(path), "detail": error.message[:300]}]
+
+
+def _explain_variants(variants: list[dict], instance: dict, path: tuple) -> list[dict]:
+    """Report against the variant the document meant: the one its `type` names
+    (contact points), or the one whose required key it has (areas)."""
+    for variant in variants:
+        const = variant.get("properties", {}).get("type", {}).get("const")
+        if const is not None and const == instance.get("type"):
+            return field_errors(variant, instance, path)
+    for variant in variants:
+        required = variant.get("required", [])
+        if "type" not in required and required and all(k in instance for k in required):
+            return field_errors(variant, instance, path)
+    kinds = [v.get("properties", {}).get("type", {}).get("const") or "/".join(v.get("required", []))
+             for v in variants]
+    if any(v.get("properties", {}).get("type", {}).get("const") for v in variants):
+        return [{"field": _pointer(path + ("type",)), "detail": f"must be one of {kinds}"}]
+    return [{"field": _pointer(path), "detail": f"must be one of: {', '.join(kinds)}"}]
 
 
 def field_errors(schema: dict, doc: Any, prefix: tuple = ()) -> list[dict]:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 
 import aiohttp
-import redis.asyncio as aioredis
+from .store import connect
 from aiohttp import web
 
 from . import tasks
@@ -40,7 +40,7 @@ def urls(settings: Settings) -> Urls:
 async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
     """The API (and the pump) listening; yields the aiohttp app."""
     tasks.configure(u.broker, u.redis)
-    redis = aioredis.from_url(u.redis, max_connections=256)
+    redis = connect(u.redis, 128)
     dispatch = tasks.Dispatch(settings.batch_size)
     engine = Engine(settings, redis, follow_up=dispatch.send_steps)
     http = aiohttp.ClientSession()
@@ -78,7 +78,7 @@ async def run_until_signalled(settings: Settings, u: Urls, *, with_pump: bool = 
 
 async def run_pump(settings: Settings, u: Urls) -> None:
     tasks.configure(u.broker, u.redis)
-    redis = aioredis.from_url(u.redis)
+    redis = connect(u.redis)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 import aiohttp
-import redis.asyncio as aioredis
+from .store import connect
 from celery import Celery, signals
 
 from . import keys
@@ -64,7 +64,7 @@ class Runtime:
     def __init__(self, settings: Settings, redis_url: str):
         self.loop = asyncio.new_event_loop()
         self.settings = settings
-        self.redis = aioredis.from_url(redis_url, max_connections=64)
+        self.redis = connect(redis_url)
         self.engine = Engine(settings, self.redis)
 
         async def open_():

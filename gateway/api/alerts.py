@@ -157,22 +157,28 @@ def delivery_view(rid: str, d: dict, history: list[str]) -> dict:
     return out
 
 
+RANK = {"claimed": 0, "queued": 1, "sent": 2, "posted": 3, "delivered": 4, "acknowledged": 5}
+
+
 def unreachable_reasons(plan: list, attempts: list[dict]) -> list[dict]:
-    """Per step, what its last attempt ended with."""
+    """Per step: the strongest proof it got, and how its last attempt ended."""
     if not plan:
         return [{"step": None, "reason": "no contact point any allowed channel can use"}]
-    last: dict[int, dict] = {}
-    for a in attempts:
-        last[a["step"]] = a
     out = []
     for k, step in enumerate(plan):
-        a = last.get(k)
-        if a is None:
+        tried = [a for a in attempts if a["step"] == k]
+        if not tried:
             out.append({"step": k, "channel": step["l"][0][0], "reason": "not tried"})
             continue
-        final = a["statuses"][-1]
-        reason = final["status"] + (f" ({final['error_code']})" if final.get("error_code") else "")
-        out.append({"step": k, "channel": a["channel"], "reason": reason})
+        statuses = [s for a in tried for s in a["statuses"]]
+        best = max((s["status"] for s in statuses if s["status"] in RANK), key=RANK.get, default="claimed")
+        final = statuses[-1]
+        ending = final["status"] + (f" ({final['error_code']})" if final.get("error_code") else "")
+        reason = f"{best}, not acknowledged" if best == "delivered" else ending
+        count = len({a["attempt"] for a in tried})
+        if count > 1:
+            reason += f" after {count} attempts"
+        out.append({"step": k, "channel": ",".join(sorted({a["channel"] for a in tried})), "reason": reason})
     return out
 
 

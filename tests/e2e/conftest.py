@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 import pytest
-import redis.asyncio as aioredis
+from gateway.store import connect
 
 from gateway import service
 from gateway.agencies import create_agency
@@ -70,7 +70,7 @@ class City:
     """One test's running gateway and simulator, with helpers that read as the domain."""
 
     stack: Stack
-    redis: aioredis.Redis
+    redis: object
     http: aiohttp.ClientSession
     sim: object
     api: str
@@ -123,7 +123,7 @@ class City:
 
 @pytest.fixture
 async def city(stack: Stack):
-    redis = aioredis.from_url(stack.urls.redis)
+    redis = connect(stack.urls.redis)
     await redis.flushdb()
     runner, _ = await start(SimConfig(
         port=stack.sim_port, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
