@@ -75,6 +75,7 @@ class City:
     sim: object
     api: str
     key: str
+    app: object = None
 
     @property
     def auth(self) -> dict:
@@ -129,10 +130,10 @@ async def city(stack: Stack):
         port=stack.sim_port, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
         gateway_url=stack.settings.public_url, time_scale=TIME_SCALE, seed=11, callback_backoff_s=0.2))
     try:
-        async with service.api_server(stack.settings, stack.urls):
+        async with service.api_server(stack.settings, stack.urls) as app:
             _, key = await create_agency(redis, "Seoul Metropolitan Government", rate_per_s=10_000)
             async with aiohttp.ClientSession() as http:
-                yield City(stack, redis, http, simulator_of(runner), stack.settings.public_url, key)
+                yield City(stack, redis, http, simulator_of(runner), stack.settings.public_url, key, app)
     finally:
         await runner.cleanup()
         await redis.aclose()
