@@ -10,7 +10,7 @@ cut off by the network in mid-sentence.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import gsm0338  # noqa: F401  registers the "gsm03.38" codec, our source of the standard table
@@ -156,6 +156,38 @@ def _lines(text: str) -> str:
 
 
 def render_sms(
+    message: Message, *, handset: str, segment_budget: int, with_link: bool | None = None
+) -> RenderedSms:
+    """The SMS for one resident; the same for every resident who shares the
+    message's language and handset, so it is rendered once per alert and the
+    page link (always of one length) put in afterwards."""
+    link = message.page_url
+    info = encode_info(link) if link else None
+    if info and (info.encoding != GSM7 or info.units != len(link)):
+        return _render_sms(message, handset=handset, segment_budget=segment_budget, with_link=with_link)
+    # One septet in GSM-7 and one unit in UCS-2, like each character of a plain URL.
+    placeholder = "§" * len(link)
+    key = (message.language, message.event, message.severity, message.headline, message.body,
+           message.instruction, message.short, message.response_options, placeholder, handset,
+           segment_budget, with_link)
+    shared = _rendered.get(key)
+    if shared is None:
+        shared = _render_sms(replace(message, page_url=placeholder), handset=handset,
+                             segment_budget=segment_budget, with_link=with_link)
+        if len(_rendered) >= _RENDERED_MAX:
+            _rendered.clear()
+        _rendered[key] = shared
+    if not shared.link_included:
+        return shared
+    return replace(shared, text=shared.text.replace(placeholder, link))
+
+
+# Rendered texts by everything they depend on; a fan-out needs a handful.
+_rendered: dict[tuple, RenderedSms] = {}
+_RENDERED_MAX = 1024
+
+
+def _render_sms(
     message: Message, *, handset: str, segment_budget: int, with_link: bool | None = None
 ) -> RenderedSms:
     if handset not in (SMARTPHONE, FEATURE_PHONE):

@@ -84,35 +84,39 @@ class Engine:
         specs = self.specs()
         pipe = self.redis.pipeline(transaction=False)
         for rid in rids:
-            pipe.hmget(keys.resident(rid), "p", "x")
-        rows = []
-        for seq, (rid, (p, x)) in enumerate(zip(rids, await pipe.execute()), start=first_seq):
+            pipe.hmget(keys.resident(rid), "p", "x", "c")
+        rows, opened = [], {}
+        for seq, (rid, (p, x, c)) in enumerate(zip(rids, await pipe.execute()), start=first_seq):
             if p is None:  # erased since the alert was posted
                 rows.append((rid, seq, [], "unreachable"))
                 continue
             prof = profile({b"p": p, b"x": x})
             steps = build_plan(prof, view.policy, specs)
-            rows.append((rid, seq, steps, initial_state(prof, view.policy, steps)))
+            state = initial_state(prof, view.policy, steps)
+            rows.append((rid, seq, steps, state))
+            if state == "planned":
+                # Read once here, opened only for those about to be sent to.
+                opened[rid] = (p, c)
         await self.t.plan(aid, view.policy.level, view.policy.max_attempts, rows)
-        await self.send(aid, [(rid, 0, 0) for rid, _, _, state in rows if state == "planned"])
+        await self.send(aid, [(rid, 0, 0) for rid in opened], sealed=opened)
 
     # Sending -----------------------------------------------------------------
 
-    async def send(self, aid: str, items: list[Item]) -> None:
+    async def send(self, aid: str, items: list[Item], sealed: dict | None = None) -> None:
         """Claim each step, send its legs concurrently, record what providers said."""
         while items:
             view = await self.alert(aid)
             claimed = await self._claim(aid, items)
             if not claimed:
                 return
-            private = await self._open_residents([c[0] for c in claimed])
+            private = await self._open_residents([c[0] for c in claimed], sealed)
             jobs = []
             for rid, k, n, legs, token in claimed:
                 fields, person = private[rid]
                 for leg, (channel, contact) in enumerate(legs):
                     jobs.append((rid, k, n, leg, channel, contact, token, fields, person))
             outcomes = await asyncio.gather(*(self._send_leg(aid, view, *job) for job in jobs))
-            items = await self._record(aid, jobs, outcomes)
+            items, sealed = await self._record(aid, jobs, outcomes), None
 
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)
@@ -124,13 +128,19 @@ class Engine:
                 out.append((rid, k, n, orjson.loads(res[1]), text(res[3])))
         return out
 
-    async def _open_residents(self, rids: Iterable[str]) -> dict[str, tuple[dict, dict]]:
+    async def _open_residents(self, rids: Iterable[str], sealed: dict | None = None) -> dict[str, tuple[dict, dict]]:
+        """Profile and opened contacts of each resident; `sealed` holds rows already read."""
+        sealed = sealed or {}
         rids = list(dict.fromkeys(rids))
-        pipe = self.redis.pipeline(transaction=False)
-        for rid in rids:
-            pipe.hmget(keys.resident(rid), "p", "c")
+        missing = [rid for rid in rids if rid not in sealed]
+        if missing:
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in missing:
+                pipe.hmget(keys.resident(rid), "p", "c")
+            sealed = {**sealed, **dict(zip(missing, await pipe.execute()))}
         out = {}
-        for rid, (p, c) in zip(rids, await pipe.execute()):
+        for rid in rids:
+            p, c = sealed[rid]
             if p is None:
                 out[rid] = ({}, {"name": "", "contacts": []})
             else:

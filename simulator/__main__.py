@@ -1,4 +1,7 @@
-"""`python -m simulator`: the provider simulator alone, for manual runs."""
+"""`python -m simulator`: the provider simulator alone, for manual runs and `gateway simulate`.
+
+Every SimConfig field is an option (`--time-scale 0.1`, `--printhouse-dir var/print`, ...).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +12,18 @@ import dataclasses
 
 from simulator.app import SimConfig, start
 
+# How each annotated field type is read from the command line.
+_PARSERS = {"int": int, "float": float, "int | None": int}
+# Shorter names the CLI has always accepted.
+_ALIASES = {"behaviour_file": "--behaviour", "faults_file": "--faults"}
+
 
 def parse(argv: list[str] | None = None) -> SimConfig:
-    defaults = SimConfig()
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--account-sid", default=defaults.account_sid)
-    parser.add_argument("--auth-token", default=defaults.auth_token)
-    parser.add_argument("--gateway-url", default=defaults.gateway_url)
-    parser.add_argument("--time-scale", type=float, default=defaults.time_scale)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--behaviour", dest="behaviour_file", default=None, help="NDJSON, one resident a line")
-    parser.add_argument("--faults", dest="faults_file", default=None, help="JSON faults per provider")
-    args = vars(parser.parse_args(argv))
-    names = {f.name for f in dataclasses.fields(SimConfig)}
-    return SimConfig(**{k: v for k, v in args.items() if k in names})
+    for field in dataclasses.fields(SimConfig):
+        flags = [f"--{field.name.replace('_', '-')}"] + ([_ALIASES[field.name]] if field.name in _ALIASES else [])
+        parser.add_argument(*flags, dest=field.name, type=_PARSERS.get(field.type, str), default=field.default)
+    return SimConfig(**vars(parser.parse_args(argv)))
 
 
 async def serve(config: SimConfig) -> None:

@@ -90,8 +90,6 @@ class Simulator:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        if config.fcm_service_account is None:
-            config.fcm_service_account = str(Path(tempfile.mkdtemp(prefix="simulator-")) / "fcm-service-account.json")
         self.rng = random.Random(config.seed)
         self.behaviour = Behaviour.load(config.behaviour_file) if config.behaviour_file else Behaviour()
         self._initial_faults: dict[str, Any] = {}
@@ -164,6 +162,7 @@ class Simulator:
         self.stats.clear()
         self.requests.clear()
         self.twilio.clear()
+        self.callbacks.clear()
         self.faults.set(self._initial_faults)
 
 
@@ -277,6 +276,15 @@ def build_app(config: SimConfig) -> web.Application:
     app.add_routes(CONTROL_ROUTES)
     push = _optional("simulator.push")
     if push is not None:
+        if config.fcm_service_account is None:
+            # Holds a private key: made for this run, removed with it.
+            scratch = tempfile.TemporaryDirectory(prefix="simulator-")
+            config.fcm_service_account = str(Path(scratch.name) / "fcm-service-account.json")
+
+            async def remove_scratch(_: web.Application) -> None:
+                scratch.cleanup()
+
+            app.on_cleanup.append(remove_scratch)
         app.add_routes(push.routes(sim))
     printhouse = _optional("simulator.printhouse") if config.printhouse_dir else None
 

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from hashlib import sha1
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import quote_plus
 
 import aiohttp
@@ -94,6 +94,15 @@ class Callbacks:
             batch.append(held)
         if batch:
             sim.spawn(self._deliver_in_order(batch))
+
+    def release(self, key: str) -> None:
+        """Sends what is still held back for `key` (its last callback was not asked for)."""
+        held = self._held.pop(key, None)
+        if held is not None:
+            self.sim.spawn(self._deliver_in_order([held]))
+
+    def clear(self) -> None:
+        self._held.clear()
 
     async def _deliver_in_order(self, batch: list[tuple[str, dict[str, str], str, str]]) -> None:
         for url, params, method, token in batch:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-PROVIDERS = ("twilio-sms", "twilio-voice", "fcm", "webpush", "printhouse")
+PROVIDERS = ("twilio-sms", "twilio-voice", "fcm", "webpush", "printhouse", "smsc")
 
 # What `Faults.admit` tells a handler to do instead of serving the request.
 RESET, OUTAGE, RATE_LIMITED, ERROR = "reset", "outage", "rate_limited", "error"

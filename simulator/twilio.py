@@ -14,7 +14,7 @@ import base64
 import hmac
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlencode, urlsplit
 
 import orjson
@@ -74,6 +74,39 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+MESSAGE_SUBRESOURCES = {"media": "Media"}
+CALL_SUBRESOURCES = {
+    "feedback": "Feedback",
+    "notifications": "Notifications",
+    "recordings": "Recordings",
+    "streams": "Streams",
+    "payments": "Payments",
+    "user_defined_message_subscriptions": "UserDefinedMessageSubscriptions",
+    "user_defined_messages": "UserDefinedMessages",
+    "events": "Events",
+    "siprec": "Siprec",
+    "transcriptions": "Transcriptions",
+}
+
+
+def _shown(resource: dict[str, Any], collection: str, subresources: dict[str, str]) -> dict[str, Any]:
+    """A resource as Twilio shows it; its URIs are derived here, not stored for every message."""
+    uri = f"/2010-04-01/Accounts/{resource['account_sid']}/{collection}/{resource['sid']}"
+    return {
+        **resource,
+        "uri": f"{uri}.json",
+        "subresource_uris": {name: f"{uri}/{path}.json" for name, path in subresources.items()},
+    }
+
+
+def _message(resource: dict[str, Any]) -> dict[str, Any]:
+    return _shown(resource, "Messages", MESSAGE_SUBRESOURCES)
+
+
+def _call(resource: dict[str, Any]) -> dict[str, Any]:
+    return _shown(resource, "Calls", CALL_SUBRESOURCES)
+
+
 def _is_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
@@ -121,7 +154,8 @@ class TwilioAPI:
             return None
         if verdict == fault_kinds.RESET:
             # The client sees the connection drop before any answer.
-            request.transport.abort()
+            if request.transport is not None:
+                request.transport.abort()
             raise web.HTTPServiceUnavailable()
         if verdict == fault_kinds.OUTAGE:
             return twilio_error(503, 20503, "Service Unavailable")
@@ -159,7 +193,6 @@ class TwilioAPI:
 
         sid = self.sim.new_sid("SM")
         now = rfc2822_now()
-        uri = f"/2010-04-01/Accounts/{self.sim.config.account_sid}/Messages/{sid}"
         message = {
             "body": body,
             "num_segments": str(segments(body)),
@@ -169,7 +202,6 @@ class TwilioAPI:
             "date_updated": now,
             "price": None,
             "error_message": None,
-            "uri": f"{uri}.json",
             "account_sid": self.sim.config.account_sid,
             "num_media": str(len(form.getall("MediaUrl", []))),
             "status": "queued",
@@ -180,30 +212,30 @@ class TwilioAPI:
             "error_code": None,
             "price_unit": "USD",
             "api_version": API_VERSION,
-            "subresource_uris": {"media": f"{uri}/Media.json"},
         }
         self.messages[sid] = message
         entry = self.sim.records.add(
             record["resident"] or to, "sms", "twilio-sms", sid, to=to, text=body, language=language_of(body), replies=[]
         )
-        self._schedule(message, callback, entry, record)
-        return _json(message, 201)
+        self._schedule((message, callback, entry, record))
+        return _json(_message(message), 201)
 
-    def _schedule(self, message: dict, callback: str | None, entry: dict, record: dict) -> None:
-        sms, later = record["sms"], self.sim.later
+    def _schedule(self, sms: tuple[dict, str | None, dict, dict]) -> None:
+        """The message's future, on timers; `sms` is (resource, callback URL, record entry, behaviour)."""
+        behaviour, later = sms[3]["sms"], self.sim.later
         fault = self.sim.faults.get("twilio-sms")
-        if sms["outcome"] == "failed" or self.sim.faults.chance(fault.fail_rate):
-            code = sms["error_code"] if sms["outcome"] == "failed" and sms["error_code"] else FAILED_DEFAULT_CODE
-            later(min(0.5, sms["delay_s"]), self._advance, message, callback, entry, record, "failed", code)
+        if behaviour["outcome"] == "failed" or self.sim.faults.chance(fault.fail_rate):
+            failed = behaviour["outcome"] == "failed" and behaviour["error_code"]
+            later(min(0.5, behaviour["delay_s"]), self._advance, sms, "failed", failed or FAILED_DEFAULT_CODE)
             return
-        delay = sms["delay_s"]
-        later(min(0.25, delay / 2), self._advance, message, callback, entry, record, "sent", None)
-        code = sms["error_code"] if sms["outcome"] == "undelivered" else None
-        later(delay, self._advance, message, callback, entry, record, sms["outcome"], code)
+        sent_after = min(0.25, behaviour["delay_s"] / 2)
+        later(sent_after, self._advance, sms, "sent", None)
+        code = behaviour["error_code"] if behaviour["outcome"] == "undelivered" else None
+        # Strictly after `sent`: timers due at the same instant may fire in any order.
+        later(max(behaviour["delay_s"], sent_after + 0.001), self._advance, sms, behaviour["outcome"], code)
 
-    def _advance(
-        self, message: dict, callback: str | None, entry: dict, record: dict, status: str, code: int | None
-    ) -> None:
+    def _advance(self, sms: tuple[dict, str | None, dict, dict], status: str, code: int | None) -> None:
+        message, callback, entry, record = sms
         now = rfc2822_now()
         message["status"] = entry["status"] = status
         message["date_updated"] = now
@@ -258,8 +290,6 @@ class TwilioAPI:
             "date_sent": now,
             "error_code": None,
             "error_message": None,
-            "uri": f"/2010-04-01/Accounts/{message['account_sid']}/Messages/{sid}.json",
-            "subresource_uris": {"media": f"/2010-04-01/Accounts/{message['account_sid']}/Messages/{sid}/Media.json"},
         }
         self.messages[sid] = inbound
         entry["replies"].append({"body": body, "sid": sid, "at": time.time()})
@@ -288,13 +318,13 @@ class TwilioAPI:
         message = self.messages.get(request.match_info["Sid"])
         if message is None:
             return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
-        return _json(message)
+        return _json(_message(message))
 
     async def list_messages(self, request: web.Request) -> web.Response:
         refused = await self._refuse(request, "twilio-sms")
         if refused:
             return refused
-        return self._page(request, "messages", self.messages, ("To", "From"))
+        return self._page(request, "messages", self.messages, _message, ("To", "From"))
 
     # --- Calls --------------------------------------------------------------
 
@@ -323,7 +353,6 @@ class TwilioAPI:
 
         sid = self.sim.new_sid("CA")
         now = rfc2822_now()
-        uri = f"/2010-04-01/Accounts/{self.sim.config.account_sid}/Calls/{sid}"
         resource = {
             "sid": sid,
             "date_created": now,
@@ -349,22 +378,6 @@ class TwilioAPI:
             "caller_name": None,
             "queue_time": "0",
             "trunk_sid": None,
-            "uri": f"{uri}.json",
-            "subresource_uris": {
-                name: f"{uri}/{path}.json"
-                for name, path in (
-                    ("feedback", "Feedback"),
-                    ("notifications", "Notifications"),
-                    ("recordings", "Recordings"),
-                    ("streams", "Streams"),
-                    ("payments", "Payments"),
-                    ("user_defined_message_subscriptions", "UserDefinedMessageSubscriptions"),
-                    ("user_defined_messages", "UserDefinedMessages"),
-                    ("events", "Events"),
-                    ("siprec", "Siprec"),
-                    ("transcriptions", "Transcriptions"),
-                )
-            },
         }
         self.calls[sid] = resource
         record = self.sim.behaviour.by_phone(to)
@@ -387,7 +400,7 @@ class TwilioAPI:
             ),
         )
         self.sim.spawn(voice.run(self.sim, call))
-        return _json(resource, 201)
+        return _json(_call(resource), 201)
 
     async def fetch_call(self, request: web.Request) -> web.Response:
         refused = await self._refuse(request, "twilio-voice")
@@ -396,15 +409,22 @@ class TwilioAPI:
         call = self.calls.get(request.match_info["Sid"])
         if call is None:
             return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
-        return _json(call)
+        return _json(_call(call))
 
     async def list_calls(self, request: web.Request) -> web.Response:
         refused = await self._refuse(request, "twilio-voice")
         if refused:
             return refused
-        return self._page(request, "calls", self.calls, ("To", "From", "Status"))
+        return self._page(request, "calls", self.calls, _call, ("To", "From", "Status"))
 
-    def _page(self, request: web.Request, name: str, store: dict[str, dict], filters: tuple[str, ...]) -> web.Response:
+    def _page(
+        self,
+        request: web.Request,
+        name: str,
+        store: dict[str, dict],
+        show: Callable[[dict[str, Any]], dict[str, Any]],
+        filters: tuple[str, ...],
+    ) -> web.Response:
         """One page of a list, newest first, in Twilio's list envelope."""
         query = request.query
         wanted = {f.lower(): query[f] for f in filters if query.get(f)}
@@ -423,7 +443,7 @@ class TwilioAPI:
 
         return _json(
             {
-                name: chunk,
+                name: [show(r) for r in chunk],
                 "start": start,
                 "end": start + max(len(chunk) - 1, 0),
                 "page": page,

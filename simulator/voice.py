@@ -55,6 +55,9 @@ class Call:
     behaviour: dict[str, Any]
     entry: dict[str, Any]
     answered_by: str | None = None
+    # Simulated seconds since the call was placed, and at answer; durations come
+    # from these rather than the wall clock, which time_scale and load distort.
+    clock: float = 0.0
     answered_at: float = 0.0
     sequence: int = 0
     presses_used: int = 0
@@ -67,41 +70,42 @@ def speech_s(text: str) -> float:
     return sum(0.15 if ord(ch) >= 0x2E80 else 0.06 for ch in text)
 
 
-async def _pause(sim: "Simulator", seconds: float) -> None:
+async def _pause(sim: "Simulator", call: Call, seconds: float) -> None:
+    call.clock += seconds
     await asyncio.sleep(sim.scaled(seconds))
 
 
 async def run(sim: "Simulator", call: Call) -> None:
     answer = call.behaviour["voice"]["answer"]
     ring_s = float(call.behaviour["voice"]["ring_s"])
-    await _pause(sim, 0.2)
+    await _pause(sim, call, 0.2)
     if answer == "failed" or sim.faults.chance(sim.faults.get("twilio-voice").fail_rate):
         return _end(sim, call, "failed")
     _event(sim, call, "initiated", "initiated")
-    await _pause(sim, 1.0)
+    await _pause(sim, call, 1.0)
     _status(call, "ringing")
     _event(sim, call, "ringing", "ringing")
     if answer == "busy":
-        await _pause(sim, 2.0)
+        await _pause(sim, call, 2.0)
         return _end(sim, call, "busy")
     if answer == "no-answer" or ring_s >= call.timeout_s:
-        await _pause(sim, call.timeout_s)
+        await _pause(sim, call, call.timeout_s)
         return _end(sim, call, "no-answer")
-    await _pause(sim, ring_s)
+    await _pause(sim, call, ring_s)
 
     if call.machine_detection:
         if answer == "machine":
             call.answered_by = "machine_start" if call.machine_detection == "Enable" else "machine_end_beep"
         else:
             call.answered_by = "human"
-    call.answered_at = asyncio.get_running_loop().time()
+    call.answered_at = call.clock
     call.resource["start_time"] = rfc2822_now()
     call.resource["answered_by"] = call.answered_by
     call.entry["answered_by"] = call.answered_by or answer
     _status(call, "in-progress")
     _event(sim, call, "answered", "in-progress")
     if call.machine_detection:
-        await _pause(sim, DETECTION_S[call.machine_detection])
+        await _pause(sim, call, DETECTION_S[call.machine_detection])
 
     if call.twiml:
         await _follow(sim, call, call.twiml, call.url or "")
@@ -156,8 +160,7 @@ def _event(sim: "Simulator", call: Call, event: str, status: str, extra: dict[st
 def _end(sim: "Simulator", call: Call, status: str) -> None:
     extra = {"SipResponseCode": SIP_RESPONSE[status]}
     if status == "completed":
-        elapsed = (asyncio.get_running_loop().time() - call.answered_at) / (sim.config.time_scale or 1.0)
-        seconds = max(1, math.ceil(elapsed))
+        seconds = max(1, math.ceil(call.clock - call.answered_at))
         call.resource["duration"] = str(seconds)
         call.resource["end_time"] = rfc2822_now()
         call.entry["duration_s"] = seconds
@@ -171,6 +174,7 @@ def _end(sim: "Simulator", call: Call, status: str) -> None:
     if status == "completed" and call.heard_any:
         sim.records.receive(call.entry)
     _event(sim, call, "completed", status, extra)
+    sim.callbacks.release(call.resource["sid"])
 
 
 async def _fetch(sim: "Simulator", call: Call, url: str, method: str, extra: dict[str, str]) -> str | None:
@@ -212,9 +216,10 @@ async def _play(sim: "Simulator", call: Call, root: Element, url: str) -> tuple[
     for verb in root:
         if verb.tag == "Gather":
             digits = await _gather(sim, call, verb)
-            if digits is not None:
+            # Twilio calls the action without digits too when asked to (actionOnEmptyResult).
+            if digits is not None or verb.get("actionOnEmptyResult", "").lower() == "true":
                 action = urljoin(url, verb.get("action") or url)
-                return action, verb.get("method", "POST").upper(), {"Digits": digits, "FinishedOnKey": ""}
+                return action, verb.get("method", "POST").upper(), {"Digits": digits or "", "FinishedOnKey": ""}
         elif verb.tag == "Redirect":
             return urljoin(url, (verb.text or "").strip()), verb.get("method", "POST").upper(), {}
         elif verb.tag in ("Hangup", "Reject"):
@@ -237,12 +242,12 @@ async def _listen(sim: "Simulator", call: Call, verb: Element) -> None:
         )
         call.heard_any = True
         call.understood = call.understood or understands(call.behaviour, language)
-        await _pause(sim, speech_s(text) * rounds)
+        await _pause(sim, call, speech_s(text) * rounds)
     elif verb.tag == "Play":
         call.entry["heard"].append({"play": (verb.text or "").strip(), "loop": loop, "at": time.time()})
-        await _pause(sim, PLAY_S * rounds)
+        await _pause(sim, call, PLAY_S * rounds)
     elif verb.tag == "Pause":
-        await _pause(sim, float(verb.get("length", "1")))
+        await _pause(sim, call, float(verb.get("length", "1")))
     else:
         sim.stats[f"voice.unsupported.{verb.tag}"] += 1
 
@@ -262,12 +267,12 @@ async def _gather(sim: "Simulator", call: Call, verb: Element) -> str | None:
         and float(voice["after_s"]) <= timeout
     )
     if not can_press:
-        await _pause(sim, timeout)
+        await _pause(sim, call, timeout)
         return None
     digits = str(presses[call.presses_used])
     call.presses_used += 1
     if verb.get("numDigits", "").isdigit():
         digits = digits[: int(verb.get("numDigits"))]
-    await _pause(sim, float(voice["after_s"]) + DIGIT_S * len(digits))
+    await _pause(sim, call, float(voice["after_s"]) + DIGIT_S * len(digits))
     call.entry["pressed"].append({"digits": digits, "at": time.time()})
     return digits

@@ -67,3 +67,24 @@ async def test_resident_with_no_contact_is_reported_unreachable_at_once(city):
     path = await city.path(aid, "nc1")
     assert path["state"] == "unreachable"
     assert path["reasons"][0]["reason"].startswith("no contact point")
+
+
+async def test_a_resident_who_listens_to_the_end_without_pressing_counts_as_delivered_not_acknowledged(city):
+    await city.add(resident("ll2", phone("+8227250002", "landline")),
+                   {"phones": ["+8227250002"], "voice": {"answer": "human", "press": []}})
+    aid = await city.post_alert(heat_wave({"residents": ["ll2"]}))
+    await city.settled(aid)
+    path = await city.path(aid, "ll2")
+    assert path["confirmed_by"] == {"channel": "voice", "level": "delivered"}
+
+
+async def test_an_answering_machine_never_confirms_a_call(city):
+    await city.add(resident("ll3", phone("+8227250003", "landline")),
+                   {"phones": ["+8227250003"], "voice": {"answer": "machine"}})
+    aid = await city.post_alert(heat_wave({"residents": ["ll3"]}))
+    await city.settled(aid)
+    path = await city.path(aid, "ll3")
+    assert path["state"] == "unreachable"
+    heard = city.received("ll3")[0]
+    assert heard["channel"] == "voice" and heard["answered_by"].startswith("machine")
+    assert heard["pressed"] == []

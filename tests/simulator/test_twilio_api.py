@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import jsonschema
 import orjson
 import pytest
 import twilio_spec
@@ -66,6 +67,21 @@ async def test_async_client_creates_messages_and_calls_that_match_the_spec(sim, 
     check_all_sent(sim.sim)
     sent = next(r for r in sim.sim.requests if r["path"].endswith("Calls.json"))
     assert [v for k, v in sent["fields"] if k == "StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+
+
+async def test_the_spec_check_catches_a_missing_field_a_wrong_type_or_a_bad_date(sim, twilio_client):
+    await in_thread(twilio_client.messages.create, to=KOREAN_MOBILE, from_=FROM, body="hi")
+    path = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
+    good = orjson.loads(twilio_client.http_client.seen[-1][3])
+    twilio_spec.validate_response(path, "post", 201, good)
+    without_uri = {k: v for k, v in good.items() if k != "uri"}
+    for bad in (without_uri, {**good, "num_segments": 1}, {**good, "date_created": "2026-11-21T09:00:00Z"},
+                {**good, "status": "lost"}, {**good, "sid": "XX" + good["sid"][2:]}):
+        with pytest.raises(jsonschema.ValidationError):
+            twilio_spec.validate_response(path, "post", 201, bad)
+    with pytest.raises(jsonschema.ValidationError):
+        twilio_spec.validate_form("/2010-04-01/Accounts/{AccountSid}/Calls.json",
+                                  [["To", KOREAN_MOBILE], ["From", FROM], ["MachineDetection", "Sometimes"]])
 
 
 async def test_a_finished_call_still_matches_the_spec(sim, twilio_client, gateway):

@@ -103,6 +103,10 @@ def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
     if "$ref" in raw:
         return resource_schema(raw["$ref"].rsplit("/", 1)[-1])
     schema = to_json_schema(raw)
+    for name, prop in raw["properties"].items():
+        # A list page: its items are resources, held to the same standard.
+        if prop.get("type") == "array" and "$ref" in prop.get("items", {}):
+            schema["properties"][name]["items"] = resource_schema(prop["items"]["$ref"].rsplit("/", 1)[-1])
     return {**schema, "required": sorted(schema["properties"])}
 
 

@@ -1,0 +1,373 @@
+"""Fan-out of one alert to 100,000 residents, with the figures issue 2 asks for.
+
+    .venv/bin/python bench/fanout.py                       # 100,000 residents
+    .venv/bin/python bench/fanout.py --residents 20000     # quicker
+
+In one run, on this machine, against the simulator on loopback (its own process):
+1. the gateway (`gateway api` with the pump, `gateway worker`, embedded Redis)
+   fans an SMS alert out to every resident: first attempts handed to the
+   provider per second, gateway CPU per first attempt, API accept latency,
+   Redis bytes per delivery;
+2. nobody confirms, so every SMS step times out and the voice step starts:
+   escalation lag (the voice send minus the SMS step's deadline);
+3. the loopback ceiling: bare aiohttp clients, as many processes as the
+   gateway has workers, posting to the same simulator as fast as they can;
+4. a naive sender: one Celery task per message with the synchronous twilio
+   client, as in the usual tutorials.
+The simulator's status callbacks are off in every phase (the fault
+`lost_callbacks`), so all three senders do the same work: hand messages over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from gateway import keys  # noqa: E402
+from gateway.agencies import create_agency  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.crypto import Vault  # noqa: E402
+from gateway.embedded_redis import EmbeddedRedis  # noqa: E402
+from gateway.registry import Registry, check_import  # noqa: E402
+from gateway.store import connect  # noqa: E402
+
+SID, TOKEN = "AC" + "0" * 31 + "1", "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def city(n: int, out: Path) -> tuple[list[dict], Path]:
+    """Feature-phone residents: SMS first, then a call nobody answers."""
+    residents, lines = [], []
+    for i in range(n):
+        number = f"+82105{i:07d}"
+        residents.append({"id": f"b{i:06d}", "languages": ["ko"], "district": f"D{i % 25:02d}",
+                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
+        lines.append(orjson.dumps({"resident": f"b{i:06d}", "phones": [number], "voice": {"answer": "no-answer"}}))
+    behaviour = out / "behaviour.ndjson"
+    behaviour.write_bytes(b"\n".join(lines))
+    return residents, behaviour
+
+
+class Tree:
+    """CPU seconds of a process and all its children, summed."""
+
+    def __init__(self, *procs: subprocess.Popen):
+        self.roots = [psutil.Process(p.pid) for p in procs]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for root in self.roots:
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+        return total
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+async def post(http, url, auth, body) -> tuple[float, str]:
+    began = time.perf_counter()
+    async with http.post(url, json=body, headers=auth) as r:
+        data = await r.json()
+        assert r.status == 202, data
+    return (time.perf_counter() - began) * 1000, data["id"]
+
+
+async def wait_handed(http, url, auth, channel: str, target: int, timeout: float, label: str) -> list[tuple]:
+    """Poll the alert until `target` attempts on `channel` got a provider answer."""
+    series, began = [], time.monotonic()
+    while time.monotonic() - began < timeout:
+        async with http.get(url, headers=auth) as r:
+            s = await r.json()
+        c = s["channels"].get(channel, {})
+        handed = c.get("queued", 0) + c.get("failed", 0)
+        series.append((time.monotonic(), handed))
+        print(f"\r  {label}: {handed:,}/{target:,}", end="", flush=True)
+        if handed >= target:
+            print()
+            return series
+        await asyncio.sleep(0.25)
+    raise SystemExit(f"\n{label}: only {series[-1][1]} of {target} after {timeout:.0f} s")
+
+
+def rate(series: list[tuple], target: int) -> tuple[float, float]:
+    """(sends/s between the first send and the last, seconds taken)."""
+    start = next(t for t, n in series if n > 0)
+    end = series[-1][0]
+    return target / max(end - start, 1e-9), end - start
+
+
+async def escalation_lags(redis, aid: str, rids: list[str], sms_timeout_s: int) -> list[float]:
+    """Per delivery: the voice step's provider answer minus the SMS step's deadline (ms)."""
+    lags = []
+    for i in range(0, len(rids), 2000):
+        pipe = redis.pipeline(transaction=False)
+        for rid in rids[i:i + 2000]:
+            pipe.lrange(keys.delivery_history(aid, rid), 0, -1)
+        for history in await pipe.execute():
+            claimed = voice = None
+            for line in history:
+                at, k, _n, _leg, status = line.decode().split("|")[:5]
+                if k == "0" and status == "claimed" and claimed is None:
+                    claimed = int(at)
+                if k == "1" and status == "queued" and voice is None:
+                    voice = int(at)
+            if claimed is not None and voice is not None:
+                lags.append(voice - (claimed + sms_timeout_s * 1000))
+    return lags
+
+
+async def gateway_phase(args, data: Path, sim_url: str, sim_port: int) -> dict:
+    settings = Settings.from_env({"GATEWAY_DATA_DIR": str(data)})
+    redis_server = EmbeddedRedis(data).start()
+    redis = connect(redis_server.url)
+    residents, _ = city(args.residents, data)
+    vault = Vault(settings.contact_key, settings.lookup_key)
+    t = time.perf_counter()
+    registry = Registry(redis, vault)
+    checked = check_import((i, r) for i, r in enumerate(residents))
+    for i in range(0, len(checked), 2000):
+        await registry.put_many(checked[i:i + 2000])
+    print(f"  imported {len(checked):,} residents in {time.perf_counter() - t:.1f} s")
+    _, key = await create_agency(redis, "Bench city", rate_per_s=100_000)
+    auth = {"Authorization": f"Bearer {key}"}
+
+    api_port = free_port()
+    env = {**os.environ, **settings.env(), "GATEWAY_REDIS_URL": redis_server.url,
+           "GATEWAY_BROKER_URL": redis_server.broker_url(1), "GATEWAY_PORT": str(api_port),
+           "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{api_port}", "TWILIO_API_BASE": sim_url,
+           "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_FROM_NUMBER": "+15005550006",
+           "GATEWAY_WORKER_CONCURRENCY": str(args.workers), "GATEWAY_BATCH_SIZE": str(args.batch),
+           # The simulator has no rate limit to respect: pacing must not be what is measured.
+           "GATEWAY_SMS_RATE_PER_SENDER": "1000000", "GATEWAY_SMS_RATE_PER_PROVIDER": "1000000",
+           "GATEWAY_VOICE_CPS_PER_SENDER": "1000000", "GATEWAY_VOICE_CPS_PER_PROVIDER": "1000000"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    api = subprocess.Popen([sys.executable, "-m", "gateway", "api"], env=env, **quiet)
+    worker = subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env, **quiet)
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{base}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(3)  # let the worker pool come up
+            gateway = Tree(api, worker)
+            redis_proc = psutil.Process(redis_server.proc.pid)
+            mem0 = (await redis.info("memory"))["used_memory"]
+            stats0 = await memory_stats(redis)
+            cpu0, rcpu0 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
+
+            alert = {"event": "Heat wave", "severity": "Moderate",
+                     "content": {"ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다."}},
+                     "audience": {"everyone": True},
+                     "policy": {"channels": ["sms", "voice"],
+                                "step_timeouts": {"sms": args.sms_timeout, "voice": 3600}}}
+            latency, aid = await post(http, f"{base}/v1/alerts", auth, alert)
+            latencies = [latency]
+            probe = {**alert, "audience": {"residents": ["b000000"]}, "policy": {"channels": ["sms"]}}
+
+            async def probes():
+                for _ in range(args.probes):
+                    latencies.append((await post(http, f"{base}/v1/alerts", auth, probe))[0])
+                    await asyncio.sleep(0.05)
+
+            prober = asyncio.create_task(probes())
+            series = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "sms", args.residents, 1800,
+                                       "first attempts")
+            await prober
+            cpu1, rcpu1 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
+            mem1 = (await redis.info("memory"))["used_memory"]
+            breakdown = await memory_breakdown(redis, aid, args.residents)
+            stats1 = await memory_stats(redis)
+            for name in stats1:
+                breakdown[f"[{name}]"] = (stats1[name] - stats0.get(name, 0)) / args.residents
+            first_rate, first_s = rate(series, args.residents)
+
+            esc = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "voice", args.residents,
+                                    args.sms_timeout + 1800, "escalations to voice")
+            cpu2 = gateway.cpu()
+            esc_rate, _ = rate(esc, args.residents)
+            lags = await escalation_lags(redis, aid, residents_ids(args.residents), args.sms_timeout)
+    finally:
+        for proc in (api, worker):
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in (api, worker):
+            proc.wait(30)
+        await redis.aclose()
+        redis_server.stop()
+    return {
+        "first_rate": first_rate, "first_s": first_s,
+        "cpu_per_first_us": (cpu1 - cpu0) / args.residents * 1e6,
+        "redis_cpu_per_first_us": (rcpu1 - rcpu0) / args.residents * 1e6,
+        "accept_p50": pct(latencies, 50), "accept_p99": pct(latencies, 99), "accept_n": len(latencies),
+        "bytes_per_delivery": (mem1 - mem0) / args.residents,
+        "esc_rate": esc_rate, "cpu_per_escalation_us": (cpu2 - cpu1) / args.residents * 1e6,
+        "memory": breakdown,
+        "lag_p50": pct(lags, 50) / 1000, "lag_p99": pct(lags, 99) / 1000, "lag_n": len(lags),
+    }
+
+
+async def memory_stats(redis) -> dict[str, float]:
+    """Where used_memory goes, as MEMORY STATS tells it (dataset and overheads)."""
+    out = {}
+    for name, value in (await redis.memory_stats()).items():
+        name = name.decode() if isinstance(name, bytes) else name
+        if isinstance(value, int) and name.split(".")[0] in ("overhead", "clients", "aof", "dataset", "lua"):
+            out[name] = value
+        elif name.startswith("db.") and isinstance(value, dict):
+            for k, v in value.items():
+                out[f"{name}.{k.decode() if isinstance(k, bytes) else k}"] = v
+    return out
+
+
+async def memory_breakdown(redis, aid: str, n: int) -> dict[str, float]:
+    """Bytes per delivery by kind of key, from MEMORY USAGE on a sample."""
+    sample = residents_ids(n)[:: max(1, n // 200)]
+    out: dict[str, float] = {}
+
+    async def per_key(name: str, key_of) -> None:
+        sizes = [await redis.memory_usage(key_of(rid)) or 0 for rid in sample]
+        out[name] = sum(sizes) / len(sizes)
+
+    await per_key("delivery hash", lambda rid: keys.delivery(aid, rid))
+    await per_key("history list", lambda rid: keys.delivery_history(aid, rid))
+    await per_key("reply target", keys.reply_target)
+    shared = [k async for k in redis.scan_iter(match=f"{keys.alert(aid)}*", count=10_000)
+              if b":d:" not in k and b":h:" not in k and b":tok:" not in k]
+    for key in shared:
+        out[key.decode().split("}", 1)[1] or "alert"] = (await redis.memory_usage(key, samples=0) or 0) / n
+    tokens = [k async for k in redis.scan_iter(match=f"{keys.alert(aid)}:tok:*", count=10_000)]
+    if tokens:
+        out["page tokens"] = (await redis.memory_usage(tokens[0]) or 0) * len(tokens) / n
+    return out
+
+
+def residents_ids(n: int) -> list[str]:
+    return [f"b{i:06d}" for i in range(n)]
+
+
+def ceiling_phase(args, sim_url: str) -> float:
+    """Bare aiohttp clients, one process per gateway worker, as fast as they go."""
+    import multiprocessing as mp
+
+    from simulator_capacity import client
+
+    out = mp.Queue()
+    share = args.ceiling_requests // args.workers
+    procs = [mp.Process(target=client, args=(sim_url, share, 64, False, out)) for _ in range(args.workers)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(r[0] for r in results) / max(r[2] for r in results)
+
+
+def naive_phase(args, data: Path, sim_url: str) -> float:
+    """One Celery task per message, synchronous twilio client (bench/naive_sender.py)."""
+    server = EmbeddedRedis(data / "naive").start()
+    env = {**os.environ, "NAIVE_BROKER": server.broker_url(2), "NAIVE_REDIS": server.url,
+           "TWILIO_API_BASE": sim_url, "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN}
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "naive_sender", "worker", "-c", str(args.workers),
+                               "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+                              cwd=ROOT / "bench", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        result = subprocess.run([sys.executable, "naive_sender.py", str(args.naive)], cwd=ROOT / "bench", env=env,
+                                capture_output=True, text=True, timeout=1800, check=True)
+        return float(result.stdout.strip().splitlines()[-1])
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        server.stop()
+
+
+def main() -> None:
+    # Killed or interrupted, still stop the processes started (they have sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--residents", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="gateway worker processes (and ceiling clients)")
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--sms-timeout", type=int, default=90, help="seconds before the SMS step times out")
+    parser.add_argument("--probes", type=int, default=200, help="small alerts posted during the fan-out")
+    parser.add_argument("--ceiling-requests", type=int, default=20_000)
+    parser.add_argument("--naive", type=int, default=3_000, help="messages for the naive sender")
+    args = parser.parse_args()
+
+    data = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    _, behaviour = city(args.residents, data)
+    faults = data / "faults.json"
+    faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
+    sim = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(sim_port), "--account-sid", SID,
+                            "--auth-token", TOKEN, "--time-scale", "0.01", "--behaviour", str(behaviour),
+                            "--faults", str(faults)],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(3)
+    try:
+        print(f"gateway: {args.residents:,} residents, {args.workers} workers, batches of {args.batch}")
+        g = asyncio.run(gateway_phase(args, data, sim_url, sim_port))
+        print("loopback ceiling ...")
+        ceiling = ceiling_phase(args, sim_url)
+        print("naive sender ...")
+        naive = naive_phase(args, data, sim_url)
+    finally:
+        os.killpg(sim.pid, signal.SIGTERM)
+        sim.wait(10)
+        shutil.rmtree(data, ignore_errors=True)
+
+    rows = [
+        ("first attempts handed to the provider", f"{g['first_rate']:,.0f}/s ({g['first_s']:.1f} s)", ""),
+        ("  vs loopback ceiling", f"{g['first_rate'] / ceiling:.2f} of {ceiling:,.0f}/s", ">= 0.6"),
+        ("  vs naive sender", f"{g['first_rate'] / naive:.1f}x of {naive:,.0f}/s", ">= 10x"),
+        ("gateway CPU per first attempt", f"{g['cpu_per_first_us']:.0f} us", "<= 500 us"),
+        ("  (Redis CPU per first attempt)", f"{g['redis_cpu_per_first_us']:.0f} us", ""),
+        ("API accept latency", f"p50 {g['accept_p50']:.1f} ms, p99 {g['accept_p99']:.1f} ms (n={g['accept_n']})",
+         "p99 < 50 ms"),
+        ("Redis bytes per delivery", f"{g['bytes_per_delivery']:.0f} B", "< 1024 B"),
+        ("escalations to the next step", f"{g['esc_rate']:,.0f}/s, {g['cpu_per_escalation_us']:.0f} us CPU each", ""),
+        ("escalation lag", f"p50 {g['lag_p50']:.2f} s, p99 {g['lag_p99']:.2f} s (n={g['lag_n']:,})", "p99 < 2 s"),
+    ]
+    rows += [(f"  {name}", f"{size:.0f} B", "") for name, size in sorted(g["memory"].items(), key=lambda x: -x[1])]
+    width = max(len(r[0]) for r in rows)
+    print(f"\nfan-out of {args.residents:,} residents, {args.workers} workers, {os.cpu_count()} cores")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<48} {target}")
+
+
+if __name__ == "__main__":
+    main()
