@@ -204,9 +204,13 @@ async def gateway_phase(args, data: Path, sim_url: str, sim_port: int) -> dict:
                     await asyncio.sleep(0.05)
 
             prober = asyncio.create_task(probes())
+            if args.profile:
+                profiler = asyncio.create_task(profile_workers(worker, args.profile))
             series = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "sms", args.residents, 1800,
                                        "first attempts")
             await prober
+            if args.profile:
+                await profiler
             cpu1, rcpu1 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
             mem1 = (await redis.info("memory"))["used_memory"]
             breakdown = await memory_breakdown(redis, aid, args.residents)
@@ -237,6 +241,21 @@ async def gateway_phase(args, data: Path, sim_url: str, sim_port: int) -> dict:
         "memory": breakdown,
         "lag_p50": pct(lags, 50) / 1000, "lag_p99": pct(lags, 99) / 1000, "lag_n": len(lags),
     }
+
+
+async def profile_workers(worker: subprocess.Popen, out: str, seconds: int = 10) -> None:
+    """py-spy samples of the worker pool during the fan-out, raw folded stacks into `out`."""
+    await asyncio.sleep(2)
+    kids = psutil.Process(worker.pid).children()
+    procs = [await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(k.pid), "-d", str(seconds), "-r", "250", "-f", "raw",
+        "-o", f"{out}.{k.pid}", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
+    for p in procs:
+        await p.wait()
+    with open(out, "w") as f:
+        for k in kids:
+            f.write(Path(f"{out}.{k.pid}").read_text())
+            Path(f"{out}.{k.pid}").unlink()
 
 
 async def memory_stats(redis) -> dict[str, float]:
@@ -325,6 +344,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200, help="small alerts posted during the fan-out")
     parser.add_argument("--ceiling-requests", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=3_000, help="messages for the naive sender")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the workers during the fan-out (pip install py-spy)")
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="bench-fanout-"))

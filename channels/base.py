@@ -8,6 +8,7 @@ knows the engine and the engine knows no provider by name.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, ClassVar
@@ -134,9 +135,20 @@ class Channel(ABC):
     @abstractmethod
     async def send(self, message: Message, recipient: Recipient) -> Outcome: ...
 
+    async def preview(self, message: Message, recipient: Recipient) -> dict | None:
+        """What `send` would hand the provider, without sending (the agency's
+        preview): SMS text and segments, TwiML, push payload, letter link.
+        None when the channel has nothing to show."""
+        return None
+
     def routes(self) -> list:
         """aiohttp routes for this channel's provider webhooks."""
         return []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Background work in the API process (closing letter batches, reading
+        provider files) until `stop` is set; most channels have none."""
+        return None
 
     async def close(self) -> None:
         return None

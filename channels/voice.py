@@ -16,6 +16,7 @@ from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from .base import Channel, Outcome, ProviderEvent
+from .pacing import Bucket, Pacer, bucket_key
 from .twilio import Twilio
 from .voice_script import alert_twiml, gather_twiml, machine_twiml
 
@@ -48,7 +49,15 @@ class Voice(Channel):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.twilio = Twilio(ctx.settings)
+        settings = ctx.settings
+        self.twilio = Twilio(settings)
+        # Busy, no answer and machines wait this long, doubling per attempt
+        # (engine back-off); the default voice step budget fits three calls.
+        self.retry_backoff_s = settings.voice_retry_backoff_s
+        self.pacer = Pacer(ctx.redis)
+        self.buckets = (Bucket(bucket_key(self.name, "twilio"), settings.voice_cps_per_provider),
+                        Bucket(bucket_key(self.name, "twilio", settings.twilio_from_number),
+                               settings.voice_cps_per_sender))
 
     def available(self) -> bool:
         return self.twilio.configured()
@@ -56,11 +65,24 @@ class Voice(Channel):
     async def send(self, message, recipient) -> Outcome:
         slow = int(speaks_slowly_to(recipient.needs, recipient.birth_year))
         query = f"?lang={message.language}&slow={slow}"
+        # Calls per second: carriers and Twilio cap them per caller number and account.
+        await self.pacer.wait(*self.buckets)
         return await self.twilio.call(
             recipient.contact["number"],
             url=self.twilio.callback_url(f"/hooks/twilio/voice/{message.ref}{query}"),
             status_callback=self.twilio.callback_url(f"/hooks/twilio/call/{message.ref}"),
         )
+
+    async def preview(self, message, recipient) -> dict:
+        slow = speaks_slowly_to(recipient.needs, recipient.birth_year)
+        query = f"?lang={message.language}&slow={int(slow)}"
+        action = self.twilio.callback_url(f"/hooks/twilio/gather/{message.ref}{query}")
+        return {
+            "twiml": _report_silence(alert_twiml(message, gather_action=action, slow=slow)),
+            # What an answering machine records; the call is tried again later.
+            "machine_twiml": machine_twiml(message, slow=slow),
+            "slow_speech": slow,
+        }
 
     def routes(self) -> list:
         path = "{aid}/{rid}/{k}/{n}/{leg}"

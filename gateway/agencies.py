@@ -11,6 +11,9 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import orjson
 
 from . import keys
 from .transitions import now_ms, text
@@ -24,27 +27,39 @@ class Agency:
     id: str
     name: str
     scopes: frozenset[str]
-    # District codes it may target; empty means the whole city.
+    # District codes it may target; with `areas` empty too, the whole city.
     districts: frozenset[str]
     rate_per_s: int = DEFAULT_RATE_PER_S
+    # Polygons it may target, each a closed ring of [lat, lon] points.
+    areas: tuple = ()
+
+    def area(self):
+        from .geo import agency_area
+
+        return agency_area(self.districts, orjson.dumps(self.areas).decode())
 
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_agency(redis, name: str, scopes=SCOPES, districts=(), rate_per_s: int = DEFAULT_RATE_PER_S
-                        ) -> tuple[Agency, str]:
+async def create_agency(redis, name: str, scopes=SCOPES, districts=(), rate_per_s: int = DEFAULT_RATE_PER_S,
+                        areas=()) -> tuple[Agency, str]:
     """A new agency and its API key (the only time the key is seen)."""
     unknown = set(scopes) - set(SCOPES)
     if unknown:
         raise ValueError(f"unknown scopes: {sorted(unknown)}")
-    agency = Agency("ag_" + secrets.token_hex(6), name, frozenset(scopes), frozenset(districts), rate_per_s)
+    areas = tuple(tuple(tuple(float(c) for c in point) for point in ring) for ring in areas)
+    for n, ring in enumerate(areas):
+        problem = ring_problem(ring)
+        if problem:
+            raise ValueError(f"area {n + 1}: {problem}")
+    agency = Agency("ag_" + secrets.token_hex(6), name, frozenset(scopes), frozenset(districts), rate_per_s, areas)
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     pipe = redis.pipeline(transaction=True)
     pipe.hset(keys.agency(agency.id), mapping={
         "name": name, "scopes": ",".join(sorted(agency.scopes)), "districts": ",".join(sorted(agency.districts)),
-        "rate": rate_per_s, "created_ms": now_ms()})
+        "rate": rate_per_s, "created_ms": now_ms(), "areas": orjson.dumps(areas)})
     pipe.hset(keys.api_key(key_id), mapping={"agency": agency.id, "sha256": _digest(secret)})
     pipe.sadd(keys.AGENCIES, agency.id)
     await pipe.execute()
@@ -66,8 +81,58 @@ async def get_agency(redis, agency_id: str) -> Agency | None:
     if not raw:
         return None
     f = {text(k): text(v) for k, v in raw.items()}
+    areas = tuple(tuple(tuple(point) for point in ring) for ring in orjson.loads(f.get("areas") or "[]"))
     return Agency(agency_id, f["name"], frozenset(filter(None, f["scopes"].split(","))),
-                  frozenset(filter(None, f["districts"].split(","))), int(f.get("rate", DEFAULT_RATE_PER_S)))
+                  frozenset(filter(None, f["districts"].split(","))), int(f.get("rate", DEFAULT_RATE_PER_S)), areas)
+
+
+def ring_problem(ring) -> str | None:
+    """Why a polygon of [lat, lon] points cannot be an agency's area, if it cannot."""
+    if len(ring) < 4:
+        return "a polygon needs at least 4 points (the first repeated last)"
+    if ring[0] != ring[-1]:
+        return "the polygon is not closed: its first and last points must be the same"
+    for lat, lon in ring:
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return f"{lat},{lon} is not a latitude,longitude"
+    return None
+
+
+# Callbacks: where the gateway reports an agency's alerts (gateway/callbacks.py).
+
+CALLBACK_SECRET_MIN = 16
+
+
+def callback_url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "not a URL"
+    if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > 2048:
+        return "an absolute http(s) URL of at most 2048 characters"
+    return None
+
+
+async def set_callback(redis, agency_id: str, url: str, secret: str | None = None) -> str:
+    """Register (or replace) the agency's callback URL; returns the signing secret."""
+    problem = callback_url_problem(url)
+    if problem:
+        raise ValueError(problem)
+    if secret is not None and len(secret) < CALLBACK_SECRET_MIN:
+        raise ValueError(f"a secret needs at least {CALLBACK_SECRET_MIN} characters")
+    secret = secret or "whsec_" + secrets.token_urlsafe(32)
+    await redis.hset(keys.agency(agency_id), mapping={"cb_url": url, "cb_secret": secret})
+    return secret
+
+
+async def get_callback(redis, agency_id: str) -> tuple[str, str] | None:
+    """(url, secret), or None when the agency registered none."""
+    url, secret = await redis.hmget(keys.agency(agency_id), "cb_url", "cb_secret")
+    return (text(url), text(secret)) if url else None
+
+
+async def remove_callback(redis, agency_id: str) -> None:
+    await redis.hdel(keys.agency(agency_id), "cb_url", "cb_secret")
 
 
 async def within_rate(redis, agency: Agency) -> bool:

@@ -2,7 +2,10 @@
 
 An alert is the hash `{a:<id>}`: doc (the checked JSON), agency, status
 (`planning` -> `active` -> `done` | `cancelled` | `expired`), created_ms,
-expires_ms, targeted (audience size once resolved).
+expires_ms, targeted (audience size once resolved), version (1, then one
+more for each update; gateway/lifecycle.py), cap (the CAP message it came
+from, JSON), cb (present when the agency hears of its deliveries,
+gateway/callbacks.py), and for an update round, parent.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from typing import Any
 
 import orjson
 
+import numpy as np
+
 from . import keys
 from .cap import area_problems
+from .geo import AgencyArea, audience_problems, residents_in_areas
 from .problems import Problem, check, invalid
 from .schemas import ALERT
 from .transitions import STATES, TERMINAL, now_ms, text
@@ -29,7 +35,7 @@ def new_alert_id() -> str:
 
 def validate(doc: Any) -> dict:
     check(ALERT, doc)
-    errors = area_problems(doc)
+    errors = area_problems(doc) + audience_problems(doc["audience"])
     langs = set(doc["content"])
     for i, opt in enumerate(doc.get("response_options", [])):
         if opt["code"] == "1":
@@ -58,16 +64,30 @@ def body_digest(doc: dict) -> str:
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-# Stores the alert unless this agency already used the idempotency key:
-# then returns the earlier alert id and its body digest for comparison.
+# Stores the alert unless this agency already used the idempotency key or
+# posted this CAP message (sender, identifier): then returns the earlier
+# alert id and its body digest for comparison.
+# KEYS: alert, idempotency key or '', ALERTS, agency alerts, ACTIVE_ALERTS, CAP index or '', CALLBACK_ALERTS
+# ARGV: aid, digest, doc, agency, created ms, expires ms, idempotency ttl, CAP field, CAP JSON, callbacks 0/1
 _CREATE = """
 if KEYS[2] ~= '' then
   local prior = redis.call('GET', KEYS[2])
   if prior then return prior end
-  redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[7])
 end
+if KEYS[6] ~= '' then
+  local prior = redis.call('HGET', KEYS[6], ARGV[8])
+  if prior then return prior end
+end
+local mine = ARGV[1] .. '|' .. ARGV[2]
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], mine, 'EX', ARGV[7]) end
+if KEYS[6] ~= '' then redis.call('HSET', KEYS[6], ARGV[8], mine) end
 redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'agency', ARGV[4], 'status', 'planning',
-           'created_ms', ARGV[5], 'expires_ms', ARGV[6])
+           'created_ms', ARGV[5], 'expires_ms', ARGV[6], 'version', 1)
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'cap', ARGV[9]) end
+if ARGV[10] == '1' then
+  redis.call('HSET', KEYS[1], 'cb', 1)
+  redis.call('SADD', KEYS[7], ARGV[1])
+end
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
@@ -80,17 +100,31 @@ class Alerts:
         self.redis = redis
         self._create = redis.register_script(_CREATE)
 
-    async def create(self, agency_id: str, doc: dict, idempotency_key: str | None) -> tuple[str, bool]:
-        """(alert id, created now). A reused key with another body is a 409."""
-        aid, digest = new_alert_id(), body_digest(doc)
+    async def create(self, agency_id: str, doc: dict, idempotency_key: str | None, *, cap: dict | None = None,
+                     cap_digest: str = "", callbacks: bool = False) -> tuple[str, bool]:
+        """(alert id, created now). A reused key, or a CAP identifier posted
+        before by the same sender, with another body is a 409.
+
+        `cap`: the CAP message the alert came from ({identifier, sender, sent,
+        msg_type, ...}); `cap_digest` stands for its body."""
+        aid = new_alert_id()
+        digest = cap_digest or body_digest(doc)
         idem = keys.idempotency(agency_id, idempotency_key) if idempotency_key else ""
         prior = await self._create(
-            keys=[keys.alert(aid), idem, keys.ALERTS, keys.agency_alerts(agency_id), keys.ACTIVE_ALERTS],
-            args=[aid, digest, orjson.dumps(doc), agency_id, now_ms(), expires_ms(doc), IDEMPOTENCY_TTL_S],
+            keys=[keys.alert(aid), idem, keys.ALERTS, keys.agency_alerts(agency_id), keys.ACTIVE_ALERTS,
+                  keys.cap_index(agency_id) if cap else "", keys.CALLBACK_ALERTS],
+            args=[aid, digest, orjson.dumps(doc), agency_id, now_ms(), expires_ms(doc), IDEMPOTENCY_TTL_S,
+                  cap_field(cap["sender"], cap["identifier"]) if cap else "", orjson.dumps(cap) if cap else "",
+                  int(callbacks)],
         )
         if prior:
-            prior_id, prior_digest = text(prior).split("|")
+            prior_id, prior_digest = text(prior).split("|")[:2]
             if prior_digest != digest:
+                if cap and not (idem and await self.redis.get(idem)):
+                    raise Problem(409, "CAP message reused", "This sender already posted a message with this "
+                                  "identifier and a different content.",
+                                  errors=[{"field": "alert/identifier", "detail": "already used by this sender "
+                                                                                 "with a different message"}])
                 raise Problem(409, "Idempotency key reused", "This Idempotency-Key was used with another body.",
                               errors=[{"field": "Idempotency-Key", "detail": "already used with a different body"}])
             return prior_id, False
@@ -103,6 +137,9 @@ class Alerts:
         out = {text(k): text(v) for k, v in raw.items() if k != b"doc"}
         out["doc"] = orjson.loads(raw[b"doc"])
         return out
+
+    async def rounds(self, aid: str) -> list[str]:
+        return [text(r) for r in await self.redis.lrange(keys.alert_rounds(aid), 0, -1)]
 
     async def summary(self, aid: str) -> dict:
         """Counts by delivery state and by channel, read live from the counters."""
@@ -118,12 +155,13 @@ class Alerts:
                 channels.setdefault(field[3:], {})["confirmed_by"] = value
         targeted = int(meta.get("targeted", counts.get("targeted", 0)))
         terminal = sum(by_state[s] for s in TERMINAL)
-        return {
+        out = {
             "id": aid,
             "status": meta["status"],
             "event": meta["doc"]["event"],
             "severity": meta["doc"]["severity"],
             "created_at": _iso(int(meta["created_ms"])),
+            "version": int(meta.get("version", 1)),
             "targeted": targeted,
             "planned": counts.get("targeted", 0),
             "terminal": terminal,
@@ -131,14 +169,31 @@ class Alerts:
             "fallbacks": counts.get("fallbacks", 0),
             "channels": channels,
         }
+        if meta["doc"].get("status", "Actual") != "Actual":
+            out["drill"] = meta["doc"]["status"]
+        if "parent" in meta:
+            out["update_of"] = meta["parent"]
+        rounds = await self.rounds(aid)
+        if rounds:
+            # An update reaches those already confirmed again, each in a round of its own.
+            out["update_rounds"] = [await self.summary(r) for r in rounds]
+        return out
 
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
 
 
-async def resolve_audience(redis, audience: dict, *, drill: bool) -> list[str]:
-    """Resident ids, deduplicated, in a stable order."""
+def cap_field(sender: str, identifier: str) -> str:
+    return f"{sender},{identifier}"
+
+
+async def resolve_audience(redis, audience: dict, *, drill: bool, within: AgencyArea | None = None) -> list[str]:
+    """Resident ids, deduplicated, in a stable order.
+
+    `within`: the posting agency's area; anyone outside it is left out (the
+    API refused what it could see was outside; this catches residents who
+    moved in between)."""
     if audience.get("everyone"):
         ids = [text(x) for x in await redis.zrange(keys.RESIDENTS, 0, -1)]
     else:
@@ -148,21 +203,34 @@ async def resolve_audience(redis, audience: dict, *, drill: bool) -> list[str]:
         for code in audience.get("districts", []):
             for rid in sorted(text(x) for x in await redis.smembers(keys.district(code))):
                 seen.setdefault(rid, None)
+        if audience.get("areas"):
+            for rid in await residents_in_areas(redis, audience["areas"]):
+                seen.setdefault(rid, None)
         ids = list(seen)
-    if drill:
-        ids = await _drill_volunteers(redis, ids)
+    if drill or (within is not None and within.limited):
+        ids = await _keep(redis, ids, drill, within)
     return ids
 
 
-async def _drill_volunteers(redis, ids: list[str]) -> list[str]:
-    """Test and Exercise alerts reach only residents who agreed to drills."""
-    pipe = redis.pipeline(transaction=False)
-    for rid in ids:
-        pipe.hget(keys.resident(rid), "p")
+async def _keep(redis, ids: list[str], drill: bool, within: AgencyArea | None) -> list[str]:
+    """Test and Exercise alerts reach only residents who agreed to drills;
+    nobody outside the agency's area is reached."""
     out = []
-    for rid, p in zip(ids, await pipe.execute()):
-        if p and orjson.loads(p).get("dr"):
-            out.append(rid)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        pipe = redis.pipeline(transaction=False)
+        for rid in chunk:
+            pipe.hget(keys.resident(rid), "p")
+        profiles = [orjson.loads(p) if p else None for p in await pipe.execute()]
+        keep = np.array([p is not None and (not drill or bool(p.get("dr"))) for p in profiles], dtype=bool)
+        if within is not None and within.limited:
+            codes = sorted({p["d"] for p in profiles if p})
+            index = {code: i for i, code in enumerate(codes)}
+            district = np.array([index[p["d"]] if p else -1 for p in profiles], dtype=np.int32)
+            lat = np.array([p["loc"][0] if p and p.get("loc") else np.nan for p in profiles])
+            lon = np.array([p["loc"][1] if p and p.get("loc") else np.nan for p in profiles])
+            keep &= within.holds(district, codes, lat, lon)
+        out.extend(rid for rid, ok in zip(chunk, keep) if ok)
     return out
 
 

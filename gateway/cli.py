@@ -105,6 +105,42 @@ def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...]
 
 
 @main.group()
+def operator() -> None:
+    """Operator accounts of the /ops console."""
+
+
+@operator.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), default="viewer", show_default=True,
+              help="viewer reads; operator also acts on alerts; admin also manages operators.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+def operator_create(name: str, role: str, password_stdin: bool) -> None:
+    """Create an operator; the password is prompted for unless --password-stdin."""
+    import sys
+
+    from .console.auth import OperatorError, create_operator
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def go():
+        redis = await _redis()
+        try:
+            return await create_operator(redis, name, role, password)
+        finally:
+            await redis.aclose()
+
+    try:
+        op = asyncio.run(go())
+    except OperatorError as e:
+        console.print(f"[red]{e}[/]")
+        raise SystemExit(1)
+    console.print(f"operator [bold]{op.name}[/] created with role {op.role}")
+
+
+@main.group()
 def residents() -> None:
     """The resident registry."""
 
@@ -159,6 +195,30 @@ async def _redis(settings: Settings | None = None):
 
     redis_url, _, _ = resolve_urls(settings or _settings())
     return connect(redis_url)
+
+
+@main.group()
+def vapid() -> None:
+    """Web Push (VAPID) keys."""
+
+
+@vapid.command("generate")
+def vapid_generate() -> None:
+    """Print a new VAPID key pair: the private key for GATEWAY_VAPID_PRIVATE_KEY,
+    the public one for the browser's applicationServerKey."""
+    from channels.webpush import generate_keys
+
+    private, public = generate_keys()
+    click.echo(f"GATEWAY_VAPID_PRIVATE_KEY={private}")
+    click.echo(f"applicationServerKey={public}")
+
+
+@vapid.command("public")
+def vapid_public() -> None:
+    """Print the applicationServerKey of the configured (or generated) VAPID key."""
+    from channels.webpush import public_key
+
+    click.echo(public_key(_settings().vapid_private_key))
 
 
 @main.command()

@@ -59,7 +59,48 @@ class Settings:
     max_import_bytes: int = 200_000_000
     contact_key: bytes = field(default=b"", repr=False)
     lookup_key: bytes = field(default=b"", repr=False)
+    # App push. FCM is off until a service-account JSON is given; Web Push
+    # signs with this VAPID key (raw P-256 scalar; `gateway vapid generate`).
+    fcm_service_account: str = ""
+    fcm_base: str = "https://fcm.googleapis.com"
+    vapid_private_key: bytes = field(default=b"", repr=False)
+    vapid_subject: str = "mailto:alerts@localhost"
+    # How long a push service keeps an undelivered notification when the alert has no expiry.
+    push_ttl_s: int = 3600
+    # Paper mail: the print house's drop box, a folder or sftp://user@host[:port]/path;
+    # empty means no mail channel.
+    printhouse: str = ""
+    printhouse_ssh_key: str = ""
+    printhouse_known_hosts: str = ""
+    # Urgent letters wait at most this long for others to share their batch;
+    # routine letters go at the daily cut-off (local time in mail_tz).
+    mail_urgent_every_s: float = 300.0
+    mail_cutoff: str = "16:00"
+    mail_tz: str = "Asia/Seoul"
+    # How often the print house's answers are looked for.
+    mail_poll_s: float = 30.0
+    mail_batch_max: int = 5000
+    mail_return_address: str = ""
 
+    # SMS providers in order of preference, each with its base share of the
+    # traffic: "twilio=100,kannel=0" keeps Kannel on standby for failover.
+    # Empty: every configured provider, the first with all the traffic.
+    sms_providers: str = ""
+    # Kannel's smsbox sendsms interface, the second SMS provider; empty: off.
+    kannel_sendsms_url: str = ""
+    kannel_username: str = ""
+    kannel_password: str = field(default="", repr=False)
+    kannel_from: str = ""
+    # Sends through one smsc-id of that Kannel; empty: Kannel's own routing.
+    kannel_smsc: str = ""
+    # Pacing, shared by every worker: SMS per second per sender number and per
+    # provider account; calls per second (CPS) likewise.
+    sms_rate_per_sender: float = 30.0
+    sms_rate_per_provider: float = 100.0
+    voice_cps_per_sender: float = 5.0
+    voice_cps_per_provider: float = 10.0
+    # First wait before calling again after busy, no answer or a machine.
+    voice_retry_backoff_s: float = 60.0
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
@@ -82,6 +123,32 @@ class Settings:
             inflight_per_worker=int(env.get("GATEWAY_INFLIGHT", "64")),
             contact_key=_key(env.get("GATEWAY_CONTACT_KEY"), data_dir, "CONTACT_KEY"),
             lookup_key=_key(env.get("GATEWAY_LOOKUP_KEY"), data_dir, "LOOKUP_KEY"),
+            fcm_service_account=env.get("GATEWAY_FCM_SERVICE_ACCOUNT", ""),
+            fcm_base=env.get("GATEWAY_FCM_BASE", "https://fcm.googleapis.com").rstrip("/"),
+            # Any 32 random bytes below the P-256 order make a key, so the demo can make its own.
+            vapid_private_key=_key(env.get("GATEWAY_VAPID_PRIVATE_KEY"), data_dir, "VAPID_PRIVATE_KEY"),
+            vapid_subject=env.get("GATEWAY_VAPID_SUBJECT", "mailto:alerts@localhost"),
+            push_ttl_s=int(env.get("GATEWAY_PUSH_TTL_S", "3600")),
+            printhouse=env.get("GATEWAY_PRINTHOUSE", ""),
+            printhouse_ssh_key=env.get("GATEWAY_PRINTHOUSE_SSH_KEY", ""),
+            printhouse_known_hosts=env.get("GATEWAY_PRINTHOUSE_KNOWN_HOSTS", ""),
+            mail_urgent_every_s=float(env.get("GATEWAY_MAIL_URGENT_EVERY_S", "300")),
+            mail_cutoff=env.get("GATEWAY_MAIL_CUTOFF", "16:00"),
+            mail_tz=env.get("GATEWAY_MAIL_TZ", "Asia/Seoul"),
+            mail_poll_s=float(env.get("GATEWAY_MAIL_POLL_S", "30")),
+            mail_batch_max=int(env.get("GATEWAY_MAIL_BATCH_MAX", "5000")),
+            mail_return_address=env.get("GATEWAY_MAIL_RETURN_ADDRESS", ""),
+            sms_providers=env.get("GATEWAY_SMS_PROVIDERS", ""),
+            kannel_sendsms_url=env.get("KANNEL_SENDSMS_URL", ""),
+            kannel_username=env.get("KANNEL_USERNAME", ""),
+            kannel_password=env.get("KANNEL_PASSWORD", ""),
+            kannel_from=env.get("KANNEL_FROM", ""),
+            kannel_smsc=env.get("KANNEL_SMSC", ""),
+            sms_rate_per_sender=float(env.get("GATEWAY_SMS_RATE_PER_SENDER", "30")),
+            sms_rate_per_provider=float(env.get("GATEWAY_SMS_RATE_PER_PROVIDER", "100")),
+            voice_cps_per_sender=float(env.get("GATEWAY_VOICE_CPS_PER_SENDER", "5")),
+            voice_cps_per_provider=float(env.get("GATEWAY_VOICE_CPS_PER_PROVIDER", "10")),
+            voice_retry_backoff_s=float(env.get("GATEWAY_VOICE_RETRY_BACKOFF_S", "60")),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -103,6 +170,31 @@ class Settings:
             "GATEWAY_INFLIGHT": str(self.inflight_per_worker),
             "GATEWAY_CONTACT_KEY": base64.urlsafe_b64encode(self.contact_key).decode(),
             "GATEWAY_LOOKUP_KEY": base64.urlsafe_b64encode(self.lookup_key).decode(),
+            "GATEWAY_FCM_SERVICE_ACCOUNT": self.fcm_service_account,
+            "GATEWAY_FCM_BASE": self.fcm_base,
+            "GATEWAY_VAPID_PRIVATE_KEY": base64.urlsafe_b64encode(self.vapid_private_key).decode(),
+            "GATEWAY_VAPID_SUBJECT": self.vapid_subject,
+            "GATEWAY_PUSH_TTL_S": str(self.push_ttl_s),
+            "GATEWAY_PRINTHOUSE": self.printhouse,
+            "GATEWAY_PRINTHOUSE_SSH_KEY": self.printhouse_ssh_key,
+            "GATEWAY_PRINTHOUSE_KNOWN_HOSTS": self.printhouse_known_hosts,
+            "GATEWAY_MAIL_URGENT_EVERY_S": str(self.mail_urgent_every_s),
+            "GATEWAY_MAIL_CUTOFF": self.mail_cutoff,
+            "GATEWAY_MAIL_TZ": self.mail_tz,
+            "GATEWAY_MAIL_POLL_S": str(self.mail_poll_s),
+            "GATEWAY_MAIL_BATCH_MAX": str(self.mail_batch_max),
+            "GATEWAY_MAIL_RETURN_ADDRESS": self.mail_return_address,
+            "GATEWAY_SMS_PROVIDERS": self.sms_providers,
+            "KANNEL_SENDSMS_URL": self.kannel_sendsms_url,
+            "KANNEL_USERNAME": self.kannel_username,
+            "KANNEL_PASSWORD": self.kannel_password,
+            "KANNEL_FROM": self.kannel_from,
+            "KANNEL_SMSC": self.kannel_smsc,
+            "GATEWAY_SMS_RATE_PER_SENDER": str(self.sms_rate_per_sender),
+            "GATEWAY_SMS_RATE_PER_PROVIDER": str(self.sms_rate_per_provider),
+            "GATEWAY_VOICE_CPS_PER_SENDER": str(self.voice_cps_per_sender),
+            "GATEWAY_VOICE_CPS_PER_PROVIDER": str(self.voice_cps_per_provider),
+            "GATEWAY_VOICE_RETRY_BACKOFF_S": str(self.voice_retry_backoff_s),
         }
         if self.redis_url:
             out["GATEWAY_REDIS_URL"] = self.redis_url

@@ -99,3 +99,38 @@ PUMP_LEADER = "pump:leader"
 def page_token(aid: str, token: str) -> str:
     """A resident page token -> resident id, in the alert's slot."""
     return f"{{a:{aid}}}:tok:{token}"
+
+
+# Geography (gateway/geo.py)
+RESIDENT_GEO = "residents:geo"  # GEO set of residents' home points
+RESIDENT_CHANGES = "residents:changes"  # stream of changed resident ids, for in-process indexes
+
+
+# CAP messages and the alert lifecycle (gateway/lifecycle.py)
+def cap_index(agency_id: str) -> str:
+    """hash `sender,identifier` -> `alert id|body digest` of every CAP message the agency posted."""
+    return f"agency:{agency_id}:cap"
+
+
+def alert_rounds(aid: str) -> str:
+    """list of the update rounds (child alerts) of an alert, oldest first."""
+    return f"{{a:{aid}}}:rounds"
+
+
+# Agency callbacks (gateway/callbacks.py)
+def alert_events(aid: str) -> str:
+    """stream of terminal delivery states and progress summaries still to be sent to the agency."""
+    return f"{{a:{aid}}}:events"
+
+
+def alert_callback(aid: str) -> str:
+    """hash: retry state of the alert's callback queue (attempts, next_ms, last_error)."""
+    return f"{{a:{aid}}}:cb"
+
+
+CALLBACK_ALERTS = "callbacks:alerts"  # set of alert ids with callback events still to send
+
+
+def callback_dead(agency_id: str) -> str:
+    """list of dead-lettered callback batches (JSON), newest first."""
+    return f"agency:{agency_id}:cb:dead"

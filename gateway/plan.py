@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from .severity import rule_for
+
 DEFAULT_ORDER = ("push", "sms", "voice", "mail")
 DEFAULT_TIMEOUTS = {"push": 120, "sms": 300, "voice": 600, "mail": 3 * 86400}
 EMERGENCY = frozenset({"Extreme", "Severe"})
@@ -56,19 +58,23 @@ class Policy:
     confirmation: str = "delivered"
     parallel_first: bool = False
     max_attempts: int = 3
+    # Hold a resident's first step while they are in their quiet hours.
+    quiet_hours: bool = False
 
     @classmethod
     def from_alert(cls, alert: Mapping) -> "Policy":
         p = alert.get("policy") or {}
         severity = alert.get("severity", "Unknown")
-        default_level = "acknowledged" if severity in EMERGENCY else "delivered"
+        # Defaults come from the severity table (gateway/severity.py).
+        rule = rule_for(severity, alert.get("urgency"))
         return cls(
             severity=severity,
-            channels=tuple(c for c in DEFAULT_ORDER if c in p.get("channels", DEFAULT_ORDER)),
+            channels=tuple(c for c in DEFAULT_ORDER if c in p.get("channels", rule.channels)),
             timeouts={**DEFAULT_TIMEOUTS, **p.get("step_timeouts", {})},
-            confirmation=p.get("confirmation", default_level),
-            parallel_first=p.get("parallel_first", severity == "Extreme"),
+            confirmation=p.get("confirmation", rule.confirmation),
+            parallel_first=p.get("parallel_first", rule.parallel_first),
             max_attempts=p.get("max_attempts_per_step", 3),
+            quiet_hours=rule.quiet_hours,
         )
 
     @property

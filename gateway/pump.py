@@ -15,6 +15,7 @@ import os
 import socket
 
 from . import keys
+from .callbacks import Courier
 from .transitions import STATES, now_ms, text
 
 log = logging.getLogger("gateway.pump")
@@ -50,6 +51,8 @@ class Pump:
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self._pop = redis.register_script(_POP_DUE)
         self._lead = redis.register_script(_LEAD)
+        # Agency callbacks go out from the leader too: one sender keeps them in order.
+        self.callbacks = Courier(redis)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -63,6 +66,7 @@ class Pump:
                     await asyncio.wait_for(stop.wait(), self.tick_s)
                 except asyncio.TimeoutError:
                     pass
+        await self.callbacks.close()
 
     async def lead(self) -> bool:
         return bool(await self._lead(keys=[keys.PUMP_LEADER], args=[self.me, LEADER_LEASE_MS]))
@@ -78,6 +82,7 @@ class Pump:
                 self.dispatch.due(aid, due[i:i + self.batch_size])
             more |= len(due) == limit
             await self._end_if_over(aid)
+        await self.callbacks.tick()
         return more
 
     async def _end_if_over(self, aid: str) -> None:

@@ -139,6 +139,11 @@ class Registry:
             for digest in filter(None, str(fields["h"]).split(",")):
                 pipe.set(keys.phone_lookup(digest), rid)
             pipe.zadd(keys.RESIDENTS, {rid: 0}, nx=True)
+            if "location" in resident:
+                pipe.geoadd(keys.RESIDENT_GEO, (resident["location"]["lon"], resident["location"]["lat"], rid))
+            else:
+                pipe.zrem(keys.RESIDENT_GEO, rid)
+            _changed(pipe, rid)
         await pipe.execute()
 
     async def _old_indexes(self, rids: list[str]) -> dict[str, tuple[str | None, list[str]]]:
@@ -166,6 +171,8 @@ class Registry:
         pipe.srem(keys.district(district), rid)
         pipe.delete(keys.resident(rid), keys.contact_health(rid), keys.reply_target(rid))
         pipe.zrem(keys.RESIDENTS, rid)
+        pipe.zrem(keys.RESIDENT_GEO, rid)
+        _changed(pipe, rid)
         await pipe.execute()
         return True
 
@@ -176,10 +183,20 @@ class Registry:
     async def set_non_emergency(self, rid: str, allowed: bool) -> None:
         """A resident's STOP or START: consent to non-emergency alerts."""
         await self.redis.eval(_SET_CONSENT, 1, keys.resident(rid), "true" if allowed else "false")
+        await _changed(self.redis, rid)
 
     async def mark_dead(self, rid: str, contact: int) -> None:
         """A contact point that cannot work again (stale token, bad number)."""
-        await self.redis.eval(_MARK_DEAD, 1, keys.resident(rid), str(contact))
+        if await self.redis.eval(_MARK_DEAD, 1, keys.resident(rid), str(contact)):
+            await _changed(self.redis, rid)
+
+
+# In-process indexes (gateway/geo.py) follow this stream instead of rereading everyone.
+CHANGES_KEPT = 200_000
+
+
+def _changed(client, rid: str):
+    return client.xadd(keys.RESIDENT_CHANGES, {"r": rid}, maxlen=CHANGES_KEPT, approximate=True)
 
 
 # Appends an index to field x once, and only while the resident exists.

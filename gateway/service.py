@@ -53,12 +53,15 @@ async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
     pump_task = None
     if with_pump:
         pump_task = asyncio.create_task(Pump(redis, dispatch, batch_size=settings.batch_size).run(stop))
+    # Channels' own background work (the mail batcher, print-house answers).
+    channel_tasks = [asyncio.create_task(channel.run(stop)) for channel in engine.channels.values()]
     try:
         yield app
     finally:
         stop.set()
         if pump_task:
             await pump_task
+        await asyncio.gather(*channel_tasks, return_exceptions=True)
         dispatch.flush()
         await runner.cleanup()
         await engine.close()

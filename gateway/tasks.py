@@ -14,9 +14,11 @@ from .store import connect
 from celery import Celery, signals
 
 from . import keys
+from .agencies import get_agency
 from .alerts import resolve_audience
 from .config import Settings
 from .engine import Engine
+from .lifecycle import Lifecycle, activate, plan_and_start
 from .transitions import text
 
 log = logging.getLogger("gateway.tasks")
@@ -102,13 +104,15 @@ def fan_out(aid: str) -> None:
 
 async def _fan_out(rt: Runtime, aid: str) -> None:
     r = rt.redis
-    meta = await r.hmget(keys.alert(aid), "status", "fanned")
+    meta = await r.hmget(keys.alert(aid), "status", "fanned", "agency")
     if meta[0] is None or text(meta[0]) == "cancelled" or meta[1]:
         return
     view = await rt.engine.alert(aid)
     drill = view.doc.get("status", "Actual") != "Actual"
-    rids = await resolve_audience(r, view.doc["audience"], drill=drill)
-    await r.hset(keys.alert(aid), mapping={"targeted": len(rids), "status": "active"})
+    agency = await get_agency(r, text(meta[2])) if meta[2] else None
+    rids = await resolve_audience(r, view.doc["audience"], drill=drill, within=agency.area() if agency else None)
+    if not await activate(r, aid, len(rids)):
+        return  # cancelled (or expired) while the audience was being resolved
     size = rt.settings.batch_size
     for start in range(0, len(rids), size):
         plan_batch.apply_async((aid, start, rids[start:start + size]))
@@ -118,7 +122,32 @@ async def _fan_out(rt: Runtime, aid: str) -> None:
 @app.task(name="gateway.plan_batch")
 def plan_batch(aid: str, first_seq: int, rids: list[str]) -> None:
     rt = runtime()
-    rt.run(rt.engine.plan_and_send(aid, first_seq, rids))
+    rt.run(plan_and_start(rt.engine, aid, first_seq, rids))
+
+
+UPDATE_WAIT_S = 1.0
+UPDATE_TRIES = 120
+
+
+@app.task(name="gateway.apply_update")
+def apply_update(aid: str, version: int, tries: int = 0) -> None:
+    """After an alert's update: plan whom it adds, stop whom it drops, start the round for the confirmed."""
+    rt = runtime()
+    work = rt.run(Lifecycle(rt.redis).apply_update(rt.engine, aid, version))
+    if work is None:
+        # The first fan-out is still planning; a Celery countdown this short is safe.
+        if tries < UPDATE_TRIES:
+            apply_update.apply_async((aid, version, tries + 1), countdown=UPDATE_WAIT_S)
+        else:
+            log.error("update %s of %s gave up waiting for the fan-out", version, aid)
+        return
+    # Workers keep an alert's document for Engine.ALERT_CACHE_MS: residents the
+    # update adds are planned once every copy of the old one has lapsed.
+    for first_seq, rids in work.added:
+        plan_batch.apply_async((aid, first_seq, rids), countdown=Engine.ALERT_CACHE_MS / 1000)
+    size = rt.settings.batch_size
+    for start in range(0, len(work.round_items), size):
+        send_steps.apply_async((work.round_id, [[rid, 0, 0] for rid in work.round_items[start:start + size]]))
 
 
 @app.task(name="gateway.send_steps")
@@ -161,6 +190,9 @@ class Dispatch:
 
     def close_open(self, aid: str, state: str) -> None:
         close_open.apply_async((aid, state))
+
+    def apply_update(self, aid: str, version: int) -> None:
+        apply_update.apply_async((aid, version))
 
     def send_steps(self, aid: str, items) -> None:
         pending = self._pending.setdefault(aid, [])

@@ -39,6 +39,10 @@ local function move(rid, seq, old, new)
   end
   redis.call('ZADD', A .. ':st:' .. new, seq, rid)
   redis.call('HINCRBY', A .. ':count', new, 1)
+  -- The agency asked to hear of every terminal state (gateway/callbacks.py sends these on).
+  if TERMINAL[new] and redis.call('HEXISTS', A, 'cb') == 1 then
+    redis.call('XADD', A .. ':events', '*', 'r', rid, 's', new)
+  end
 end
 
 local function clear_timers(rid, k, n)

@@ -166,7 +166,7 @@ class Smsc:
                 log.exception("smsc failed on %s", type(event).__name__)
 
     async def _submit(self, ev) -> None:
-        self.sim.stats[f"requests.SMPP submit_sm"] += 1
+        self.sim.stats["requests.SMPP submit_sm"] += 1
         self.submits += 1
         verdict = await self.sim.faults.admit(PROVIDER)
         if verdict == fault_kinds.RATE_LIMITED:

@@ -1,4 +1,5 @@
-"""`/v1/alerts`: post an alert, watch it live, see each resident's path."""
+"""`/v1/alerts`: post an alert (JSON or CAP 1.2), update or cancel it, watch
+it live, see each resident's path."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import orjson
 from aiohttp import web
 
 from .. import keys
-from ..alerts import Alerts, unknown_residents, validate
+from ..agencies import get_callback
+from ..alerts import Alerts, validate
+from ..lifecycle import Lifecycle
 from ..problems import Problem, invalid
 from ..schemas import ALERT
 from ..transitions import STATES, text
+from .audience import check_area
+from .cap import CAP_BODY, CAP_TYPES, POLICY_HEADER, post_cap
 from .http import STATE, json_body, json_response, require
 from .routing import Route
 
@@ -24,40 +29,42 @@ async def post_alert(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise invalid([{"field": "Idempotency-Key", "detail": "1-200 printable ASCII characters"}])
+    if request.content_type in CAP_TYPES:
+        return await post_cap(request, agency, key)
+    if request.content_type != "application/json":
+        raise Problem(415, "Unsupported media type", "Send application/json or application/cap+xml.",
+                      errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
     doc = validate(await json_body(request))
     state = request.app[STATE]
-    await _check_area(state["redis"], agency, doc["audience"])
-    aid, created = await Alerts(state["redis"]).create(agency.id, doc, key)
+    errors = await check_area(request.app, agency, doc["audience"])
+    if errors:
+        raise invalid(errors)
+    callbacks = await get_callback(state["redis"], agency.id) is not None
+    aid, created = await Alerts(state["redis"]).create(agency.id, doc, key, callbacks=callbacks)
     if created:
         state["dispatch"].fan_out(aid)
     body = {"id": aid, "status": "accepted", "href": f"/v1/alerts/{aid}"}
     return json_response(body, status=202, headers={"Location": f"/v1/alerts/{aid}"})
 
 
-async def _check_area(redis, agency, audience: dict) -> None:
-    errors = []
-    if audience.get("residents"):
-        for i in await unknown_residents(redis, audience["residents"]):
-            errors.append({"field": f"/audience/residents/{i}", "detail": "no such resident"})
-    if agency.districts:
-        if audience.get("everyone"):
-            errors.append({"field": "/audience/everyone", "detail": "your agency may target only its districts"})
-        for i, code in enumerate(audience.get("districts", [])):
-            if code not in agency.districts:
-                errors.append({"field": f"/audience/districts/{i}", "detail": "outside your agency's area"})
-        if audience.get("residents") and not errors:
-            pipe = redis.pipeline(transaction=False)
-            for rid in audience["residents"]:
-                pipe.hget(keys.resident(rid), "p")
-            for i, p in enumerate(await pipe.execute()):
-                if orjson.loads(p)["d"] not in agency.districts:
-                    errors.append({"field": f"/audience/residents/{i}", "detail": "lives outside your agency's area"})
+async def update_alert(request: web.Request) -> web.Response:
+    """New content (area, expiry) for an alert: pending steps send it, the confirmed hear it again."""
+    agency = await require(request, "alerts:write")
+    aid, _ = await _owned(request, agency)
+    doc = validate(await json_body(request))
+    errors = await check_area(request.app, agency, doc["audience"])
     if errors:
         raise invalid(errors)
+    state = request.app[STATE]
+    result = await Lifecycle(state["redis"], state["dispatch"]).update(aid, doc, agency_id=agency.id)
+    return json_response({**result, "href": f"/v1/alerts/{aid}"}, status=202)
 
 
 async def _own_alert(request: web.Request, scope: str) -> tuple[str, dict]:
-    agency = await require(request, scope)
+    return await _owned(request, await require(request, scope))
+
+
+async def _owned(request: web.Request, agency) -> tuple[str, dict]:
     aid = request.match_info["aid"]
     meta = await Alerts(request.app[STATE]["redis"]).get(aid)
     # Another agency's alert is as absent as one that never was.
@@ -183,12 +190,10 @@ def unreachable_reasons(plan: list, attempts: list[dict]) -> list[dict]:
 
 
 async def cancel_alert(request: web.Request) -> web.Response:
-    aid, meta = await _own_alert(request, "alerts:write")
+    aid, _ = await _own_alert(request, "alerts:write")
     state = request.app[STATE]
-    if meta["status"] in ("planning", "active"):
-        # The claim script reads this flag: no step starts after it is set.
-        await state["redis"].hset(keys.alert(aid), "status", "cancelled")
-        state["dispatch"].close_open(aid, "cancelled")
+    # The claim script reads the status: no step starts after this.
+    await Lifecycle(state["redis"], state["dispatch"]).cancel(aid)
     return json_response(await Alerts(state["redis"]).summary(aid), status=202)
 
 
@@ -199,15 +204,22 @@ _DELIVERY_QUERY = {
 }
 
 ROUTES = [
-    Route("POST", "/v1/alerts", post_alert, "Post an alert; returns at once", "alerts:write",
-          body={"application/json": ALERT}, responses={202: "Accepted", 409: "Idempotency key reused"},
-          headers={"Idempotency-Key": "Same key and body return the same alert"}),
+    Route("POST", "/v1/alerts", post_alert, "Post an alert (JSON or CAP 1.2); returns at once", "alerts:write",
+          body={"application/json": ALERT, "application/cap+xml": CAP_BODY},
+          responses={202: "Accepted (a CAP Update or Cancel: applied to the alert it references)",
+                     409: "Idempotency key or CAP identifier reused with another body",
+                     415: "Neither JSON nor CAP"},
+          headers={"Idempotency-Key": "Same key and body return the same alert",
+                   POLICY_HEADER: "CAP only: the delivery policy as JSON (the `policy` of an Alert)"}),
     Route("GET", "/v1/alerts", list_alerts, "This agency's latest alerts", "alerts:read"),
     Route("GET", "/v1/alerts/{aid}", get_alert, "Counts by delivery state and by channel, live", "alerts:read"),
     Route("GET", "/v1/alerts/{aid}/deliveries", list_deliveries, "Deliveries, paged, optionally by state",
           "alerts:read", query=_DELIVERY_QUERY),
     Route("GET", "/v1/alerts/{aid}/deliveries/{rid}", get_delivery, "One resident's path and attempts",
           "alerts:read"),
+    Route("POST", "/v1/alerts/{aid}/update", update_alert,
+          "Replace the content: pending steps send it, the confirmed are told again", "alerts:write",
+          body={"application/json": ALERT}, responses={202: "Updating", 409: "The alert is cancelled or expired"}),
     Route("POST", "/v1/alerts/{aid}/cancel", cancel_alert, "Cancel: no further step starts", "alerts:write",
           responses={202: "Cancelling"}),
 ]

@@ -10,8 +10,10 @@ import logging
 
 from aiohttp import web
 
+from .. import console, metrics, resident_pages
+from ..console import reach
 from ..problems import Problem
-from . import alerts, openapi, residents
+from . import agency_callbacks, alerts, audience, cap, openapi, preview, residents
 from .http import STATE, json_response
 from .routing import Route
 
@@ -48,7 +50,9 @@ BASE_ROUTES = [
 
 
 def routes() -> list[Route]:
-    return BASE_ROUTES + residents.ROUTES + alerts.ROUTES + [
+    # cap before alerts: GET /v1/alerts/{aid}.cap would otherwise match /v1/alerts/{aid}.
+    return BASE_ROUTES + residents.ROUTES + preview.ROUTES + cap.ROUTES + alerts.ROUTES + audience.ROUTES \
+        + agency_callbacks.ROUTES + reach.ROUTES + console.ROUTES + resident_pages.ROUTES + metrics.ROUTES + [
         Route("GET", "/v1/openapi.json", openapi.serve, "This OpenAPI 3.1 document", tag="meta")]
 
 
@@ -64,4 +68,7 @@ def make_app(settings, redis, engine, dispatch) -> web.Application:
             app.router.add_route(rd.method, rd.path, rd.handler)
             webhooks.append((rd.method, rd.path, channel.name, rd.handler))
     app[STATE]["spec"] = openapi.build(table, webhooks, settings.public_url)
+    app.on_startup.append(audience.warm_index)
+    app.on_cleanup.append(audience.stop_index)
+    console.mount(app)
     return app

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from gateway.store import connect
 
-from gateway import service
+from gateway import service, tasks
 from gateway.agencies import create_agency
 from gateway.config import Settings
 from simulator import SimConfig, simulator_of, start
@@ -43,9 +43,10 @@ class Stack:
         return self.worker
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    data = tmp_path_factory.mktemp("gateway")
+def start_stack(data, **env: str) -> Stack:
+    """A gateway (settings, embedded Redis, a worker process) in `data`; `env`
+    adds settings, so a test module can run a stack of its own (a second SMS
+    provider, short retry back-off) without changing everyone else's."""
     api_port, sim_port = free_port(), free_port()
     settings = Settings.from_env({
         "GATEWAY_DATA_DIR": str(data),
@@ -55,14 +56,59 @@ def stack(tmp_path_factory):
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_FROM_NUMBER": FROM,
         "GATEWAY_BATCH_SIZE": "100",
+        # App push against the simulator: it writes this service account on first start.
+        "GATEWAY_FCM_SERVICE_ACCOUNT": str(data / "fcm-service-account.json"),
+        "GATEWAY_FCM_BASE": f"http://127.0.0.1:{sim_port}",
+        # Paper mail through the simulated print house's drop box; urgent batches close after 2 s.
+        "GATEWAY_PRINTHOUSE": str(data / "printhouse"),
+        "GATEWAY_MAIL_URGENT_EVERY_S": "2",
+        "GATEWAY_MAIL_POLL_S": "0.2",
+        # The simulator has no carrier limits; tests about pacing set their own.
+        "GATEWAY_SMS_RATE_PER_SENDER": "5000",
+        "GATEWAY_SMS_RATE_PER_PROVIDER": "5000",
+        "GATEWAY_VOICE_CPS_PER_SENDER": "1000",
+        "GATEWAY_VOICE_CPS_PER_PROVIDER": "1000",
+        **env,
     })
     urls = service.urls(settings)
     s = Stack(settings, urls, sim_port, None)
     s.restart_worker()
-    yield s
+    forget_broker()
+    return s
+
+
+def forget_broker() -> None:
+    """Celery keeps one broker connection and producer pool per process: the
+    next API server must open them to its own stack's broker."""
+    tasks.app._pool = None
+    tasks.app.amqp._producer_pool = None
+
+
+def stop_stack(s: Stack) -> None:
     service.stop_process(s.worker)
-    if urls.embedded:
-        urls.embedded.stop()
+    if s.urls.embedded:
+        s.urls.embedded.stop()
+    forget_broker()
+
+
+class Stacks:
+    """For test modules that run a stack of their own (their `stack` fixture)."""
+
+    start = staticmethod(start_stack)
+    stop = staticmethod(stop_stack)
+    free_port = staticmethod(free_port)
+
+
+@pytest.fixture(scope="session")
+def stacks() -> Stacks:
+    return Stacks()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    s = start_stack(tmp_path_factory.mktemp("gateway"))
+    yield s
+    stop_stack(s)
 
 
 @dataclass
@@ -128,7 +174,9 @@ async def city(stack: Stack):
     await redis.flushdb()
     runner, _ = await start(SimConfig(
         port=stack.sim_port, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
-        gateway_url=stack.settings.public_url, time_scale=TIME_SCALE, seed=11, callback_backoff_s=0.2))
+        gateway_url=stack.settings.public_url, time_scale=TIME_SCALE, seed=11, callback_backoff_s=0.2,
+        fcm_service_account=stack.settings.fcm_service_account or None,
+        printhouse_dir=stack.settings.printhouse or None))
     try:
         async with service.api_server(stack.settings, stack.urls) as app:
             _, key = await create_agency(redis, "Seoul Metropolitan Government", rate_per_s=10_000)

@@ -1,0 +1,121 @@
+"""Pacing: how fast a provider lets us send, shared by every worker process.
+
+Providers cap throughput per sender number and per account (SMS per second,
+calls per second); past the cap they answer 429, queue for minutes, or a
+carrier drops the link.  Each cap is a bucket in Redis kept as GCRA state
+(the theoretical arrival time of the next message), so any number of workers
+share it exactly.  A send reserves a slot in all its buckets at once and
+sleeps until the slot comes; reservations made in the same moment (the sends
+of one batch) go to Redis in one round trip, not one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# Sends arriving within this window share one round trip to Redis.
+COALESCE_S = 0.002
+
+
+def bucket_key(channel: str, provider: str, sender: str = "") -> str:
+    """A pace bucket: per provider account, or per sender number of it.
+
+    The hash tag keeps a provider's buckets in one Cluster slot, so one
+    script can reserve in all of them."""
+    tag = f"{{pace:{channel}:{provider}}}"
+    return f"{tag}:from:{sender}" if sender else tag
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    rate_per_s: float
+    # Sends allowed back to back after a quiet spell; one second's worth by default.
+    burst: int = 0
+
+    @property
+    def interval_ms(self) -> float:
+        return 1000.0 / self.rate_per_s
+
+    @property
+    def tolerance_ms(self) -> float:
+        burst = self.burst or max(1, math.floor(self.rate_per_s))
+        return self.interval_ms * (burst - 1)
+
+
+# KEYS: the buckets of one kind of send.  ARGV: now_ms, count, then per bucket
+# its interval and tolerance (ms).  Each key holds the bucket's theoretical
+# arrival time (GCRA).  Returns, per send, how many ms from now it may go.
+_RESERVE = """
+local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat, interval, tolerance = {}, {}, {}
+for i, key in ipairs(KEYS) do
+  tat[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
+  interval[i] = tonumber(ARGV[1 + 2 * i])
+  tolerance[i] = tonumber(ARGV[2 + 2 * i])
+end
+local out = {}
+for j = 1, count do
+  local at = now
+  for i = 1, #KEYS do at = math.max(at, tat[i] - tolerance[i]) end
+  for i = 1, #KEYS do tat[i] = math.max(tat[i], at) + interval[i] end
+  out[j] = math.ceil(at - now)
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%.3f', tat[i]), 'PX', math.ceil(tat[i] - now + tolerance[i]) + 1000)
+end
+return out
+"""
+
+
+class Pacer:
+    """Reserves send slots in shared buckets; `wait` returns when the slot has come."""
+
+    def __init__(self, redis: Any, *, clock=time.time, sleep=asyncio.sleep):
+        self.redis = redis
+        self.clock = clock
+        self.sleep = sleep
+        self._script = redis.register_script(_RESERVE) if redis is not None else None
+        # Sends waiting for the next round trip, grouped by their buckets.
+        self._pending: dict[tuple[Bucket, ...], list[asyncio.Future]] = {}
+        self._flush_at: asyncio.TimerHandle | None = None
+        self.round_trips = 0
+
+    async def wait(self, *buckets: Bucket) -> float:
+        """Sleeps until a send may go through all `buckets`; returns the seconds waited."""
+        buckets = tuple(b for b in buckets if b.rate_per_s > 0)
+        if not buckets or self._script is None:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.setdefault(buckets, []).append(future)
+        if self._flush_at is None:
+            self._flush_at = loop.call_later(COALESCE_S, lambda: asyncio.ensure_future(self._flush()))
+        delay_ms = await future
+        if delay_ms > 0:
+            await self.sleep(delay_ms / 1000.0)
+        return delay_ms / 1000.0
+
+    async def _flush(self) -> None:
+        self._flush_at = None
+        pending, self._pending = self._pending, {}
+        now = self.clock() * 1000.0
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for buckets, futures in pending.items():
+                args: list = [f"{now:.3f}", len(futures)]
+                for b in buckets:
+                    args += [f"{b.interval_ms:.3f}", f"{b.tolerance_ms:.3f}"]
+                await self._script(keys=[b.key for b in buckets], args=args, client=pipe)
+            results = await pipe.execute()
+            self.round_trips += 1
+        except Exception as e:  # Redis away: send unpaced rather than not at all
+            results = [e] * len(pending)
+        for futures, delays in zip(pending.values(), results):
+            for i, future in enumerate(futures):
+                if not future.done():
+                    future.set_result(0 if isinstance(delays, Exception) else int(delays[i]))

@@ -1,0 +1,247 @@
+"""The console's pages: sign-in, alerts (live), one alert in depth, its unreached
+list, the actions on it, provider health, reach, and the audit log.
+
+Every page renders whole on the server; every action is a POST with the
+session's CSRF token, checked by `auth.page`, and lands in the audit log.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from aiohttp import web
+
+from .. import keys
+from ..alerts import Alerts
+from ..api.http import STATE
+from ..transitions import STATES, text
+from . import actions, auth, charts, outcomes, providers, reach, unreached
+from . import keys as ops_keys
+from .auth import FORM, SESSION, page
+from .html import render, render_error
+
+ALERTS_SHOWN = 50
+ROWS_PER_PAGE = 100
+CSV_CHUNK = 500
+LIVE_STATES = ("planning", "active")
+STREAM_ID = re.compile(r"^\d{1,15}-\d{1,6}$")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a console path: never off-site after signing in."""
+    if target and target.startswith("/ops") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ops/alerts"
+
+
+async def console_home(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/ops/alerts")
+
+
+async def sign_in_form(request: web.Request) -> web.Response:
+    redis = request.app[STATE]["redis"]
+    session = await auth.load_session(redis, request.cookies.get(auth.COOKIE))
+    nxt = _safe_next(request.query.get("next"))
+    if session and session.operator:
+        raise web.HTTPSeeOther(nxt)
+    if session is None:
+        session = await auth.open_session(redis)
+    response = render("ops/login.html", session=None, csrf=session.csrf, next=nxt, error="", name="")
+    auth.set_cookie(response, request, session.id)
+    return response
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    redis = request.app[STATE]["redis"]
+    session = await auth.load_session(redis, request.cookies.get(auth.COOKIE))
+    form = await request.post()
+    if session is None or not auth.csrf_ok(form, session):
+        return render_error(403, "Form expired", "The sign-in form had expired. Open it again and sign in.")
+    name, nxt = str(form.get("name", "")).strip().lower(), _safe_next(form.get("next"))
+    operator = await auth.verify(redis, name, str(form.get("password", "")))
+    if operator is None:
+        await auth.audit(redis, name[:32] or "-", "sign-in failed")
+        return render("ops/login.html", status=401, session=None, csrf=session.csrf, next=nxt, name=name,
+                      error="That name and password do not match an active operator.")
+    await auth.end_session(redis, session.id)
+    fresh = await auth.open_session(redis, operator)
+    await auth.audit(redis, operator.name, "sign in")
+    response = web.Response(status=303, headers={"Location": nxt})
+    auth.set_cookie(response, request, fresh.id)
+    return response
+
+
+@page("viewer")
+async def sign_out(request: web.Request) -> web.Response:
+    redis, session = request.app[STATE]["redis"], request[SESSION]
+    await auth.end_session(redis, session.id)
+    await auth.audit(redis, session.operator.name, "sign out")
+    response = web.Response(status=303, headers={"Location": "/ops/login"})
+    response.del_cookie(auth.COOKIE, path="/ops")
+    return response
+
+
+async def _layout(request: web.Request) -> dict:
+    session = request[SESSION]
+    return {"session": session, "flash": await auth.take_flash(request.app[STATE]["redis"], session)}
+
+
+@page("viewer")
+async def alerts_page(request: web.Request) -> web.Response:
+    redis = request.app[STATE]["redis"]
+    store = Alerts(redis)
+    ids = [text(a) for a in await redis.zrevrange(keys.ALERTS, 0, ALERTS_SHOWN - 1)]
+    summaries = [await store.summary(aid) for aid in ids]
+    running = [s["id"] for s in summaries if s["status"] in LIVE_STATES]
+    return render("ops/alerts.html", alerts=summaries, live_ids=running, **await _layout(request))
+
+
+async def _alert_or_404(request: web.Request) -> tuple[str, dict] | web.Response:
+    aid = request.match_info["aid"]
+    meta = await Alerts(request.app[STATE]["redis"]).get(aid)
+    if meta is None:
+        return render_error(404, "No such alert", f"There is no alert {aid}.", session=request[SESSION])
+    return aid, meta
+
+
+@page("viewer")
+async def alert_page(request: web.Request) -> web.Response:
+    found = await _alert_or_404(request)
+    if isinstance(found, web.Response):
+        return found
+    aid, meta = found
+    state = request.app[STATE]
+    redis = state["redis"]
+    store = Alerts(redis)
+    summary = await store.summary(aid)
+    flow = await outcomes.scan(redis, aid)
+    tallies, sampled = await providers.alert_tallies(redis, aid)
+    welfare_only = request.query.get("welfare") == "1"
+    rids = await unreached.open_rids(redis, aid)
+    if welfare_only:
+        rids = await _living_alone(redis, rids)
+    try:
+        page_no = max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        page_no = 1
+    start = (page_no - 1) * ROWS_PER_PAGE
+    rows = await unreached.rows(redis, state["engine"].vault, aid, rids[start:start + ROWS_PER_PAGE])
+    follow_ups = [await store.summary(text(f)) for f in await redis.lrange(ops_keys.follow_ups(aid), 0, -1)]
+    return render(
+        "ops/alert.html", alert=summary, doc=meta["doc"], meta=meta, states=STATES,
+        running=meta["status"] in LIVE_STATES,
+        flow_chart=charts.flow(flow), flow=flow, curve=charts.confirmation_curve(flow.ttc, summary["targeted"]),
+        ttc={ch: outcomes.median(v) for ch, v in flow.ttc.items()},
+        tallies=sorted(tallies.values(), key=lambda t: -t.attempts),
+        sampled=sampled, quantile=providers.quantile, rows=rows, total=len(rids), page=page_no,
+        pages=max(1, -(-len(rids) // ROWS_PER_PAGE)), welfare_only=welfare_only, follow_ups=follow_ups,
+        retry_channels=sorted(state["engine"].specs()), **await _layout(request))
+
+
+async def _living_alone(redis, rids: list[str]) -> list[str]:
+    """Needs are in the profile, unencrypted: the filter opens no names."""
+    pipe = redis.pipeline(transaction=False)
+    for rid in rids:
+        pipe.hget(keys.resident(rid), "p")
+    return [rid for rid, p in zip(rids, await pipe.execute()) if p and "lives_alone" in orjson.loads(p)["n"]]
+
+
+@page("viewer")
+async def unreached_csv(request: web.Request) -> web.StreamResponse:
+    found = await _alert_or_404(request)
+    if isinstance(found, web.Response):
+        return found
+    aid, _ = found
+    state = request.app[STATE]
+    redis, session = state["redis"], request[SESSION]
+    rids = await unreached.open_rids(redis, aid)
+    # Names leave the system here: that is worth an audit line.
+    await auth.audit(redis, session.operator.name, "export unreached", aid, f"{len(rids)} residents")
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8", "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{aid}-unreached.csv"'})
+    await response.prepare(request)
+    await response.write(b"\xef\xbb\xbf")  # so spreadsheet programs read the names as UTF-8
+    for i in range(0, max(len(rids), 1), CSV_CHUNK):
+        chunk = await unreached.rows(redis, state["engine"].vault, aid, rids[i:i + CSV_CHUNK])
+        await response.write(unreached.to_csv_lines(chunk, header=i == 0).encode())
+    await response.write_eof()
+    return response
+
+
+@page("operator")
+async def cancel_from_console(request: web.Request) -> web.Response:
+    found = await _alert_or_404(request)
+    if isinstance(found, web.Response):
+        return found
+    aid, _ = found
+    state, session = request.app[STATE], request[SESSION]
+    done = await actions.cancel(state, aid)
+    await auth.audit(state["redis"], session.operator.name, "cancel alert", aid,
+                     f"cancelled {', '.join(done)}" if done else "nothing was open")
+    await auth.flash(state["redis"], session, "Alert cancelled: no further step starts." if done
+                     else "The alert had already ended; nothing was changed.")
+    raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+
+
+@page("operator")
+async def retry_unreached(request: web.Request) -> web.Response:
+    found = await _alert_or_404(request)
+    if isinstance(found, web.Response):
+        return found
+    aid, _ = found
+    state, session = request.app[STATE], request[SESSION]
+    channel = str(request[FORM].get("channel", ""))
+    try:
+        fid, count = await actions.retry(state, aid, channel)
+    except actions.ActionError as e:
+        await auth.flash(state["redis"], session, f"Not retried: {e}.")
+        raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+    await auth.audit(state["redis"], session.operator.name, "retry unreached", aid,
+                     f"{count} residents on {channel} as {fid}" if fid else f"nobody reachable on {channel}")
+    await auth.flash(state["redis"], session, f"Follow-up {fid} sends {count} residents a {channel} message."
+                     if fid else f"No unreachable resident has a usable {channel} contact point.")
+    raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+
+
+@page("operator")
+async def record_welfare_visit(request: web.Request) -> web.Response:
+    found = await _alert_or_404(request)
+    if isinstance(found, web.Response):
+        return found
+    aid, _ = found
+    state, session, form = request.app[STATE], request[SESSION], request[FORM]
+    rid = str(form.get("resident", ""))
+    try:
+        await actions.welfare_visit(state["redis"], aid, rid, session.operator.name, str(form.get("note", "")))
+    except actions.ActionError as e:
+        await auth.flash(state["redis"], session, f"Not recorded: {e}.")
+        raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+    await auth.audit(state["redis"], session.operator.name, "welfare visit done", f"{aid}/{rid}",
+                     str(form.get("note", ""))[:200])
+    await auth.flash(state["redis"], session, f"Welfare visit to {rid} recorded.")
+    raise web.HTTPSeeOther(f"/ops/alerts/{aid}#r-{rid}")
+
+
+@page("viewer")
+async def providers_page(request: web.Request) -> web.Response:
+    tallies, alerts_read = await providers.health(request.app[STATE]["redis"])
+    total = sum(t.attempts for t in tallies)
+    return render("ops/providers.html", tallies=tallies, total=total, alerts_read=alerts_read,
+                  quantile=providers.quantile, **await _layout(request))
+
+
+@page("viewer")
+async def reach_page(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await reach.report(state["redis"], state["engine"].specs())
+    return render("ops/reach.html", report=body, kinds=reach.KINDS, chart=charts.reach_bars(body["districts"]),
+                  **await _layout(request))
+
+
+@page("viewer")
+async def audit_page(request: web.Request) -> web.Response:
+    before = request.query.get("before", "")
+    entries = await auth.audit_log(request.app[STATE]["redis"], before if STREAM_ID.match(before) else None)
+    return render("ops/audit.html", entries=entries, **await _layout(request))

@@ -1,0 +1,231 @@
+"""`/metrics` for Prometheus, read from Redis at scrape time.
+
+Every api process answers with the same figures, because nothing is counted
+in process memory: a custom collector turns one snapshot of Redis into
+metric families.  A finished alert's provider and confirmation tallies are
+kept in Redis (`{a:<id>}:tallies`) so a scrape reads them instead of every
+history again; running alerts are read whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from . import keys, tasks
+from .api.http import STATE
+from .api.routing import Route
+from .console import keys as ops_keys
+from .console.outcomes import label, scan
+from .console.providers import alert_tallies
+from .transitions import STATES, now_ms, text
+
+log = logging.getLogger("gateway.metrics")
+
+# Seconds: from a push answered in a second to a letter posted in days.
+TTC_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 86400, 3 * 86400)
+ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+MAX_ALERTS = 1000
+QUEUE_TIMEOUT_S = 2.0
+
+
+def buckets(values: list[float], bounds) -> dict:
+    ordered = sorted(values)
+    return {"counts": [bisect_left(ordered, b + 1e-9) for b in bounds], "sum": sum(values), "count": len(values)}
+
+
+async def tallies(redis, aid: str) -> dict:
+    """Provider attempts and confirmation times of one alert, as bucket counts."""
+    providers, _ = await alert_tallies(redis, aid, sample=10**9)
+    outcomes = await scan(redis, aid)
+    return {
+        "providers": {name: {"outcomes": {f"{ch}|{o}": n for (ch, o), n in t.results.items()},
+                             "answer": buckets([ms / 1000 for ms in t.answer_ms], ANSWER_BUCKETS)}
+                      for name, t in providers.items()},
+        "ttc": {ch: buckets(times, TTC_BUCKETS) for ch, times in outcomes.ttc.items()},
+    }
+
+
+@dataclass
+class Snapshot:
+    alerts: dict = field(default_factory=dict)  # status -> count
+    deliveries: dict = field(default_factory=dict)  # state -> count
+    confirmed: dict = field(default_factory=dict)  # channel -> count
+    in_progress: dict = field(default_factory=dict)  # channel of the current step -> count
+    events: dict = field(default_factory=dict)  # (channel, status) -> count
+    fallbacks: int = 0
+    providers: dict = field(default_factory=dict)  # provider -> {"outcomes", "answer"}
+    ttc: dict = field(default_factory=dict)  # channel -> buckets
+    queues: dict = field(default_factory=dict)  # queue -> depth
+    timer_lag_s: float = 0.0
+    timers: int = 0
+
+
+async def snapshot(state: dict) -> Snapshot:
+    redis = state["redis"]
+    snap = Snapshot()
+    aids = [text(a) for a in await redis.zrevrange(keys.ALERTS, 0, MAX_ALERTS - 1)]
+    active = {text(a) for a in await redis.smembers(keys.ACTIVE_ALERTS)}
+    pipe = redis.pipeline(transaction=False)
+    for aid in aids:
+        pipe.hget(keys.alert(aid), "status")
+        pipe.hgetall(keys.alert_counts(aid))
+        pipe.get(ops_keys.tallies(aid))
+    res = await pipe.execute()
+    for aid, status, counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
+        status = text(status or b"gone")
+        snap.alerts[status] = snap.alerts.get(status, 0) + 1
+        for f, v in ((text(f), int(v)) for f, v in counts.items()):
+            if f in STATES:
+                snap.deliveries[f] = snap.deliveries.get(f, 0) + v
+            elif f.startswith("by:"):
+                snap.confirmed[f[3:]] = snap.confirmed.get(f[3:], 0) + v
+            elif f.startswith("a:"):
+                _, channel, st = f.split(":", 2)
+                snap.events[(channel, st)] = snap.events.get((channel, st), 0) + v
+            elif f == "fallbacks":
+                snap.fallbacks += v
+        finished = aid not in active and status not in ("planning", "active")
+        if kept:
+            t = orjson.loads(kept)
+        else:
+            t = await tallies(redis, aid)
+            if finished:
+                await redis.set(ops_keys.tallies(aid), orjson.dumps(t))
+        _add_tallies(snap, t)
+    for aid in active:
+        await _running(redis, aid, snap)
+    snap.queues = await queue_depths()
+    return snap
+
+
+def _add_tallies(snap: Snapshot, t: dict) -> None:
+    for name, p in t["providers"].items():
+        mine = snap.providers.setdefault(name, {"outcomes": {}, "answer": None})
+        for k, n in p["outcomes"].items():
+            mine["outcomes"][k] = mine["outcomes"].get(k, 0) + n
+        mine["answer"] = _sum_buckets(mine["answer"], p["answer"])
+    for ch, b in t["ttc"].items():
+        snap.ttc[ch] = _sum_buckets(snap.ttc.get(ch), b)
+
+
+def _sum_buckets(a: dict | None, b: dict) -> dict:
+    if a is None:
+        return {"counts": list(b["counts"]), "sum": b["sum"], "count": b["count"]}
+    return {"counts": [x + y for x, y in zip(a["counts"], b["counts"])], "sum": a["sum"] + b["sum"],
+            "count": a["count"] + b["count"]}
+
+
+async def _running(redis, aid: str, snap: Snapshot) -> None:
+    """A running alert: its in-progress deliveries by channel, and how late its timers are."""
+    first = await redis.zrange(keys.alert_timers(aid), 0, 0, withscores=True)
+    snap.timers += await redis.zcard(keys.alert_timers(aid))
+    if first:
+        snap.timer_lag_s = max(snap.timer_lag_s, (now_ms() - first[0][1]) / 1000)
+    rids = [text(r) for r in await redis.zrange(keys.alert_state(aid, "in_progress"), 0, -1)]
+    pipe = redis.pipeline(transaction=False)
+    for rid in rids:
+        pipe.hmget(keys.delivery(aid, rid), "k", "p")
+    for k, p in await pipe.execute():
+        if p is not None:
+            channel = label(orjson.loads(p)[int(k)])
+            snap.in_progress[channel] = snap.in_progress.get(channel, 0) + 1
+
+
+async def queue_depths() -> dict:
+    """Messages waiting in the Celery queues, asked of the broker itself (Redis lists or RabbitMQ)."""
+    if not tasks.app.conf.broker_url:
+        return {}
+
+    def ask() -> dict:
+        out = {}
+        with tasks.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=QUEUE_TIMEOUT_S)
+            channel = conn.default_channel
+            for queue in (tasks.Queues.STEPS, tasks.Queues.FANOUT):
+                try:
+                    out[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:  # a queue nobody has used yet does not exist
+                    out[queue] = 0
+        return out
+
+    try:
+        return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, ask), QUEUE_TIMEOUT_S * 2)
+    except Exception:
+        log.warning("queue depths unavailable", exc_info=True)
+        return {}
+
+
+class SnapshotCollector(Collector):
+    def __init__(self, snap: Snapshot):
+        self.snap = snap
+
+    def collect(self):
+        s = self.snap
+        yield _gauge("gateway_alerts", "Alerts by status", ["status"], s.alerts)
+        yield _gauge("gateway_deliveries", "Deliveries by state", ["state"], s.deliveries)
+        yield _gauge("gateway_deliveries_confirmed", "Confirmed deliveries by confirming channel", ["channel"],
+                     s.confirmed)
+        yield _gauge("gateway_deliveries_in_progress", "Deliveries of running alerts by the channel of their step",
+                     ["channel"], s.in_progress)
+        events = CounterMetricFamily("gateway_attempt_events", "Attempt status events by channel and status",
+                                     labels=["channel", "status"])
+        for (channel, status), n in sorted(s.events.items()):
+            events.add_metric([channel, status], n)
+        yield events
+        yield CounterMetricFamily("gateway_fallbacks", "Moves to a plan's next step", value=s.fallbacks)
+        attempts = CounterMetricFamily("gateway_provider_attempts", "Attempts by provider, channel and outcome",
+                                       labels=["provider", "channel", "outcome"])
+        answer = HistogramMetricFamily("gateway_provider_answer_seconds",
+                                       "From claiming a send to the provider's first answer", labels=["provider"])
+        for name, p in sorted(s.providers.items()):
+            for key, n in sorted(p["outcomes"].items()):
+                channel, outcome = key.split("|")
+                attempts.add_metric([name, channel, outcome], n)
+            answer.add_metric([name], _histogram(p["answer"], ANSWER_BUCKETS), p["answer"]["sum"])
+        yield attempts
+        yield answer
+        ttc = HistogramMetricFamily("gateway_time_to_confirmation_seconds",
+                                    "From the alert to each confirmation, by confirming channel", labels=["channel"])
+        for channel, b in sorted(s.ttc.items()):
+            ttc.add_metric([channel], _histogram(b, TTC_BUCKETS), b["sum"])
+        yield ttc
+        yield _gauge("gateway_queue_depth", "Tasks waiting in each Celery queue", ["queue"], s.queues)
+        yield GaugeMetricFamily("gateway_timer_lag_seconds", "How far the oldest due timer is behind",
+                                value=max(0.0, s.timer_lag_s))
+        yield GaugeMetricFamily("gateway_timers_pending", "Timers of running alerts", value=s.timers)
+
+
+def _gauge(name: str, doc: str, labels: list[str], values: dict) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(values.items()):
+        g.add_metric([key], n)
+    return g
+
+
+def _histogram(b: dict, bounds) -> list[tuple[str, int]]:
+    return [(str(float(le)), n) for le, n in zip(bounds, b["counts"])] + [("+Inf", b["count"])]
+
+
+async def scrape(request: web.Request) -> web.Response:
+    started = time.monotonic()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(await snapshot(request.app[STATE])))
+    body = generate_latest(registry)
+    log.debug("metrics scrape took %.3f s", time.monotonic() - started)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+ROUTES = [
+    Route("GET", "/metrics", scrape, "Prometheus metrics, read from Redis at scrape time", tag="ops",
+          responses={200: "Metrics in the Prometheus text format"}),
+]

@@ -1,0 +1,172 @@
+"""An operator follows one alert: how residents flowed, who is still unreached
+and why, and what the operator does about it."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+
+import orjson
+import pytest
+
+from gateway import keys
+from gateway.console import auth, outcomes
+from tests.console.town import csrf_of, heat_wave, phone, resident, sign_in
+
+EVIL_NAME = "=HYPERLINK(\"http://x\")"
+
+
+@pytest.fixture
+async def street(town):
+    """Six neighbours, one alert: each ends up somewhere else."""
+    await town.add(
+        resident("ok1", phone("+821055500001"), name="Kim Ok"),
+        resident("fb1", phone("+821055500002", "smartphone"), name="Lee Fallback"),
+        resident("nc1", name="Park Nocontact"),
+        resident("alone", phone("+821055500003"), name="Choi Alone", needs=["lives_alone"]),
+        resident("wait1", phone("+821055500004"), name="Jung Waiting"),
+        resident("evil", phone("+821055500005"), name=EVIL_NAME),
+    )
+    town.sms.script.update({"ok1": "delivered", "fb1": "failed", "alone": "failed", "evil": "failed", "wait1": "sent"})
+    town.voice.script.update({"fb1": "delivered", "alone": "failed", "evil": "failed"})
+    aid = await town.post_alert(heat_wave({"residents": ["ok1", "fb1", "nc1", "alone", "wait1", "evil"]}))
+    return aid
+
+
+async def test_the_flow_shows_where_each_resident_went(town, street):
+    flow = await outcomes.scan(town.redis, street)
+    sms, voice = flow.stages[(0, "sms")], flow.stages[(1, "voice")]
+    assert (sms.entered, sms.confirmed, sms.onward, sms.waiting) == (5, 1, 3, 1)
+    assert (voice.entered, voice.confirmed, voice.ended) == (3, 1, 2)
+    assert flow.links[(0, "sms", "voice")] == 3
+    assert flow.unstarted == {"unreachable": 1}
+    assert set(flow.ttc) == {"sms", "voice"}
+
+
+async def test_the_alert_page_names_who_is_unreached_why_and_what_next(town, client, street):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    page = await (await client.get(f"/ops/alerts/{street}")).text()
+    unreached = page[page.index('id="unreached-h"'):]
+    for name in ("Choi Alone", "Jung Waiting", "Park Nocontact"):
+        assert name in unreached
+    assert "Kim Ok" not in unreached and "Lee Fallback" not in unreached
+    assert "step 1 sms: failed (30003)" in unreached and "step 2 voice: failed (30003)" in unreached
+    assert "no contact point any allowed channel can use" in unreached
+    assert "step 1 of 2 on sms, then voice; answer due by" in unreached
+    assert "⚑ Lives alone: visit needed" in unreached
+    assert "<svg" in page and "Step 1 · sms · 5" in page and "Time to confirmation" in page
+    assert "fake-sms" in page and "fake-voice" in page
+
+
+async def test_the_welfare_filter_opens_only_residents_who_live_alone(town, client, street):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    page = await (await client.get(f"/ops/alerts/{street}?welfare=1")).text()
+    unreached = page[page.index('id="unreached-h"'):]
+    assert "Choi Alone" in unreached and "Jung Waiting" not in unreached
+
+
+async def test_the_unreached_list_exports_as_csv_and_the_export_is_audited(town, client, street):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    r = await client.get(f"/ops/alerts/{street}/unreached.csv")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO((await r.read()).decode("utf-8-sig"))))
+    by_id = {row["resident"]: row for row in rows}
+    assert set(by_id) == {"nc1", "alone", "wait1", "evil"}
+    assert by_id["alone"]["name"] == "Choi Alone" and by_id["alone"]["lives_alone"] == "yes"
+    assert "step 2 voice: failed (30003)" in by_id["alone"]["why"]
+    assert by_id["wait1"]["deadline"]
+    assert by_id["evil"]["name"] == "'" + EVIL_NAME  # never a spreadsheet formula
+    entry = (await auth.audit_log(town.redis))[0]
+    assert (entry["who"], entry["action"], entry["target"]) == ("mina", "export unreached", street)
+
+
+async def test_an_operator_records_a_welfare_visit(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
+    r = await client.post(f"/ops/alerts/{street}/welfare", data={"csrf": await csrf_of(client), "resident": "alone",
+                                                                 "note": "Fine, fan was broken"})
+    page = await r.text()
+    assert "Welfare visit to alone recorded" in page
+    assert "✓ Visited</span> by jun" in page and "Fine, fan was broken" in page
+    entry = (await auth.audit_log(town.redis))[0]
+    assert (entry["action"], entry["target"]) == ("welfare visit done", f"{street}/alone")
+    r = await client.post(f"/ops/alerts/{street}/welfare", data={"csrf": await csrf_of(client),
+                                                                 "resident": "stranger"})
+    assert "Not recorded" in await r.text()
+
+
+async def test_retrying_the_unreachable_on_voice_sends_a_follow_up_to_those_it_can_reach(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
+    town.voice.script.update({"alone": "delivered", "evil": "delivered"})
+    r = await client.post(f"/ops/alerts/{street}/retry", data={"csrf": await csrf_of(client), "channel": "voice"})
+    assert "sends 2 residents a voice message" in await r.text()
+    await town.dispatch.settle()
+    follow_up = (await town.redis.lrange(f"{{a:{street}}}:followups", 0, -1))[0].decode()
+    doc = orjson.loads(await town.redis.hget(keys.alert(follow_up), "doc"))
+    assert sorted(doc["audience"]["residents"]) == ["alone", "evil"]  # nc1 has no phone at all
+    assert doc["policy"]["channels"] == ["voice"]
+    assert (await town.delivery(follow_up, "alone"))["s"] == "confirmed"
+    page = await (await client.get(f"/ops/alerts/{street}")).text()
+    assert f"Follow-up <a href=\"/ops/alerts/{follow_up}\">{follow_up}</a>: confirmed" in page
+    follow_page = await (await client.get(f"/ops/alerts/{follow_up}")).text()
+    assert f"/ops/alerts/{street}" in follow_page
+    entry = (await auth.audit_log(town.redis))[0]
+    assert entry["action"] == "retry unreached" and "2 residents on voice" in entry["detail"]
+
+
+async def test_a_retry_on_a_channel_the_gateway_lacks_is_refused(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
+    r = await client.post(f"/ops/alerts/{street}/retry", data={"csrf": await csrf_of(client), "channel": "mail"})
+    assert "Not retried: mail is not available" in await r.text()
+    assert not await town.redis.exists(f"{{a:{street}}}:followups")
+
+
+async def test_cancelling_also_cancels_the_follow_ups(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
+    town.voice.script.update({"alone": "sent"})
+    await client.post(f"/ops/alerts/{street}/retry", data={"csrf": await csrf_of(client), "channel": "voice"})
+    await town.dispatch.settle()
+    follow_up = (await town.redis.lrange(f"{{a:{street}}}:followups", 0, -1))[0].decode()
+    await client.post(f"/ops/alerts/{street}/cancel", data={"csrf": await csrf_of(client)})
+    await town.dispatch.settle()
+    assert (await town.redis.hget(keys.alert(follow_up), "status")) == b"cancelled"
+    assert (await town.delivery(street, "wait1"))["s"] == "cancelled"
+
+
+async def test_live_progress_streams_each_alert_summary(town, client, street):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    r = await client.get(f"/ops/live?alert={street}&alert=al_missing")
+    assert r.headers["Content-Type"] == "text/event-stream"
+    seen = b""
+    while seen.count(b"event: summary") < 2:
+        seen += await asyncio.wait_for(r.content.readany(), 5)
+    first = seen.split(b"event: summary\ndata: ")[1].split(b"\n\n")[0]
+    summary = orjson.loads(first)
+    assert summary["id"] == street and summary["deliveries"]["confirmed"] == 2
+    r.close()
+
+
+async def test_the_alerts_list_and_provider_health(town, client, street):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    alerts = await (await client.get("/ops/alerts")).text()
+    assert "Heat wave" in alerts and f'data-live="{street}"' in alerts
+    health = await (await client.get("/ops/providers")).text()
+    assert "fake-sms" in health and "fake-voice" in health
+    # sms: 5 attempts, 3 failed; voice: 3 attempts, 2 failed
+    assert "60.0%" in health and "66.7%" in health
+
+
+async def test_an_unknown_alert_is_a_plain_not_found_page(town, client):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    r = await client.get("/ops/alerts/al_nothing")
+    assert r.status == 404 and "No such alert" in await r.text()

@@ -1,0 +1,50 @@
+"""/metrics: what Prometheus scrapes, read from Redis at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway import keys
+from gateway.console import keys as ops_keys
+from tests.console.town import heat_wave, phone, resident
+
+
+def samples(body: str) -> dict:
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_metrics_count_deliveries_attempts_and_confirmation_times(town, client):
+    await town.add(resident("a", phone("+821055500001")), resident("b", phone("+821055500002")),
+                   resident("c", phone("+821055500003")))
+    town.sms.script.update({"a": "delivered", "b": "failed", "c": "sent"})
+    town.voice.script.update({"b": "delivered"})
+    aid = await town.post_alert(heat_wave({"residents": ["a", "b", "c"]}))
+    await town.redis.zadd(keys.alert_timers(aid), {"late|0|t": 1})
+    r = await client.get("/metrics")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+    m = samples(await r.text())
+    assert m[("gateway_deliveries", (("state", "confirmed"),))] == 2
+    assert m[("gateway_deliveries", (("state", "in_progress"),))] == 1
+    assert m[("gateway_deliveries_in_progress", (("channel", "sms"),))] == 1
+    assert m[("gateway_deliveries_confirmed", (("channel", "voice"),))] == 1
+    assert m[("gateway_attempt_events_total", (("channel", "sms"), ("status", "failed")))] == 1
+    assert m[("gateway_fallbacks_total", ())] == 1
+    assert m[("gateway_provider_attempts_total", (("channel", "sms"), ("outcome", "failed"),
+                                                  ("provider", "fake-sms")))] == 1
+    assert m[("gateway_time_to_confirmation_seconds_count", (("channel", "sms"),))] == 1
+    assert m[("gateway_timer_lag_seconds", ())] > 1000  # the made-up timer is due since 1970
+    assert m[("gateway_alerts", (("status", "active"),))] == 1
+
+
+async def test_a_finished_alert_is_tallied_once(town, client):
+    await town.add(resident("a", phone("+821055500001")))
+    town.sms.script["a"] = "delivered"
+    aid = await town.post_alert(heat_wave({"residents": ["a"]}))
+    await town.redis.hset(keys.alert(aid), "status", "done")
+    await town.redis.srem(keys.ACTIVE_ALERTS, aid)
+    await client.get("/metrics")
+    assert await town.redis.exists(ops_keys.tallies(aid))

@@ -1,0 +1,1 @@
+from tests.console.town import client, redis_url, town  # noqa: F401  (fixtures)
