@@ -145,6 +145,16 @@ class Channel(ABC):
         """aiohttp routes for this channel's provider webhooks."""
         return []
 
+    def record(self, pipe, message: Message, recipient: Recipient, outcome: Outcome) -> None:
+        """Queue what the channel keeps with a send's outcome onto the engine's
+        pipeline for the batch (one round trip for all of them)."""
+        return None
+
+    async def flush(self) -> None:
+        """Write what the channel buffered; the engine calls it after each batch,
+        because a worker's loop sleeps between Celery tasks."""
+        return None
+
     async def run(self, stop: asyncio.Event) -> None:
         """Background work in the API process (closing letter batches, reading
         provider files) until `stop` is set; most channels have none."""

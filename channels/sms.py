@@ -43,7 +43,6 @@ TWILIO_FAULTS = {"30001", "30002", "30008", "30010", "30500"}
 # Refusals about our Twilio account (credentials, sender), not the message.
 TWILIO_ACCOUNT_ERRORS = {"20003", "20005", "21212", "21606"}
 SEGMENT_BUDGET = 6
-REPLY_WINDOW_S = 3 * 86400
 
 
 class TwilioSms:
@@ -144,11 +143,16 @@ class Sms(Channel):
             out.detail = "; ".join(f"{r.provider} {r.error_code}" for r in refused)[:200]
         elif refused:
             out.detail = ("failed over from " + ", ".join(f"{r.provider} ({r.error_code})" for r in refused))[:200]
-        if out.status != "failed" and self.ctx.redis is not None:
-            # The resident's next reply answers this message.
-            await self.ctx.redis.set(keys.reply_target(recipient.resident_id), message.ref, ex=REPLY_WINDOW_S)
         out.contact_dead = out.contact_dead or out.error_code in DEAD_NUMBER_ERRORS
         return out
+
+    def record(self, pipe, message, recipient, outcome) -> None:
+        if outcome.status != "failed":
+            # The resident's next reply answers this message.
+            pipe.hset(keys.resident(recipient.resident_id), keys.REPLY_TARGET, message.ref)
+
+    async def flush(self) -> None:
+        await self.router.flush()
 
     async def preview(self, message, recipient) -> dict:
         sms = self.render(message, recipient)
@@ -245,11 +249,11 @@ class Sms(Channel):
         rid = await self.ctx.registry.by_phone(number)
         if rid is None:
             return None
-        target = await self.ctx.redis.get(keys.reply_target(rid))
+        profile, target = await self.ctx.redis.hmget(keys.resident(rid), "p", keys.REPLY_TARGET)
         ref = target.decode().split("/") if target else None
         codes = await self._response_codes(ref[0]) if ref else ()
         reply = classify_reply(body, codes)
-        language = await self._language(rid)
+        language = orjson.loads(profile)["l"][0] if profile else "en"
         if reply.kind in ("ack", "response") and ref:
             aid, _, k, n, leg = ref
             await self.ctx.report(ProviderEvent(aid, rid, int(k), int(n), "acknowledged", provider, ref=sid,
@@ -271,10 +275,6 @@ class Sms(Channel):
     async def _response_codes(self, aid: str) -> list[str]:
         doc = await self.ctx.redis.hget(keys.alert(aid), "doc")
         return [o["code"] for o in orjson.loads(doc).get("response_options", [])] if doc else []
-
-    async def _language(self, rid: str) -> str:
-        p = await self.ctx.redis.hget(keys.resident(rid), "p")
-        return orjson.loads(p)["l"][0] if p else "en"
 
     async def close(self) -> None:
         await self.router.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -86,22 +87,39 @@ def agency() -> None:
 @click.argument("name")
 @click.option("--scope", "scopes", multiple=True, help="Repeat; default: all scopes.")
 @click.option("--district", "districts", multiple=True, help="Repeat to limit the agency's area.")
+@click.option("--polygon", "polygons", multiple=True,
+              help='Repeat to limit the area: "lat,lon lat,lon ..." closed, as in CAP.')
+@click.option("--callback-url", default=None, help="Where the gateway POSTs delivery outcomes, signed.")
 @click.option("--rate", type=int, default=50, help="Requests a second.")
-def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...], rate: int) -> None:
-    """Create an agency and print its API key once."""
-    from .agencies import SCOPES, create_agency
+def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...], polygons: tuple[str, ...],
+                  callback_url: str | None, rate: int) -> None:
+    """Create an agency and print its API key (and callback secret) once."""
+    from .agencies import SCOPES, create_agency, ring_problem, set_callback
+
+    try:
+        areas = [[[float(x) for x in point.split(",")] for point in text.split()] for text in polygons]
+    except ValueError:
+        raise click.BadParameter("each point is lat,lon", param_hint="--polygon") from None
+    for ring in areas:
+        if problem := ring_problem(ring):
+            raise click.BadParameter(problem, param_hint="--polygon")
 
     async def go():
-        redis = await _redis()
-        try:
-            return await create_agency(redis, name, scopes or SCOPES, districts, rate)
-        finally:
-            await redis.aclose()
+        async with _redis() as redis:
+            ag, key = await create_agency(redis, name, scopes or SCOPES, districts, rate, areas=areas)
+            secret = await set_callback(redis, ag.id, callback_url) if callback_url else None
+            return ag, key, secret
 
-    ag, key = asyncio.run(go())
+    try:
+        ag, key, secret = asyncio.run(go())
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
     console.print(f"agency [bold]{ag.name}[/] ({ag.id}), scopes {', '.join(sorted(ag.scopes))}")
     console.print("API key (shown once, store it now):")
     click.echo(key)
+    if secret:
+        console.print("callback signing secret (shown once):")
+        click.echo(secret)
 
 
 @main.group()
@@ -126,11 +144,8 @@ def operator_create(name: str, role: str, password_stdin: bool) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     async def go():
-        redis = await _redis()
-        try:
+        async with _redis() as redis:
             return await create_operator(redis, name, role, password)
-        finally:
-            await redis.aclose()
 
     try:
         op = asyncio.run(go())
@@ -164,25 +179,22 @@ def residents_import(file: Path) -> None:
 
 async def import_file(settings: Settings, file: Path, fmt: str, redis=None) -> int:
     """Validate the whole file, then write it in chunks with a progress bar."""
+    if redis is None:
+        async with _redis(settings) as redis:
+            return await import_file(settings, file, fmt, redis)
     from .crypto import Vault
     from .registry import Registry, check_import, parse_import
 
-    own = redis is None
-    redis = redis or await _redis(settings)
-    try:
-        with _progress() as progress:
-            task = progress.add_task("checking", total=None)
-            residents = check_import(parse_import(file.read_bytes(), fmt))
-            progress.update(task, description="importing", total=len(residents), completed=0)
-            registry = Registry(redis, Vault(settings.contact_key, settings.lookup_key))
-            for i in range(0, len(residents), 1000):
-                chunk = residents[i:i + 1000]
-                await registry.put_many(chunk)
-                progress.advance(task, len(chunk))
-        return len(residents)
-    finally:
-        if own:
-            await redis.aclose()
+    with _progress() as progress:
+        task = progress.add_task("checking", total=None)
+        residents = check_import(parse_import(file.read_bytes(), fmt))
+        progress.update(task, description="importing", total=len(residents), completed=0)
+        registry = Registry(redis, Vault(settings.contact_key, settings.lookup_key))
+        for i in range(0, len(residents), 1000):
+            chunk = residents[i:i + 1000]
+            await registry.put_many(chunk)
+            progress.advance(task, len(chunk))
+    return len(residents)
 
 
 def _progress() -> Progress:
@@ -190,11 +202,20 @@ def _progress() -> Progress:
                     console=console, transient=False)
 
 
+@contextlib.asynccontextmanager
 async def _redis(settings: Settings | None = None):
+    """The state Redis for one command; an embedded server this command had
+    to start is stopped again (one already running is only joined)."""
     from .embedded_redis import resolve_urls
 
-    redis_url, _, _ = resolve_urls(settings or _settings())
-    return connect(redis_url)
+    redis_url, _, embedded = resolve_urls(settings or _settings())
+    redis = connect(redis_url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+        if embedded is not None and embedded.proc is not None:
+            embedded.stop()
 
 
 @main.group()

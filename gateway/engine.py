@@ -37,6 +37,9 @@ class AlertView:
     policy: Policy
     languages: list[str]
     fetched_ms: int
+    # Bumped by an update (gateway/lifecycle.py).
+    version: bytes | None = None
+    expires_at: float | None = None
 
 
 class Engine:
@@ -70,11 +73,17 @@ class Engine:
         return {n: ChannelSpec(n, c.contact_types, c.handsets) for n, c in self.channels.items()}
 
     async def alert(self, aid: str) -> AlertView:
+        """The alert as this process last read it; one HGET per call checks that
+        no update came since, so pending steps send the newest words."""
         view = self._alerts.get(aid)
-        if view is None or now_ms() - view.fetched_ms > self.ALERT_CACHE_MS:
-            doc = orjson.loads(await self.redis.hget(keys.alert(aid), "doc"))
-            view = AlertView(doc, Policy.from_alert(doc), list(doc["content"]), now_ms())
-            self._alerts[aid] = view
+        if view is not None and now_ms() - view.fetched_ms <= self.ALERT_CACHE_MS:
+            if await self.redis.hget(keys.alert(aid), "version") == view.version:
+                return view
+        raw, version, expires = await self.redis.hmget(keys.alert(aid), "doc", "version", "expires_ms")
+        doc = orjson.loads(raw)
+        view = AlertView(doc, Policy.from_alert(doc), list(doc["content"]), now_ms(), version,
+                         int(expires) / 1000 if expires and int(expires) else None)
+        self._alerts[aid] = view
         return view
 
     # Planning ----------------------------------------------------------------
@@ -115,8 +124,8 @@ class Engine:
                 fields, person = private[rid]
                 for leg, (channel, contact) in enumerate(legs):
                     jobs.append((rid, k, n, leg, channel, contact, token, fields, person))
-            outcomes = await asyncio.gather(*(self._send_leg(aid, view, *job) for job in jobs))
-            items, sealed = await self._record(aid, jobs, outcomes), None
+            sent = await asyncio.gather(*(self._send_leg(aid, view, *job) for job in jobs))
+            items, sealed = await self._record(aid, jobs, sent), None
 
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)
@@ -147,22 +156,24 @@ class Engine:
                 out[rid] = (orjson.loads(p), self.vault.open(c, bound_to=rid))
         return out
 
-    async def _send_leg(self, aid, view, rid, k, n, leg, channel_name, contact, token, fields, person) -> Outcome:
+    async def _send_leg(self, aid, view, rid, k, n, leg, channel_name, contact, token, fields, person
+                        ) -> tuple[Outcome, Message | None, Recipient | None]:
         channel = self.channels.get(channel_name)
         contacts = person["contacts"]
         if channel is None or contact >= len(contacts):
             return Outcome("failed", "gateway", error_code="no-channel", permanent=True,
-                           detail=f"{channel_name} is not available")
+                           detail=f"{channel_name} is not available"), None, None
         lang = pick_language(fields.get("l", ()), view.languages)
         message = self.message(aid, view, rid, k, n, lang, token, leg)
         recipient = Recipient(rid, contacts[contact], frozenset(fields.get("n", ())), tuple(fields.get("l", ())),
                               person.get("name", ""), fields.get("by"))
         async with self._inflight:
             try:
-                return await channel.send(message, recipient)
+                return await channel.send(message, recipient), message, recipient
             except Exception as e:  # a channel bug must not stall the batch
                 log.exception("channel %s failed on %s/%s", channel_name, aid, rid)
-                return Outcome("failed", channel_name, error_code="exception", permanent=False, detail=repr(e)[:200])
+                outcome = Outcome("failed", channel_name, error_code="exception", permanent=False, detail=repr(e)[:200])
+                return outcome, message, recipient
 
     async def compose(self, aid: str, rid: str, k: int, n: int, leg: int, lang: str) -> Message:
         view = await self.alert(aid)
@@ -183,22 +194,33 @@ class Engine:
             headline=content["headline"], body=content["body"], instruction=content.get("instruction", ""),
             link=content.get("link", ""), short=content.get("short", ""),
             page_url=f"{self.settings.public_url}/m/{aid}.{token}", response_options=options, leg=leg,
+            expires_at=view.expires_at,
         )
 
-    async def _record(self, aid: str, jobs: list, outcomes: list[Outcome]) -> list[Item]:
+    async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:
         """Record each send's outcome; return the steps to send next at once."""
         pipe = self.redis.pipeline(transaction=False)
-        for (rid, k, n, leg, channel, *_), out in zip(jobs, outcomes):
+        for (rid, k, n, leg, channel, *_), (out, _, _) in zip(jobs, sent):
             await self.t.event(pipe, aid, rid, k, n, leg, out.status, permanent=out.permanent, provider=out.provider,
-                         ref=out.ref, code=out.error_code, channel=channel, backoff_ms=self._backoff_ms(channel, n))
+                               ref=out.ref, code=out.error_code, channel=channel, backoff_ms=self._backoff_ms(channel, n))
+        # The event replies come first; the channels' own writes follow them.
+        used = set()
+        for (_, _, _, _, channel_name, *_), (out, message, recipient) in zip(jobs, sent):
+            channel = self.channels.get(channel_name)
+            if channel is not None and message is not None:
+                channel.record(pipe, message, recipient, out)
+                used.add(channel)
+        results = await pipe.execute()
         nxt = []
-        for (rid, *_), res in zip(jobs, await pipe.execute()):
+        for (rid, *_), res in zip(jobs, results[:len(jobs)]):
             res = text(res)
             if res.startswith("next:"):
                 nxt.append((rid, int(res[5:]), 0))
-        for (rid, _, _, _, _, contact, *_), out in zip(jobs, outcomes):
+        for (rid, _, _, _, _, contact, *_), (out, _, _) in zip(jobs, sent):
             if out.contact_dead:
                 await self.registry.mark_dead(rid, contact)
+        for channel in used:
+            await channel.flush()
         return nxt
 
     def _backoff_ms(self, channel: str, attempt: int) -> int:

@@ -23,10 +23,6 @@ def phone_lookup(digest: str) -> str:
     return f"phone:{digest}"
 
 
-def contact_health(rid: str) -> str:
-    return f"r:{rid}:health"
-
-
 # Agencies and auth
 def agency(agency_id: str) -> str:
     return f"agency:{agency_id}"
@@ -82,9 +78,9 @@ ACTIVE_ALERTS = "alerts:active"  # set of alert ids that may still have timers
 ALERTS = "alerts"  # zset of every alert id by creation time
 
 
-def reply_target(rid: str) -> str:
-    """The alert a resident's next SMS reply answers."""
-    return f"r:{rid}:reply"
+# Field of the resident hash: the send (alert/resident/step/attempt/leg) the
+# resident's next SMS reply answers.
+REPLY_TARGET = "rt"
 
 
 def replies(aid: str) -> str:

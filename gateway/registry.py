@@ -7,6 +7,7 @@ In Redis a resident is one hash:
   c  AES-GCM sealed {"name", "contacts"}: only a send opens it
   h  keyed hashes of the phone numbers (to drop their lookups on replace)
   x  indexes of dead contact points, comma-separated
+  rt the send the resident's next SMS reply answers (kept across a replace)
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Registry:
             if old_district:
                 pipe.srem(keys.district(old_district), rid)
             fields = encode(resident, self.vault)
-            pipe.delete(keys.resident(rid))
+            # Overwrites what the agency owns; the reply target (rt) stays.
             pipe.hset(keys.resident(rid), mapping=fields)
             pipe.sadd(keys.district(resident["district"]), rid)
             for digest in filter(None, str(fields["h"]).split(",")):
@@ -169,7 +170,7 @@ class Registry:
         for digest in phones:
             pipe.delete(keys.phone_lookup(digest))
         pipe.srem(keys.district(district), rid)
-        pipe.delete(keys.resident(rid), keys.contact_health(rid), keys.reply_target(rid))
+        pipe.delete(keys.resident(rid))
         pipe.zrem(keys.RESIDENTS, rid)
         pipe.zrem(keys.RESIDENT_GEO, rid)
         _changed(pipe, rid)

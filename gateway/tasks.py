@@ -141,10 +141,9 @@ def apply_update(aid: str, version: int, tries: int = 0) -> None:
         else:
             log.error("update %s of %s gave up waiting for the fan-out", version, aid)
         return
-    # Workers keep an alert's document for Engine.ALERT_CACHE_MS: residents the
-    # update adds are planned once every copy of the old one has lapsed.
+    # Engine.alert checks the version, so the added residents get the new words at once.
     for first_seq, rids in work.added:
-        plan_batch.apply_async((aid, first_seq, rids), countdown=Engine.ALERT_CACHE_MS / 1000)
+        plan_batch.apply_async((aid, first_seq, rids))
     size = rt.settings.batch_size
     for start in range(0, len(work.round_items), size):
         send_steps.apply_async((work.round_id, [[rid, 0, 0] for rid in work.round_items[start:start + size]]))

@@ -13,7 +13,7 @@ import dataclasses
 from simulator.app import SimConfig, start
 
 # How each annotated field type is read from the command line.
-_PARSERS = {"int": int, "float": float, "int | None": int}
+_PARSERS = {"int": int, "float": float, "int | None": int, "float | None": float}
 # Shorter names the CLI has always accepted.
 _ALIASES = {"behaviour_file": "--behaviour", "faults_file": "--faults"}
 

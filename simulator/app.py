@@ -73,6 +73,9 @@ class SimConfig:
     request_log_size: int = 1000
     # The print house's drop box (inbox/, outbox/, done/); None: no print house.
     printhouse_dir: str | None = None
+    # The post is slow (an hour or more); demos may run the print house faster
+    # than the rest of the city. None: `time_scale`.
+    printhouse_time_scale: float | None = None
     # The FCM service-account JSON the push endpoints issue tokens for;
     # None: a fresh one in a temporary directory.
     fcm_service_account: str | None = None
@@ -292,7 +295,9 @@ def build_app(config: SimConfig) -> web.Application:
         await sim.open()
         if printhouse is not None:
             house = printhouse.PrintHouse(
-                Path(config.printhouse_dir), sim.behaviour.by_postal, config.time_scale, sim.records, faults=sim.faults
+                Path(config.printhouse_dir), sim.behaviour.by_postal,
+                config.time_scale if config.printhouse_time_scale is None else config.printhouse_time_scale,
+                sim.records, faults=sim.faults
             )
             sim.spawn(house.run())
 

@@ -5,6 +5,7 @@ loopback, spoken to by the unchanged twilio library."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 import socket
 import time
 from dataclasses import dataclass
@@ -39,8 +40,24 @@ class Stack:
     worker: object
 
     def restart_worker(self, concurrency: int = 2):
-        self.worker = service.spawn_worker(self.settings, self.urls, concurrency)
+        log = open(self.worker_log, "ab")
+        self.worker = service.spawn_worker(self.settings, self.urls, concurrency, stdout=log, stderr=log)
+        log.close()
         return self.worker
+
+    @property
+    def worker_log(self) -> Path:
+        return self.settings.data_dir / "worker.log"
+
+    def task_failures_since(self, offset: int) -> list[str]:
+        """Tasks that raised in the worker: the engine must never crash, even
+        when timers would carry the residents on regardless."""
+        with open(self.worker_log, "rb") as f:
+            f.seek(offset)
+            return [line.decode(errors="replace") for line in f if b"raised unexpected" in line]
+
+    def log_size(self) -> int:
+        return self.worker_log.stat().st_size if self.worker_log.exists() else 0
 
 
 def start_stack(data, **env: str) -> Stack:
@@ -177,6 +194,7 @@ async def city(stack: Stack):
         gateway_url=stack.settings.public_url, time_scale=TIME_SCALE, seed=11, callback_backoff_s=0.2,
         fcm_service_account=stack.settings.fcm_service_account or None,
         printhouse_dir=stack.settings.printhouse or None))
+    log_offset = stack.log_size()
     try:
         async with service.api_server(stack.settings, stack.urls) as app:
             _, key = await create_agency(redis, "Seoul Metropolitan Government", rate_per_s=10_000)
@@ -185,3 +203,5 @@ async def city(stack: Stack):
     finally:
         await runner.cleanup()
         await redis.aclose()
+    failures = stack.task_failures_since(log_offset)
+    assert not failures, "worker tasks raised:\n" + "".join(failures[:5])

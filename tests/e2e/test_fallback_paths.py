@@ -9,10 +9,10 @@ pytestmark = pytest.mark.e2e
 FAST = {"sms": 2, "voice": 4, "push": 2, "mail": 2}
 
 
-def heat_wave(audience: dict, **extra) -> dict:
+def heat_wave(audience: dict, severity: str = "Moderate", **extra) -> dict:
     return {
         "event": "Heat wave",
-        "severity": "Moderate",
+        "severity": severity,
         "urgency": "Expected",
         "content": {
             "ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다. 야외 활동을 피하세요.",
@@ -88,3 +88,13 @@ async def test_an_answering_machine_never_confirms_a_call(city):
     heard = city.received("ll3")[0]
     assert heard["channel"] == "voice" and heard["answered_by"].startswith("machine")
     assert heard["pressed"] == []
+
+
+async def test_a_feature_phone_resident_who_replies_1_acknowledges_a_severe_alert(city):
+    await city.add(resident("fp2", phone("+821055500002", "feature_phone")),
+                   {"phones": ["+821055500002"], "sms": {"outcome": "delivered", "reply": "1", "reply_after_s": 1}})
+    aid = await city.post_alert(heat_wave({"residents": ["fp2"]}, severity="Severe"))
+    await city.settled(aid)
+    path = await city.path(aid, "fp2")
+    assert path["confirmed_by"] == {"channel": "sms", "level": "acknowledged"}
+    assert [r["channel"] for r in city.received("fp2")] == ["sms"]
