@@ -21,6 +21,7 @@ The simulator's status callbacks are off in every phase (the fault
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 import asyncio
 import os
 import shutil
@@ -39,7 +40,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from gateway import keys  # noqa: E402
+from gateway import deliveries, keys  # noqa: E402
 from gateway.agencies import create_agency  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.crypto import Vault  # noqa: E402
@@ -131,11 +132,11 @@ async def escalation_lags(redis, aid: str, rids: list[str], sms_timeout_s: int) 
     for i in range(0, len(rids), 2000):
         pipe = redis.pipeline(transaction=False)
         for rid in rids[i:i + 2000]:
-            pipe.lrange(keys.delivery_history(aid, rid), 0, -1)
-        for history in await pipe.execute():
+            deliveries.queue_history(pipe, aid, rid)
+        for raw in await pipe.execute():
             claimed = voice = None
-            for line in history:
-                at, k, _n, _leg, status = line.decode().split("|")[:5]
+            for line in deliveries.history_lines(raw):
+                at, k, _n, _leg, status = line.split("|")[:5]
                 if k == "0" and status == "claimed" and claimed is None:
                     claimed = int(at)
                 if k == "1" and status == "queued" and voice is None:
@@ -280,17 +281,13 @@ async def memory_breakdown(redis, aid: str, n: int) -> dict[str, float]:
         sizes = [await redis.memory_usage(key_of(rid)) or 0 for rid in sample]
         out[name] = sum(sizes) / len(sizes)
 
-    await per_key("delivery hash", lambda rid: keys.delivery(aid, rid))
-    await per_key("history list", lambda rid: keys.delivery_history(aid, rid))
-    await per_key("reply target", keys.reply_target)
-    shared = [k async for k in redis.scan_iter(match=f"{keys.alert(aid)}*", count=10_000)
-              if b":d:" not in k and b":h:" not in k and b":tok:" not in k]
-    for key in shared:
-        out[key.decode().split("}", 1)[1] or "alert"] = (await redis.memory_usage(key, samples=0) or 0) / n
-    tokens = [k async for k in redis.scan_iter(match=f"{keys.alert(aid)}:tok:*", count=10_000)]
-    if tokens:
-        out["page tokens"] = (await redis.memory_usage(tokens[0]) or 0) * len(tokens) / n
-    return out
+    await per_key("delivery hash (with its history)", lambda rid: keys.delivery(aid, rid))
+    shared: dict[str, float] = defaultdict(float)
+    async for key in redis.scan_iter(match=f"{keys.alert(aid)}:*", count=10_000):
+        if b":d:" not in key:
+            kind = key.decode().split("}:", 1)[1].split(":")[0]
+            shared[kind] += (await redis.memory_usage(key, samples=0) or 0) / n
+    return {**out, **{f"alert {kind}": size for kind, size in shared.items()}}
 
 
 def residents_ids(n: int) -> list[str]:

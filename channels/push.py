@@ -25,7 +25,7 @@ from .sms_text import language_template
 from .webpush import WebPush
 
 # The acknowledgement token is the resident page token, `<alert id>.<random>`.
-ACK_TOKEN = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{8,64})")
+ACK_TOKEN = re.compile(r"([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{22,128})")
 ACK_MAX_BYTES = 1024
 # FCM keeps a message at most 28 days.
 MAX_TTL_S = 28 * 86400
@@ -73,8 +73,9 @@ class Push(Channel):
     async def acknowledged(self, request: web.Request) -> web.Response:
         """The resident tapped the notification; the app sends `{"token": "<ack>"}`.
 
-        The token is the delivery's random page token, so nothing can be
-        acknowledged without having received it; anything unknown is 404.
+        The token is the delivery's sealed page token (Vault.link_token), so
+        nothing can be acknowledged without having received it; anything
+        forged or unknown is 404.
         """
         too_large = Problem(413, "Body too large", f"The limit is {ACK_MAX_BYTES} bytes.")
         if (request.content_length or 0) > ACK_MAX_BYTES:
@@ -90,12 +91,11 @@ class Push(Channel):
         unknown = Problem(404, "Not found", "No such acknowledgement token.")
         if match is None:
             raise unknown
-        aid, secret = match.groups()
+        aid, sealed = match.groups()
         redis = self.ctx.redis
-        rid = await redis.get(keys.page_token(aid, secret))
+        rid = self.ctx.registry.vault.resident_of(aid, sealed)
         if rid is None:
             raise unknown
-        rid = rid.decode()
         k, n, plan = await redis.hmget(keys.delivery(aid, rid), "k", "n", "p")
         sent = _push_leg(orjson.loads(plan), int(k)) if plan else None
         if sent is None:  # a page token of a delivery that never went by push

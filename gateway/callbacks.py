@@ -36,7 +36,8 @@ from datetime import datetime, timezone
 import aiohttp
 import orjson
 
-from . import keys
+from .deliveries import delivery_view
+from . import deliveries, keys
 from .agencies import get_callback
 from .alerts import Alerts
 from .transitions import now_ms, text
@@ -94,8 +95,6 @@ async def add_summary(redis, aid: str, kind: str) -> None:
 
 async def compose(redis, aid: str, root: str, entries: list) -> list[dict]:
     """Stream entries as the events the agency receives."""
-    from .api.alerts import delivery_view  # the same view GET /v1/alerts/{id}/deliveries/{rid} gives
-
     rids = [text(f[b"r"]) for _, f in entries if b"r" in f]
     pipe = redis.pipeline(transaction=False)
     for rid in rids:
@@ -107,12 +106,9 @@ async def compose(redis, aid: str, root: str, entries: list) -> list[dict]:
         details[rid] = d
         if d.get("s") == "unreachable":
             unreachable.append(rid)
-    if unreachable:  # only they need their history: the reason per step
-        pipe = redis.pipeline(transaction=False)
-        for rid in unreachable:
-            pipe.lrange(keys.delivery_history(aid, rid), 0, -1)
-        for rid, history in zip(unreachable, await pipe.execute()):
-            details[rid]["reasons"] = delivery_view(rid, details[rid], [text(h) for h in history])["reasons"]
+    for rid in unreachable:  # only they need the reason per step
+        details[rid]["reasons"] = delivery_view(rid, details[rid], deliveries.history_lines(details[rid].get("h")))[
+            "reasons"]
     events = []
     for entry_id, f in entries:
         event: dict = {"id": f"{aid}/{text(entry_id)}", "alert": root}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
 
@@ -18,7 +17,7 @@ import orjson
 from channels import discover
 from channels.base import Channel, ChannelContext, Message, Outcome, ProviderEvent, Recipient
 
-from . import keys
+from . import deliveries, keys
 from .crypto import Vault
 from .plan import EMERGENCY, ChannelSpec, Policy, build_plan, initial_state, pick_language
 from .registry import Registry, profile
@@ -130,11 +129,11 @@ class Engine:
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)
         for rid, k, n in items:
-            await self.t.claim(pipe, aid, rid, k, n, secrets.token_urlsafe(9))
+            await self.t.claim(pipe, aid, rid, k, n)
         out = []
         for (rid, k, n), res in zip(items, await pipe.execute()):
             if text(res[0]) == "ok":
-                out.append((rid, k, n, orjson.loads(res[1]), text(res[3])))
+                out.append((rid, k, n, orjson.loads(res[1]), self.vault.link_token(aid, rid)))
         return out
 
     async def _open_residents(self, rids: Iterable[str], sealed: dict | None = None) -> dict[str, tuple[dict, dict]]:
@@ -177,7 +176,7 @@ class Engine:
 
     async def compose(self, aid: str, rid: str, k: int, n: int, leg: int, lang: str) -> Message:
         view = await self.alert(aid)
-        token = text(await self.redis.hget(keys.delivery(aid, rid), "t") or b"")
+        token = self.vault.link_token(aid, rid)
         if lang not in view.doc["content"]:
             lang = view.languages[0]
         return self.message(aid, view, rid, k, n, lang, token, leg)
@@ -289,14 +288,12 @@ class Engine:
 
     async def close_open(self, aid: str, state: str, chunk: int = 500) -> int:
         """End every delivery still open with `state` (cancelled, expired)."""
+        open_ = await deliveries.in_states(self.redis, aid, ("planned", "in_progress"))
+        rids = open_["planned"] + open_["in_progress"]
         closed = 0
-        for open_state in ("planned", "in_progress"):
-            while True:
-                rids = [text(r) for r in await self.redis.zrange(keys.alert_state(aid, open_state), 0, chunk - 1)]
-                if not rids:
-                    break
-                pipe = self.redis.pipeline(transaction=False)
-                for rid in rids:
-                    await self.t.close(pipe, aid, rid, state)
-                closed += sum(1 for r in await pipe.execute() if text(r) == state)
+        for i in range(0, len(rids), chunk):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in rids[i:i + chunk]:
+                await self.t.close(pipe, aid, rid, state)
+            closed += sum(1 for r in await pipe.execute() if text(r) == state)
         return closed

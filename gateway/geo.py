@@ -29,6 +29,7 @@ Not handled: shapes crossing the antimeridian (no service area does).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import functools
 import logging
 import math
@@ -351,6 +352,7 @@ class ResidentIndex:
         self.redis = redis
         self._lock = asyncio.Lock()
         self._cursor: str | None = None
+        self._epoch: bytes | None = None
         self._clear()
 
     def _clear(self) -> None:
@@ -383,6 +385,10 @@ class ResidentIndex:
         if self._cursor is None:
             await self._rebuild()
             return
+        if await self.redis.get(keys.RESIDENT_EPOCH) != self._epoch:
+            log.info("the resident registry was wiped; rebuilding")
+            await self._rebuild()
+            return
         if await self._missed_changes():
             log.info("the resident change stream was trimmed past this index; rebuilding")
             await self._rebuild()
@@ -407,6 +413,8 @@ class ResidentIndex:
 
     async def _rebuild(self) -> None:
         self._clear()
+        await self.redis.set(keys.RESIDENT_EPOCH, secrets.token_hex(8), nx=True)
+        self._epoch = await self.redis.get(keys.RESIDENT_EPOCH)
         last = await self.redis.xrevrange(keys.RESIDENT_CHANGES, "+", "-", count=1)
         self._cursor = text(last[0][0]) if last else "0-0"
         rids = [text(r) for r in await self.redis.zrange(keys.RESIDENTS, 0, -1)]

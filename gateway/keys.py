@@ -48,9 +48,14 @@ def alert_counts(aid: str) -> str:
     return f"{{a:{aid}}}:count"
 
 
-def alert_state(aid: str, state: str) -> str:
-    """zset of resident ids in `state`, scored by the delivery's sequence number."""
-    return f"{{a:{aid}}}:st:{state}"
+def alert_bits(aid: str, state: str) -> str:
+    """Bitmap of the sequence numbers of the alert's deliveries in `state`."""
+    return f"{{a:{aid}}}:bits:{state}"
+
+
+def alert_block(aid: str, block: int) -> str:
+    """Hash: sequence number modulo 128 -> resident id, for one block of 128."""
+    return f"{{a:{aid}}}:seq:{block}"
 
 
 def alert_timers(aid: str) -> str:
@@ -60,10 +65,6 @@ def alert_timers(aid: str) -> str:
 
 def delivery(aid: str, rid: str) -> str:
     return f"{{a:{aid}}}:d:{rid}"
-
-
-def delivery_history(aid: str, rid: str) -> str:
-    return f"{{a:{aid}}}:h:{rid}"
 
 
 def agency_alerts(agency_id: str) -> str:
@@ -92,14 +93,13 @@ def replies(aid: str) -> str:
 PUMP_LEADER = "pump:leader"
 
 
-def page_token(aid: str, token: str) -> str:
-    """A resident page token -> resident id, in the alert's slot."""
-    return f"{{a:{aid}}}:tok:{token}"
-
 
 # Geography (gateway/geo.py)
 RESIDENT_GEO = "residents:geo"  # GEO set of residents' home points
 RESIDENT_CHANGES = "residents:changes"  # stream of changed resident ids, for in-process indexes
+# A random value the resident index sets when missing: a wiped registry loses
+# it, so the index knows to rebuild even if stream ids happen to repeat.
+RESIDENT_EPOCH = "residents:epoch"
 
 
 # CAP messages and the alert lifecycle (gateway/lifecycle.py)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import keys
+from . import deliveries, keys
 from .agencies import get_agency
 from .alerts import Alerts, body_digest, cap_field, expires_ms, resolve_audience
 from .plan import Policy, build_plan, initial_state
@@ -221,10 +221,7 @@ class Lifecycle:
         wanted = await resolve_audience(r, doc["audience"], drill=doc.get("status", "Actual") != "Actual",
                                         within=agency.area() if agency else None)
         wanted_set = set(wanted)
-        pipe = r.pipeline(transaction=False)
-        for state in STATES:
-            pipe.zrange(keys.alert_state(aid, state), 0, -1)
-        by_state = {state: [text(m) for m in page] for state, page in zip(STATES, await pipe.execute())}
+        by_state = await deliveries.in_states(r, aid, STATES)
         known = {rid for page in by_state.values() for rid in page}
         work = UpdateWork()
 
@@ -240,10 +237,7 @@ class Lifecycle:
         # planned so far (a second run of this task numbers on from the first's).
         added = [rid for rid in wanted if rid not in known]
         if added:
-            pipe = r.pipeline(transaction=False)
-            for state in STATES:
-                pipe.zrevrange(keys.alert_state(aid, state), 0, 0, withscores=True)
-            last = max((int(page[0][1]) for page in await pipe.execute() if page), default=-1)
+            last = await deliveries.last_seq(r, aid)
             await r.hset(keys.alert(aid), "targeted", len(known) + len(added))
             size = engine.settings.batch_size
             work.added = [(last + 1 + i, added[i:i + size]) for i in range(0, len(added), size)]
@@ -264,10 +258,8 @@ class Lifecycle:
             if text(meta[0] or b"") in ("planning", "active"):
                 await r.hset(keys.alert(child), mapping={"doc": raw_doc, "expires_ms": expires_ms(doc)})
                 await r.hincrby(keys.alert(child), "version", 1)
-                pipe = r.pipeline(transaction=False)
-                for state in OPEN:
-                    pipe.zrange(keys.alert_state(child, state), 0, -1)
-                still_open.update(text(m) for page in await pipe.execute() for m in page)
+                for page in (await deliveries.in_states(r, child, OPEN)).values():
+                    still_open.update(page)
 
         # Everyone already confirmed hears it again, on the channel that confirmed them.
         confirmed = [rid for rid in by_state["confirmed"] if rid in wanted_set and rid not in still_open]

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import keys, tasks
+from . import deliveries, keys, tasks
 from .api.http import STATE
 from .api.routing import Route
 from .console import keys as ops_keys
@@ -131,7 +131,7 @@ async def _running(redis, aid: str, snap: Snapshot) -> None:
     snap.timers += await redis.zcard(keys.alert_timers(aid))
     if first:
         snap.timer_lag_s = max(snap.timer_lag_s, (now_ms() - first[0][1]) / 1000)
-    rids = [text(r) for r in await redis.zrange(keys.alert_state(aid, "in_progress"), 0, -1)]
+    rids = await deliveries.residents_in(redis, aid, "in_progress")
     pipe = redis.pipeline(transaction=False)
     for rid in rids:
         pipe.hmget(keys.delivery(aid, rid), "k", "p")

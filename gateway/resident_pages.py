@@ -2,8 +2,9 @@
 in their language with an "I got this" button; `/r/<alert>.<token>` lets them
 set languages, channel preferences, needs, quiet hours and consent.
 
-The token (made at the first send, `{a:<id>}:tok:<token>` -> resident) is the
-only key: it opens one resident's message and settings, nothing else.  Forms
+The token is the resident id sealed with AES-SIV and bound to the alert
+(`Vault.link_token`): it opens one resident's message and settings, nothing
+else, and Redis keeps nothing for it.  Forms
 carry a nonce signed with a server key, so a page cannot be posted from
 elsewhere; opening a page writes nothing.  Pages work without JavaScript and
 stay far under 30 KB for 2G/3G handsets.
@@ -23,7 +24,7 @@ from redis.exceptions import WatchError
 
 from channels.base import ProviderEvent
 
-from . import keys
+from . import deliveries, keys
 from .api.http import STATE
 from .api.routing import Route
 from .config import TEMPLATES_DIR
@@ -75,11 +76,14 @@ async def _resident(request: web.Request) -> tuple[str, str, str, dict] | None:
     """(alert id, token, resident id, alert doc) for a token of that alert, else None."""
     aid, token = request.match_info["aid"], request.match_info["token"]
     redis = request.app[STATE]["redis"]
-    rid = await redis.get(keys.page_token(aid, token))
-    doc = await redis.hget(keys.alert(aid), "doc") if rid else None
+    rid = request.app[STATE]["engine"].vault.resident_of(aid, token)
+    # A sealed token is genuine; the delivery must also exist (a resident of this alert).
+    if rid is None or not await redis.exists(keys.delivery(aid, rid)):
+        return None
+    doc = await redis.hget(keys.alert(aid), "doc")
     if doc is None:
         return None
-    return aid, token, text(rid), orjson.loads(doc)
+    return aid, token, rid, orjson.loads(doc)
 
 
 def _missing(request: web.Request) -> web.Response:
@@ -114,7 +118,7 @@ async def message_page(request: web.Request) -> web.Response:
 async def _render_message(request, aid, token, rid, doc, lang, *, form_expired: bool) -> web.Response:
     redis = request.app[STATE]["redis"]
     status = text(await redis.hget(keys.alert(aid), "status") or b"")
-    history = [text(h) for h in await redis.lrange(keys.delivery_history(aid, rid), 0, -1)]
+    history = await deliveries.history(redis, aid, rid)
     acknowledged = any(line.split("|")[4] == "acknowledged" for line in history)
     options = [(o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
                for o in doc.get("response_options", [])]

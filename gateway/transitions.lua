@@ -15,7 +15,9 @@
 --   d  deadline of the current step (ms)         m  max attempts per step
 --   y  confirming channel and level ("sms:delivered")
 --   e  time of the terminal state (ms)
---   t  the resident's page token (`{a:<id>}:tok:<t>` -> rid), made at the first claim
+--   h  history, a line per event: at_ms|step|attempt|leg|status|provider|ref|code
+-- A bitmap per state (`:bits:<state>`) marks sequence numbers; `:seq:<n>`
+-- hashes map them back to residents, 128 to a block (gateway/deliveries.py).
 -- Attempt status ranks: queued 1, sent 2, posted 3, delivered 4, acknowledged 5.
 
 local A = KEYS[1]
@@ -25,19 +27,20 @@ local RANK = {queued = 1, sent = 2, posted = 3, delivered = 4, acknowledged = 5}
 local TERMINAL = {confirmed = true, unreachable = true, cancelled = true, expired = true, opted_out = true}
 
 local function dkey(rid) return A .. ':d:' .. rid end
-local function hkey(rid) return A .. ':h:' .. rid end
 
 local function history(rid, now, k, n, leg, status, provider, ref, code)
-  redis.call('RPUSH', hkey(rid), table.concat({now, k, n, leg, status, provider or '', ref or '', code or ''}, '|'))
+  local line = table.concat({now, k, n, leg, status, provider or '', ref or '', code or ''}, '|')
+  local h = redis.call('HGET', dkey(rid), 'h')
+  redis.call('HSET', dkey(rid), 'h', h and (h .. '\n' .. line) or line)
 end
 
 local function move(rid, seq, old, new)
   if old == new then return end
   if old then
-    redis.call('ZREM', A .. ':st:' .. old, rid)
+    redis.call('SETBIT', A .. ':bits:' .. old, seq, 0)
     redis.call('HINCRBY', A .. ':count', old, -1)
   end
-  redis.call('ZADD', A .. ':st:' .. new, seq, rid)
+  redis.call('SETBIT', A .. ':bits:' .. new, seq, 1)
   redis.call('HINCRBY', A .. ':count', new, 1)
   -- The agency asked to hear of every terminal state (gateway/callbacks.py sends these on).
   if TERMINAL[new] and redis.call('HEXISTS', A, 'cb') == 1 then
@@ -95,6 +98,7 @@ end
 if op == 'plan' then
   local now = ARGV[2]
   local created = 0
+  local last = tonumber(redis.call('HGET', A, 'last_seq') or '-1')
   for i = 5, #ARGV, 4 do
     local rid, seq, plan, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if redis.call('EXISTS', dkey(rid)) == 0 then
@@ -103,15 +107,19 @@ if op == 'plan' then
       redis.call('HSET', dkey(rid), 's', state, 'k', 0, 'n', 0, 'p', plan, 'q', seq, 'v', ARGV[3], 'm', ARGV[4],
                  'b', 0, 'f', string.rep('0', legs))
       if TERMINAL[state] then redis.call('HSET', dkey(rid), 'e', now) end
-      move(rid, tonumber(seq), nil, state)
+      seq = tonumber(seq)
+      redis.call('HSET', A .. ':seq:' .. math.floor(seq / 128), seq % 128, rid)
+      if seq > last then last = seq end
+      move(rid, seq, nil, state)
       redis.call('HINCRBY', A .. ':count', 'targeted', 1)
       created = created + 1
     end
   end
+  redis.call('HSET', A, 'last_seq', last)
   return created
 end
 
--- claim: ARGV = op, rid, k, n, now, lease_ms, token candidate. The one gate before a provider call.
+-- claim: ARGV = op, rid, k, n, now, lease_ms. The one gate before a provider call.
 if op == 'claim' then
   local rid, k, n, now, lease = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local d = load(rid)
@@ -141,13 +149,7 @@ if op == 'claim' then
     redis.call('HSET', dkey(rid), 's', 'in_progress')
   end
   history(rid, now, k, n, '*', 'claimed', '', '', '')
-  local token = redis.call('HGET', dkey(rid), 't')
-  if not token then
-    token = ARGV[7]
-    redis.call('HSET', dkey(rid), 't', token)
-    redis.call('SET', A .. ':tok:' .. token, rid)
-  end
-  return {'ok', cjson.encode(step.l), tostring(d.d), token}
+  return {'ok', cjson.encode(step.l), tostring(d.d)}
 end
 
 -- event: ARGV = op, rid, k, n, leg, status, permanent(0/1), provider, ref, code, now, channel, backoff_ms

@@ -41,8 +41,8 @@ class Transitions:
         return await self._run(aid, args)
 
     # The methods below queue onto a pipeline; the caller executes it.
-    async def claim(self, pipe, aid: str, rid: str, k: int, n: int, token: str, lease_ms: int = CLAIM_LEASE_MS):
-        await self._run(aid, ["claim", rid, k, n, now_ms(), lease_ms, token], pipe)
+    async def claim(self, pipe, aid: str, rid: str, k: int, n: int, lease_ms: int = CLAIM_LEASE_MS):
+        await self._run(aid, ["claim", rid, k, n, now_ms(), lease_ms], pipe)
 
     async def event(self, pipe, aid: str, rid: str, k: int, n: int, leg: int | str, status: str, *, permanent: bool,
               provider: str, ref: str, code: str, channel: str, backoff_ms: int = 0, at_ms: int | None = None):

@@ -8,7 +8,8 @@ import re
 import orjson
 from aiohttp import web
 
-from .. import keys
+from .. import deliveries, keys
+from ..deliveries import delivery_view
 from ..agencies import get_callback
 from ..alerts import Alerts, validate
 from ..lifecycle import Lifecycle
@@ -105,12 +106,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         errors.append({"field": "limit/after", "detail": f"limit 1-{PAGE_MAX}, after an integer"})
     if errors:
         raise invalid(errors)
-    redis = request.app[STATE]["redis"]
-    pipe = redis.pipeline(transaction=False)
-    for s in states:
-        pipe.zrangebyscore(keys.alert_state(aid, s), f"({after}", "+inf", start=0, num=limit, withscores=True)
-    rows = sorted((int(score), text(rid), s) for s, page in zip(states, await pipe.execute()) for rid, score in page)
-    rows = rows[:limit]
+    rows = await deliveries.page(request.app[STATE]["redis"], aid, states, after, limit)
     items = [{"resident": rid, "state": s, "seq": seq} for seq, rid, s in rows]
     body = {"deliveries": items}
     if len(rows) == limit:
@@ -128,65 +124,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     if not d:
         raise Problem(404, "Not found", "That resident is not in this alert's audience.")
     d = {text(k): text(v) for k, v in d.items()}
-    history = [text(h) for h in await redis.lrange(keys.delivery_history(aid, rid), 0, -1)]
-    return json_response(delivery_view(rid, d, history))
-
-
-def delivery_view(rid: str, d: dict, history: list[str]) -> dict:
-    plan = orjson.loads(d["p"])
-    attempts: dict[tuple, dict] = {}
-    for line in history:
-        at, k, n, leg, status, provider, ref, code = line.split("|", 7)
-        k, n = int(k), int(n)
-        legs = plan[k]["l"] if k < len(plan) else []
-        targets = range(len(legs)) if leg == "*" else [int(leg)]
-        for li in targets:
-            a = attempts.setdefault((k, n, li), {"step": k, "attempt": n, "channel": legs[li][0] if legs else "",
-                                                 "provider": "", "provider_ref": "", "statuses": []})
-            a["provider"] = provider or a["provider"]
-            a["provider_ref"] = ref or a["provider_ref"]
-            entry = {"status": status, "at_ms": int(at)}
-            if code:
-                entry["error_code"] = code
-            a["statuses"].append(entry)
-    out = {
-        "resident": rid,
-        "state": d["s"],
-        "step": int(d["k"]),
-        "plan": [{"channels": [leg[0] for leg in s["l"]], "timeout_s": s["t"]} for s in plan],
-        "attempts": [attempts[key] for key in sorted(attempts)],
-    }
-    if "y" in d:
-        channel, level = d["y"].split(":")
-        out["confirmed_by"] = {"channel": channel, "level": level}
-    if d["s"] == "unreachable":
-        out["reasons"] = unreachable_reasons(plan, out["attempts"])
-    return out
-
-
-RANK = {"claimed": 0, "queued": 1, "sent": 2, "posted": 3, "delivered": 4, "acknowledged": 5}
-
-
-def unreachable_reasons(plan: list, attempts: list[dict]) -> list[dict]:
-    """Per step: the strongest proof it got, and how its last attempt ended."""
-    if not plan:
-        return [{"step": None, "reason": "no contact point any allowed channel can use"}]
-    out = []
-    for k, step in enumerate(plan):
-        tried = [a for a in attempts if a["step"] == k]
-        if not tried:
-            out.append({"step": k, "channel": step["l"][0][0], "reason": "not tried"})
-            continue
-        statuses = [s for a in tried for s in a["statuses"]]
-        best = max((s["status"] for s in statuses if s["status"] in RANK), key=RANK.get, default="claimed")
-        final = statuses[-1]
-        ending = final["status"] + (f" ({final['error_code']})" if final.get("error_code") else "")
-        reason = f"{best}, not acknowledged" if best == "delivered" else ending
-        count = len({a["attempt"] for a in tried})
-        if count > 1:
-            reason += f" after {count} attempts"
-        out.append({"step": k, "channel": ",".join(sorted({a["channel"] for a in tried})), "reason": reason})
-    return out
+    return json_response(delivery_view(rid, d, deliveries.history_lines(d.get("h"))))
 
 
 async def cancel_alert(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import orjson
 
-from .. import keys
+from .. import deliveries, keys
 from ..alerts import Alerts
 from ..lifecycle import Lifecycle
 from ..plan import Policy, build_plan
@@ -57,7 +57,7 @@ async def retry(state: dict, aid: str, channel: str) -> tuple[str | None, int]:
     doc = meta["doc"]
     policy_doc = {**doc.get("policy", {}), "channels": [channel], "parallel_first": False}
     policy = Policy.from_alert({**doc, "policy": policy_doc})
-    rids = [text(r) for r in await redis.zrange(keys.alert_state(aid, "unreachable"), 0, -1)]
+    rids = await deliveries.residents_in(redis, aid, "unreachable")
     pipe = redis.pipeline(transaction=False)
     for rid in rids:
         pipe.hmget(keys.resident(rid), "p", "x")

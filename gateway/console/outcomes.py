@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .. import keys
+from .. import deliveries, keys
 from ..transitions import STATES, text
 
 CHUNK = 2000
@@ -58,10 +58,7 @@ def label(step: dict) -> str:
 
 
 async def rids(redis, aid: str, states=STATES) -> list[str]:
-    pipe = redis.pipeline(transaction=False)
-    for s in states:
-        pipe.zrange(keys.alert_state(aid, s), 0, -1)
-    return [text(r) for page in await pipe.execute() for r in page]
+    return [rid for page in (await deliveries.in_states(redis, aid, states)).values() for rid in page]
 
 
 async def scan(redis, aid: str) -> Outcomes:

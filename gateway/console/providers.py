@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .. import keys
+from .. import deliveries, keys
 from ..transitions import now_ms, text
 from .outcomes import rids
 
@@ -111,12 +111,10 @@ async def alert_tallies(redis, aid: str, sample: int = SAMPLE) -> tuple[dict[str
     for i in range(0, len(everyone), CHUNK):
         pipe = redis.pipeline(transaction=False)
         for rid in everyone[i:i + CHUNK]:
-            pipe.hget(keys.delivery(aid, rid), "p")
-            pipe.lrange(keys.delivery_history(aid, rid), 0, -1)
-        res = await pipe.execute()
-        for plan, lines in zip(res[::2], res[1::2]):
+            pipe.hmget(keys.delivery(aid, rid), "p", "h")
+        for plan, lines in await pipe.execute():
             if plan is not None:
-                read_history(orjson.loads(plan), [text(x) for x in lines], tallies)
+                read_history(orjson.loads(plan), deliveries.history_lines(lines), tallies)
     return tallies, sampled
 
 

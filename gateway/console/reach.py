@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import orjson
 from aiohttp import web
 
-from .. import keys
+from .. import deliveries, keys
 from ..api.http import STATE, json_response, require
 from ..api.routing import Route
 from ..plan import Policy, build_plan
@@ -106,7 +106,7 @@ async def _times(redis, scope: str) -> dict:
     for aid in aids:
         created = int(await redis.hget(keys.alert(aid), "created_ms") or 0)
         year = datetime.fromtimestamp(created / 1000).year
-        rids = [text(r) for r in await redis.zrange(keys.alert_state(aid, "confirmed"), 0, CONFIRMED_SAMPLE - 1)]
+        rids = (await deliveries.residents_in(redis, aid, "confirmed"))[:CONFIRMED_SAMPLE]
         pipe = redis.pipeline(transaction=False)
         for rid in rids:
             pipe.hmget(keys.delivery(aid, rid), "y", "e")

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .. import keys
-from ..api.alerts import delivery_view, unreachable_reasons
+from .. import deliveries, keys
+from ..deliveries import delivery_view, unreachable_reasons
 from ..registry import decode
 from ..transitions import text
 from . import keys as ops_keys
@@ -47,10 +47,7 @@ class Row:
 
 
 async def open_rids(redis, aid: str) -> list[str]:
-    pipe = redis.pipeline(transaction=False)
-    for state in OPEN_STATES:
-        pipe.zrange(keys.alert_state(aid, state), 0, -1)
-    return [text(r) for page in await pipe.execute() for r in page]
+    return [rid for page in (await deliveries.in_states(redis, aid, OPEN_STATES)).values() for rid in page]
 
 
 async def rows(redis, vault, aid: str, rids: list[str]) -> list[Row]:
@@ -59,7 +56,6 @@ async def rows(redis, vault, aid: str, rids: list[str]) -> list[Row]:
     pipe = redis.pipeline(transaction=False)
     for rid in rids:
         pipe.hgetall(keys.delivery(aid, rid))
-        pipe.lrange(keys.delivery_history(aid, rid), 0, -1)
         pipe.hgetall(keys.resident(rid))
     pipe.hmget(ops_keys.welfare(aid), *rids)
     pipe.lrange(ops_keys.follow_ups(aid), 0, -1)
@@ -68,11 +64,11 @@ async def rows(redis, vault, aid: str, rids: list[str]) -> list[Row]:
     later = await _follow_up_states(redis, follow_ups, rids)
     out = []
     for i, rid in enumerate(rids):
-        d = {text(k): text(v) for k, v in res[3 * i].items()}
+        d = {text(k): text(v) for k, v in res[2 * i].items()}
         if not d:
             continue
-        row = describe(rid, d, [text(h) for h in res[3 * i + 1]])
-        fields = res[3 * i + 2]
+        row = describe(rid, d, deliveries.history_lines(d.get("h")))
+        fields = res[2 * i + 1]
         resident = decode(rid, fields, vault) if fields else None
         if resident:
             row.name, row.district = resident.get("name", ""), resident["district"]

@@ -17,6 +17,7 @@ from channels.base import Message
 from channels.fcm import Fcm
 from channels.push import ACK_TOKEN, _push_leg, fcm_message, notification, ttl_s
 from channels.webpush import WebPush, generate_keys
+from gateway.crypto import Vault
 from simulator import SimConfig, simulator_of, start
 
 
@@ -91,8 +92,11 @@ def test_fcm_message_is_high_priority_with_the_acknowledgement_token():
 
 
 def test_acknowledgement_tokens_look_like_page_tokens_and_nothing_else():
-    assert ACK_TOKEN.fullmatch("al_0123456789abcdef.AbCdEfGhIjKl")
-    for bad in ("al_1", "al_1.short", "../../x.AbCdEfGhIjKl", "al 1.AbCdEfGhIjKl", "a.b.AbCdEfGhIjKl"):
+    vault = Vault(bytes(32), bytes(32))
+    sealed = vault.link_token("al_0123456789abcdef", "r000123")
+    assert ACK_TOKEN.fullmatch(f"al_0123456789abcdef.{sealed}")
+    assert ACK_TOKEN.fullmatch(f"al_1.{vault.link_token('al_1', 'r' * 64)}")
+    for bad in ("al_1", "al_1.short", f"../../x.{sealed}", f"al 1.{sealed}", f"a.b.{sealed}"):
         assert not ACK_TOKEN.fullmatch(bad), bad
 
 

@@ -152,7 +152,9 @@ class Town:
         return aid
 
     async def token(self, aid: str, rid: str) -> str:
-        return (await self.redis.hget(keys.delivery(aid, rid), "t")).decode()
+        """The token of the resident's page link, as their messages carry it."""
+        assert await self.redis.exists(keys.delivery(aid, rid)), "the resident is not in that alert"
+        return self.engine.vault.link_token(aid, rid)
 
     async def delivery(self, aid: str, rid: str) -> dict:
         return {k.decode(): v.decode() for k, v in (await self.redis.hgetall(keys.delivery(aid, rid))).items()}

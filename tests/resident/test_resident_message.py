@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway import keys
+from gateway import deliveries, keys
 from tests.console.town import NONCE, heat_wave, phone, resident
 
 MAX_BYTES = 30 * 1024
@@ -68,8 +68,8 @@ async def test_i_got_this_confirms_the_delivery_as_acknowledged_on_the_web(clien
     assert r.status == 303 and r.headers["Location"] == f"/m/{alerted}.{token}?lang=ko"
     d = await town.delivery(alerted, "halmoni")
     assert d["s"] == "confirmed" and d["y"] == "web:acknowledged"
-    history = await town.redis.lrange(keys.delivery_history(alerted, "halmoni"), 0, -1)
-    assert history[-1].decode().split("|")[4:6] == ["acknowledged", "web"]
+    history = await deliveries.history(town.redis, alerted, "halmoni")
+    assert history[-1].split("|")[4:6] == ["acknowledged", "web"]
     _, html, _ = await page(client, town, alerted, "halmoni")
     assert "감사합니다" in html and 'name="nonce"' not in html
 
@@ -79,8 +79,8 @@ async def test_a_response_option_is_recorded_with_its_code(client, town, alerted
     assert "I need help" in html
     await client.post(f"/m/{alerted}.{token}", data={"nonce": NONCE.search(html).group(1), "lang": "en",
                                                      "answer": "2"})
-    history = await town.redis.lrange(keys.delivery_history(alerted, "tuan"), 0, -1)
-    assert history[-1].decode().split("|")[4:] == ["acknowledged", "web", "page", "2"]
+    history = await deliveries.history(town.redis, alerted, "tuan")
+    assert history[-1].split("|")[4:] == ["acknowledged", "web", "page", "2"]
 
 
 async def test_a_forged_nonce_records_nothing(client, town, alerted):
