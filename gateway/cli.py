@@ -41,7 +41,7 @@ def run(workers: int | None) -> None:
     worker = service.spawn_worker(settings, u, workers)
     console.print(f"gateway on http://{settings.api_host}:{settings.api_port}  (redis {u.redis})")
     try:
-        asyncio.run(service.run_until_signalled(settings, u))
+        service.run(service.run_until_signalled(settings, u))
     finally:
         service.stop_process(worker)
         if u.embedded:
@@ -55,7 +55,7 @@ def api(no_pump: bool) -> None:
     from . import service
 
     settings = _settings()
-    asyncio.run(service.run_until_signalled(settings, service.urls(settings), with_pump=not no_pump))
+    service.run(service.run_until_signalled(settings, service.urls(settings), with_pump=not no_pump))
 
 
 @main.command()
@@ -75,7 +75,7 @@ def pump() -> None:
     from . import service
 
     settings = _settings()
-    asyncio.run(service.run_pump(settings, service.urls(settings)))
+    service.run(service.run_pump(settings, service.urls(settings)))
 
 
 @main.group()

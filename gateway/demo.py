@@ -65,7 +65,7 @@ def _free_port() -> int:
 
 
 def run_demo(count: int, seed: int, as_json: bool, console: Console) -> int:
-    return asyncio.run(_demo(count, seed, as_json, console))
+    return service.run(_demo(count, seed, as_json, console))
 
 
 async def _demo(count: int, seed: int, as_json: bool, console: Console) -> int:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 
 import aiohttp
-from .store import connect
+import uvloop
 from aiohttp import web
 
 from . import tasks
@@ -21,8 +21,15 @@ from .config import Settings
 from .embedded_redis import EmbeddedRedis, resolve_urls
 from .engine import Engine
 from .pump import Pump
+from .store import connect
 
 log = logging.getLogger("gateway")
+
+
+def run(coro):
+    """Run a long-lived gateway process on uvloop: the loop's own overhead was
+    a large share of the CPU per message on plain asyncio."""
+    return uvloop.run(coro)
 
 
 @dataclass

@@ -10,13 +10,14 @@ import asyncio
 import logging
 
 import aiohttp
-from .store import connect
+import uvloop
 from celery import Celery, signals
 
 from . import keys
 from .agencies import get_agency
 from .alerts import resolve_audience
 from .config import Settings
+from .store import connect
 from .engine import Engine
 from .lifecycle import Lifecycle, activate, plan_and_start
 from .transitions import text
@@ -64,7 +65,7 @@ class Runtime:
     """What one worker process keeps between tasks: a loop, Redis, the engine."""
 
     def __init__(self, settings: Settings, redis_url: str):
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self.settings = settings
         self.redis = connect(redis_url)
         self.engine = Engine(settings, self.redis)
