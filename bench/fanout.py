@@ -21,7 +21,6 @@ The simulator's status callbacks are off in every phase (the fault
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 import asyncio
 import os
 import shutil
@@ -31,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import aiohttp

@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 
 from .base import Outcome
+from .http import Session
 
 log = logging.getLogger("channels.fcm")
 
@@ -34,8 +35,7 @@ class Fcm:
     def __init__(self, settings, http: aiohttp.ClientSession | None = None):
         self.account_file = settings.fcm_service_account
         self.base = settings.fcm_base
-        self.http = http
-        self._own_http: aiohttp.ClientSession | None = None
+        self.http = Session(http)
         self._credentials: Any = None
         self._project = ""
         self._lock = asyncio.Lock()
@@ -62,7 +62,7 @@ class Fcm:
     async def _post(self, bearer: str, body: bytes) -> tuple[int, dict]:
         url = f"{self.base}/v1/projects/{self._project}/messages:send"
         headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json; charset=UTF-8"}
-        async with self._session().post(url, data=body, headers=headers, timeout=TIMEOUT) as resp:
+        async with self.http.get().post(url, data=body, headers=headers, timeout=TIMEOUT) as resp:
             raw = await resp.read()
         try:
             answer = orjson.loads(raw) if raw else {}
@@ -88,16 +88,8 @@ class Fcm:
             self._credentials, self._project = creds, creds.project_id
         return self._credentials
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self.http is not None and not self.http.closed:
-            return self.http
-        if self._own_http is None or self._own_http.closed:
-            self._own_http = aiohttp.ClientSession()
-        return self._own_http
-
     async def close(self) -> None:
-        if self._own_http is not None:
-            await self._own_http.close()
+        await self.http.close()
 
 
 class AuthError(Exception):

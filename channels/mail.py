@@ -35,8 +35,20 @@ from gateway.transitions import TERMINAL
 
 from . import letters
 from .base import Channel, Message, Outcome, ProviderEvent
-from .printhouse import (HANDED_OVER, NAME, REJECTED_SUFFIX, DropBox, PendingLetter, Tray, batch_due,
-                         batch_files, batch_of, open_drop_box, read_answer, sha256)
+from .printhouse import (
+    HANDED_OVER,
+    NAME,
+    REJECTED_SUFFIX,
+    DropBox,
+    PendingLetter,
+    Tray,
+    batch_due,
+    batch_files,
+    batch_of,
+    open_drop_box,
+    read_answer,
+    sha256,
+)
 
 log = logging.getLogger("channels.mail")
 

@@ -21,6 +21,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 
 from .base import Outcome
+from .http import Session
 
 NAME = "webpush"
 TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -34,8 +35,7 @@ class WebPush:
         self.subject = settings.vapid_subject
         raw = settings.vapid_private_key
         self.vapid = Vapid02.from_raw(_b64(raw).encode()) if raw else None
-        self.http = http
-        self._own_http: aiohttp.ClientSession | None = None
+        self.http = Session(http)
         self._signed: dict[str, tuple[str, float]] = {}
 
     def configured(self) -> bool:
@@ -60,7 +60,7 @@ class WebPush:
             # A newer message with the same topic replaces one still waiting on the service.
             headers["Topic"] = topic[:32]
         try:
-            async with self._session().post(endpoint, data=body, headers=headers, timeout=TIMEOUT) as resp:
+            async with self.http.get().post(endpoint, data=body, headers=headers, timeout=TIMEOUT) as resp:
                 detail = (await resp.text(errors="replace"))[:200]
                 status, location = resp.status, resp.headers.get("Location", "")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
@@ -80,16 +80,8 @@ class WebPush:
             self._signed[audience] = (header, expires)
         return header
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self.http is not None and not self.http.closed:
-            return self.http
-        if self._own_http is None or self._own_http.closed:
-            self._own_http = aiohttp.ClientSession()
-        return self._own_http
-
     async def close(self) -> None:
-        if self._own_http is not None:
-            await self._own_http.close()
+        await self.http.close()
 
 
 def failure(status: int, detail: str) -> Outcome:

@@ -15,9 +15,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 import numpy as np
+import orjson
 
 from . import keys
 from .cap import area_problems

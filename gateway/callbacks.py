@@ -36,10 +36,10 @@ from datetime import datetime, timezone
 import aiohttp
 import orjson
 
-from .deliveries import delivery_view
 from . import deliveries, keys
 from .agencies import get_callback
 from .alerts import Alerts
+from .deliveries import delivery_view
 from .transitions import now_ms, text
 
 log = logging.getLogger("gateway.callbacks")

@@ -8,11 +8,17 @@ import logging
 from pathlib import Path
 
 import click
-from .store import connect
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from .config import Settings
+from .store import connect
 
 console = Console(stderr=True)
 

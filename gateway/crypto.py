@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
-
-import base64
 
 import orjson
 from cryptography.exceptions import InvalidTag

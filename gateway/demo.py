@@ -14,20 +14,25 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
-from .store import connect
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from . import service
 from .agencies import create_agency
 from .cli import import_file
 from .config import Settings
+from .store import connect
 from .transitions import TERMINAL
 
 SIM_TIME_SCALE = 0.05

@@ -7,7 +7,6 @@ processes can all join it, and a restart finds its state again.
 
 from __future__ import annotations
 
-
 import subprocess
 import time
 from pathlib import Path

@@ -15,11 +15,25 @@ from typing import Awaitable, Callable, Iterable
 import orjson
 
 from channels import discover
-from channels.base import Channel, ChannelContext, Message, Outcome, ProviderEvent, Recipient
+from channels.base import (
+    Channel,
+    ChannelContext,
+    Message,
+    Outcome,
+    ProviderEvent,
+    Recipient,
+)
 
 from . import deliveries, keys
 from .crypto import Vault
-from .plan import EMERGENCY, ChannelSpec, Policy, build_plan, initial_state, pick_language
+from .plan import (
+    EMERGENCY,
+    ChannelSpec,
+    Policy,
+    build_plan,
+    initial_state,
+    pick_language,
+)
 from .registry import Registry, profile
 from .transitions import Transitions, now_ms, text
 

@@ -29,10 +29,10 @@ Not handled: shapes crossing the antimeridian (no service area does).
 from __future__ import annotations
 
 import asyncio
-import secrets
 import functools
 import logging
 import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 

@@ -6,6 +6,7 @@ touches one Cluster slot; resident keys are spread by resident id.
 
 from __future__ import annotations
 
+
 # Residents
 def resident(rid: str) -> str:
     return f"r:{rid}"

@@ -17,9 +17,9 @@ from . import keys
 from .agencies import get_agency
 from .alerts import resolve_audience
 from .config import Settings
-from .store import connect
 from .engine import Engine
 from .lifecycle import Lifecycle, activate, plan_and_start
+from .store import connect
 from .transitions import text
 
 log = logging.getLogger("gateway.tasks")

@@ -7,30 +7,28 @@ import os
 import numpy as np
 import pytest
 
-from bench.audience import FLOOD_CIRCLE, HEAT_POLYGON, L_POLYGON, brute_force, synthetic_residents
+from bench.audience import (
+    FLOOD_CIRCLE,
+    HEAT_POLYGON,
+    L_POLYGON,
+    brute_force,
+    synthetic_residents,
+)
 from gateway import keys
 from gateway.crypto import Vault
-from gateway.embedded_redis import EmbeddedRedis
-from gateway.geo import AgencyArea, ResidentIndex, Shape, audience_problems, circle_points, residents_in_areas
+from gateway.geo import (
+    AgencyArea,
+    ResidentIndex,
+    Shape,
+    audience_problems,
+    circle_points,
+    residents_in_areas,
+)
 from gateway.registry import Registry
-from gateway.store import connect
 
 SEOUL_CITY_HALL = (37.5663, 126.9779)
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("geo")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = connect(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

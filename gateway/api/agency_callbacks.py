@@ -8,7 +8,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import callbacks
-from ..agencies import CALLBACK_SECRET_MIN, callback_url_problem, get_callback, remove_callback, set_callback
+from ..agencies import (
+    CALLBACK_SECRET_MIN,
+    callback_url_problem,
+    get_callback,
+    remove_callback,
+    set_callback,
+)
 from ..problems import Problem, check, invalid
 from .http import STATE, json_body, json_response, require
 from .routing import Route

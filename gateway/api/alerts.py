@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 
-import orjson
 from aiohttp import web
 
 from .. import deliveries, keys
-from ..deliveries import delivery_view
 from ..agencies import get_callback
 from ..alerts import Alerts, validate
+from ..deliveries import delivery_view
 from ..lifecycle import Lifecycle
 from ..problems import Problem, invalid
 from ..schemas import ALERT

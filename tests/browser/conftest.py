@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.console.town import PASSWORD, redis_url, town  # noqa: F401  (fixtures)
+from tests.console.town import PASSWORD, town  # noqa: F401  (fixtures)
 
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"

@@ -11,11 +11,15 @@ import pytest
 
 from channels.base import ChannelContext, Message, Recipient
 from channels.mail import Mail, batch_key, letter_id_for
-from channels.printhouse import FolderDropBox, PendingLetter, batch_due, last_cutoff, read_answer
+from channels.printhouse import (
+    FolderDropBox,
+    PendingLetter,
+    batch_due,
+    last_cutoff,
+    read_answer,
+)
 from gateway import keys
 from gateway.config import Settings
-from gateway.embedded_redis import EmbeddedRedis
-from gateway.store import connect
 from simulator.behaviour import Behaviour
 from simulator.printhouse import PrintHouse, check
 from simulator.records import Records
@@ -25,19 +29,6 @@ HOME = ("03151", "세종대로 209, 101동 1203호")
 MOVED_AWAY = ("06236", "테헤란로 152")
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("mail")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = connect(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 class Post:

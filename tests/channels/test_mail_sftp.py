@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from test_mail import HOME, Post
 
 from channels.printhouse import SftpDropBox
 from simulator.printhouse import check
-from test_mail import HOME, Post, redis, redis_url  # noqa: F401  (fixtures)
 
 asyncssh = pytest.importorskip("asyncssh")
 

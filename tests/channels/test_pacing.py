@@ -7,23 +7,7 @@ import asyncio
 import pytest
 
 from channels.pacing import Bucket, Pacer, bucket_key
-from gateway.embedded_redis import EmbeddedRedis
 from gateway.store import connect
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("pacing")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = connect(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 class Clock:

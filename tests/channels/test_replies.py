@@ -2,7 +2,17 @@
 
 import pytest
 
-from channels.replies import ACK, FREE_TEXT, HELP, OPT_IN, OPT_OUT, RESPONSE, Reply, classify_reply, reply_confirmation
+from channels.replies import (
+    ACK,
+    FREE_TEXT,
+    HELP,
+    OPT_IN,
+    OPT_OUT,
+    RESPONSE,
+    Reply,
+    classify_reply,
+    reply_confirmation,
+)
 from channels.sms_text import GSM7, encode_info
 
 

@@ -7,27 +7,21 @@ import random
 
 import pytest
 
-from channels.routing import (BUCKET_S, WINDOW_BUCKETS, Health, Router, current_split, parse_base, shares,
-                              split_key)
-from gateway.embedded_redis import EmbeddedRedis
+from channels.routing import (
+    BUCKET_S,
+    WINDOW_BUCKETS,
+    Health,
+    Router,
+    current_split,
+    parse_base,
+    shares,
+    split_key,
+)
 from gateway.store import connect
 
 PRIMARY_AND_STANDBY = {"twilio": 1.0, "kannel": 0.0}
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("routing")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = connect(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 class Clock:

@@ -1,1 +1,1 @@
-from tests.console.town import client, redis_url, town  # noqa: F401  (fixtures)
+from tests.console.town import client, town  # noqa: F401  (fixtures)

@@ -9,7 +9,15 @@ from gateway import keys
 from gateway.cli import main
 from gateway.console import ROUTES, auth
 from gateway.console import keys as ops_keys
-from tests.console.town import CSRF, PASSWORD, csrf_of, heat_wave, phone, resident, sign_in
+from tests.console.town import (
+    CSRF,
+    PASSWORD,
+    csrf_of,
+    heat_wave,
+    phone,
+    resident,
+    sign_in,
+)
 
 PAGE_ARGS = {"aid": "al_0000000000000000", "name": "someone"}
 

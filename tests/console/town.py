@@ -21,7 +21,6 @@ from gateway.alerts import Alerts, resolve_audience, validate
 from gateway.api.app import make_app
 from gateway.config import Settings
 from gateway.console.auth import create_operator
-from gateway.embedded_redis import EmbeddedRedis
 from gateway.engine import Engine
 from gateway.registry import Registry, normalise
 
@@ -197,13 +196,6 @@ async def csrf_of(client: TestClient, path: str = "/ops/alerts") -> str:
 
 
 # Fixtures, imported by the conftest of each test folder that uses the town.
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
-    yield server.url
-    server.stop()
-
 
 @pytest.fixture
 async def town(redis_url, tmp_path):

@@ -5,19 +5,19 @@ loopback, spoken to by the unchanged twilio library."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
-from gateway.store import connect
 
 from gateway import service, tasks
 from gateway.agencies import create_agency
 from gateway.config import Settings
+from gateway.store import connect
 from simulator import SimConfig, simulator_of, start
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from capkit import (FAST, FLOOD_CENTRE, JONGNO_INSIDE, JONGNO_OUTSIDE, JUNG_INSIDE, SAMPLES, answers_sms, cap_doc,
-                    feature_phone, placed, post_cap, texts)
+from capkit import (
+    FAST,
+    FLOOD_CENTRE,
+    JONGNO_INSIDE,
+    JONGNO_OUTSIDE,
+    JUNG_INSIDE,
+    SAMPLES,
+    answers_sms,
+    cap_doc,
+    feature_phone,
+    placed,
+    post_cap,
+    texts,
+)
 
 from gateway.agencies import create_agency
 from gateway.cap import cap_schema, parse_cap

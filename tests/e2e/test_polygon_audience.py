@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from capkit import call
 
-from bench.audience import FLOOD_CIRCLE, HEAT_POLYGON, L_POLYGON, brute_force, store, synthetic_residents
+from bench.audience import (
+    FLOOD_CIRCLE,
+    HEAT_POLYGON,
+    L_POLYGON,
+    brute_force,
+    store,
+    synthetic_residents,
+)
 from gateway.agencies import create_agency
 from gateway.alerts import resolve_audience
 from gateway.crypto import Vault

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
-from simkit import ACCOUNT_SID, AUTH_TOKEN, GatewayDouble, RecordingAsyncHttpClient, RecordingHttpClient
+from simkit import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    GatewayDouble,
+    RecordingAsyncHttpClient,
+    RecordingHttpClient,
+)
 from twilio.rest import Client
 
 from simulator import SimConfig, Simulator, simulator_of, start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import aiohttp
 import jsonschema
 import orjson
@@ -10,7 +12,6 @@ import twilio_spec
 from simkit import ACCOUNT_SID, AUTH_HEADER, FROM, in_thread, wait_for
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
-from urllib.parse import urlsplit
 
 KOREAN_MOBILE = "+821012345678"
 
