@@ -8,7 +8,9 @@ DESIGN.md, "Plan rules", in code:
 - no phone at all means mail;
 - Extreme alerts start push and SMS together (voice networks saturate in a
   crisis; text goes first);
-- content follows the resident's first language that the alert carries.
+- content follows the resident's first language that the alert carries;
+- a resident who chose an order of channels (on their /r/ page) gets it:
+  they know best what reaches them; `deaf` still drops voice.
 A policy may narrow the channels and change timeouts and confirmation.
 """
 
@@ -48,6 +50,8 @@ class Profile:
     # Indexes of contact points found dead (stale token, returned letter...).
     dead: frozenset[int] = frozenset()
     non_emergency: bool = True
+    # The resident's own order of channels; empty: the default rules decide.
+    preferred: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,12 @@ class Policy:
 Step = dict
 
 
-def channel_order(needs: frozenset[str], allowed: Sequence[str]) -> list[str]:
+def channel_order(needs: frozenset[str], allowed: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
     order = list(DEFAULT_ORDER)
-    if "blind" in needs:
+    if preferred:
+        chosen = [c for c in preferred if c in DEFAULT_ORDER]
+        order = list(dict.fromkeys(chosen + order))
+    elif "blind" in needs:
         order.remove("voice")
         order.insert(order.index("sms"), "voice")
     if "deaf" in needs:
@@ -105,7 +112,7 @@ def _usable(spec: ChannelSpec, contact: Contact) -> bool:
 def build_plan(profile: Profile, policy: Policy, channels: Mapping[str, ChannelSpec]) -> list[Step]:
     """Ordered steps for one resident; empty when nothing can reach them."""
     legs: list[tuple[str, int]] = []
-    for name in channel_order(profile.needs, [c for c in policy.channels if c in channels]):
+    for name in channel_order(profile.needs, [c for c in policy.channels if c in channels], profile.preferred):
         spec = channels[name]
         for i, contact in enumerate(profile.contacts):
             if i not in profile.dead and _usable(spec, contact):

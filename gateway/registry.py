@@ -60,7 +60,7 @@ def _e164(number: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def encode(resident: dict, vault: Vault) -> dict[str, bytes | str]:
+def encode(resident: dict, vault: Vault, preferred: list[str] = ()) -> dict[str, bytes | str]:
     rid = resident["id"]
     consent = resident.get("consent", {})
     profile = {
@@ -71,6 +71,8 @@ def encode(resident: dict, vault: Vault) -> dict[str, bytes | str]:
         "ne": consent.get("non_emergency", True),
         "dr": consent.get("drills", False),
     }
+    if preferred:
+        profile["co"] = list(preferred)
     if "birth_year" in resident:
         profile["by"] = resident["birth_year"]
     if "location" in resident:
@@ -92,6 +94,7 @@ def profile(fields: dict) -> Profile:
         needs=frozenset(p["n"]),
         dead=frozenset(int(i) for i in dead.split(b",") if i),
         non_emergency=p["ne"],
+        preferred=tuple(p.get("co") or ()),
     )
 
 
@@ -123,17 +126,18 @@ class Registry:
     vault: Vault
 
     async def put_many(self, residents: list[dict]) -> None:
-        """Create or replace; old district and phone indexes are dropped."""
+        """Create or replace; old district and phone indexes are dropped, and the
+        resident's own choice of channel order (their /r/ page) is kept."""
         olds = await self._old_indexes([r["id"] for r in residents])
         pipe = self.redis.pipeline(transaction=True)
         for resident in residents:
             rid = resident["id"]
-            old_district, old_phones = olds[rid]
+            old_district, old_phones, preferred = olds[rid]
             for digest in old_phones:
                 pipe.delete(keys.phone_lookup(digest))
             if old_district:
                 pipe.srem(keys.district(old_district), rid)
-            fields = encode(resident, self.vault)
+            fields = encode(resident, self.vault, preferred)
             # Overwrites what the agency owns; the reply target (rt) stays.
             pipe.hset(keys.resident(rid), mapping=fields)
             pipe.sadd(keys.district(resident["district"]), rid)
@@ -147,14 +151,15 @@ class Registry:
             _changed(pipe, rid)
         await pipe.execute()
 
-    async def _old_indexes(self, rids: list[str]) -> dict[str, tuple[str | None, list[str]]]:
+    async def _old_indexes(self, rids: list[str]) -> dict[str, tuple[str | None, list[str], list[str]]]:
+        """(district, phone digests, preferred channel order) as stored now."""
         pipe = self.redis.pipeline(transaction=False)
         for rid in rids:
             pipe.hmget(keys.resident(rid), "p", "h")
         out = {}
         for rid, (p, h) in zip(rids, await pipe.execute()):
-            district = orjson.loads(p)["d"] if p else None
-            out[rid] = (district, [d for d in (h or b"").decode().split(",") if d])
+            profile = orjson.loads(p) if p else {}
+            out[rid] = (profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [])
         return out
 
     async def get(self, rid: str) -> dict | None:
@@ -163,7 +168,7 @@ class Registry:
 
     async def delete(self, rid: str) -> bool:
         """Erase the resident and every index that could lead back to them."""
-        district, phones = (await self._old_indexes([rid]))[rid]
+        district, phones, _ = (await self._old_indexes([rid]))[rid]
         if district is None:
             return False
         pipe = self.redis.pipeline(transaction=True)

@@ -96,3 +96,14 @@ def test_content_follows_the_residents_first_language_the_alert_carries():
     assert pick_language(["zh"], ["ko", "zh-CN"]) == "zh-CN"
     assert pick_language(["zh-CN", "en"], ["en", "zh-cn"]) == "zh-cn"
     assert pick_language(["th"], ["ko", "en"]) == "ko"
+
+
+def test_a_resident_who_chose_voice_first_is_called_first():
+    profile = Profile(("ko",), SMARTPHONE, preferred=("voice", "sms"))
+    steps = build_plan(profile, Policy.from_alert({"severity": "Moderate"}), CHANNELS)
+    assert channels_of(steps) == [["voice"], ["sms"], ["push"], ["mail"]]
+
+
+def test_a_deaf_resident_is_never_called_whatever_order_they_chose():
+    profile = Profile(("ko",), SMARTPHONE, needs=frozenset({"deaf"}), preferred=("voice", "push"))
+    assert ["voice"] not in channels_of(build_plan(profile, Policy.from_alert({"severity": "Moderate"}), CHANNELS))

@@ -12,6 +12,8 @@ import re
 import orjson
 from aiohttp import web
 
+from channels.routing import current_split
+
 from .. import keys
 from ..alerts import Alerts
 from ..api.http import STATE
@@ -226,10 +228,13 @@ async def record_welfare_visit(request: web.Request) -> web.Response:
 
 @page("viewer")
 async def providers_page(request: web.Request) -> web.Response:
-    tallies, alerts_read = await providers.health(request.app[STATE]["redis"])
+    redis = request.app[STATE]["redis"]
+    tallies, alerts_read = await providers.health(redis)
     total = sum(t.attempts for t in tallies)
+    # What the SMS router sends where now, and when and why it last switched.
+    split = await current_split(redis)
     return render("ops/providers.html", tallies=tallies, total=total, alerts_read=alerts_read,
-                  quantile=providers.quantile, **await _layout(request))
+                  quantile=providers.quantile, split=split, **await _layout(request))
 
 
 @page("viewer")

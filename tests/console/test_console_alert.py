@@ -170,3 +170,19 @@ async def test_an_unknown_alert_is_a_plain_not_found_page(town, client):
     await sign_in(client, "mina")
     r = await client.get("/ops/alerts/al_nothing")
     assert r.status == 404 and "No such alert" in await r.text()
+
+
+async def test_operators_see_the_sms_traffic_move_off_a_failing_provider(town, client):
+    from channels.routing import Router
+
+    router = Router(town.redis, "sms", {"twilio": 1.0, "kannel": 0.0})
+    await router.refresh()  # publishes the first split: everything to Twilio
+    router.record("twilio", sent=40, failed=40)  # Twilio starts failing
+    router.record("kannel", sent=40, delivered=40)
+    await router.flush()
+    await router.refresh()
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    page = await (await client.get("/ops/providers")).text()
+    assert "Current SMS traffic split" in page
+    assert "kannel" in page and "Latest switches" in page

@@ -154,3 +154,11 @@ async def test_openapi_describes_every_route_and_is_valid(city):
     documented = {(m, path) for path, ops in spec["paths"].items() for m in ops}
     missing = app_routes - documented
     assert not missing, f"routes missing from OpenAPI: {sorted(missing)}"
+
+
+async def test_an_agency_replacing_a_resident_keeps_the_residents_own_channel_order(city):
+    await call(city, "PUT", "/v1/residents/r1", json=RESIDENT)
+    p = orjson.loads(await city.redis.hget(keys.resident("r1"), "p"))
+    await city.redis.hset(keys.resident("r1"), "p", orjson.dumps({**p, "co": ["voice", "sms"]}))
+    await call(city, "PUT", "/v1/residents/r1", json={**RESIDENT, "name": "김민지 (moved)"})
+    assert orjson.loads(await city.redis.hget(keys.resident("r1"), "p"))["co"] == ["voice", "sms"]
