@@ -206,12 +206,10 @@ async def gateway_phase(args, data: Path, sim_url: str, sim_port: int) -> dict:
 
             prober = asyncio.create_task(probes())
             if args.profile:
-                profiler = asyncio.create_task(profile_workers(worker, args.profile))
+                profiler = asyncio.create_task(profile_workers(worker, args.profile, delay_s=args.profile_after))
             series = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "sms", args.residents, 1800,
                                        "first attempts")
             await prober
-            if args.profile:
-                await profiler
             cpu1, rcpu1 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
             mem1 = (await redis.info("memory"))["used_memory"]
             breakdown = await memory_breakdown(redis, aid, args.residents)
@@ -224,6 +222,8 @@ async def gateway_phase(args, data: Path, sim_url: str, sim_port: int) -> dict:
                                     args.sms_timeout + 1800, "escalations to voice")
             cpu2 = gateway.cpu()
             esc_rate, _ = rate(esc, args.residents)
+            if args.profile:
+                await profiler
             lags = await escalation_lags(redis, aid, residents_ids(args.residents), args.sms_timeout)
     finally:
         for proc in (api, worker):
@@ -244,9 +244,9 @@ async def gateway_phase(args, data: Path, sim_url: str, sim_port: int) -> dict:
     }
 
 
-async def profile_workers(worker: subprocess.Popen, out: str, seconds: int = 10) -> None:
-    """py-spy samples of the worker pool during the fan-out, raw folded stacks into `out`."""
-    await asyncio.sleep(2)
+async def profile_workers(worker: subprocess.Popen, out: str, seconds: int = 10, delay_s: float = 2) -> None:
+    """py-spy samples of the worker pool, `delay_s` after the alert was posted, raw folded stacks into `out`."""
+    await asyncio.sleep(delay_s)
     kids = psutil.Process(worker.pid).children()
     procs = [await asyncio.create_subprocess_exec(
         str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(k.pid), "-d", str(seconds), "-r", "250", "-f", "raw",
@@ -342,6 +342,8 @@ def main() -> None:
     parser.add_argument("--ceiling-requests", type=int, default=20_000)
     parser.add_argument("--naive", type=int, default=3_000, help="messages for the naive sender")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the workers during the fan-out (pip install py-spy)")
+    parser.add_argument("--profile-after", type=float, default=2.0, metavar="S",
+                        help="start profiling this long after the alert (past --sms-timeout: the escalations)")
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="bench-fanout-"))

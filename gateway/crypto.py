@@ -40,9 +40,11 @@ class Vault:
         """The resident a link token names, or None for a forged or foreign one."""
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            return self._links.decrypt(sealed, [aid.encode()]).decode()
+            rid = self._links.decrypt(sealed, [aid.encode()]).decode()
         except (InvalidTag, ValueError, UnicodeDecodeError):
             return None
+        # Base64 ignores the last character's spare bits: only the one spelling we issue opens.
+        return rid if self.link_token(aid, rid) == token else None
 
     def lookup_hash(self, value: str) -> str:
         return hmac.new(self._lookup_key, value.encode(), hashlib.sha256).hexdigest()[:32]
