@@ -149,7 +149,7 @@ class Sms(Channel):
     def record(self, pipe, message, recipient, outcome) -> None:
         if outcome.status != "failed":
             # The resident's next reply answers this message.
-            pipe.hset(keys.resident(recipient.resident_id), keys.REPLY_TARGET, message.ref)
+            self.ctx.registry.remember_reply(pipe, recipient.resident_id, message.ref)
 
     async def flush(self) -> None:
         await self.router.flush()

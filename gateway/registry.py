@@ -164,7 +164,8 @@ class Registry:
 
     async def get(self, rid: str) -> dict | None:
         fields = await self.redis.hgetall(keys.resident(rid))
-        return decode(rid, fields, self.vault) if fields else None
+        # A hash without a profile is what is left of an erased resident.
+        return decode(rid, fields, self.vault) if b"p" in fields else None
 
     async def delete(self, rid: str) -> bool:
         """Erase the resident and every index that could lead back to them."""
@@ -185,6 +186,11 @@ class Registry:
     async def by_phone(self, e164: str) -> str | None:
         rid = await self.redis.get(keys.phone_lookup(self.vault.lookup_hash(e164)))
         return rid.decode() if rid else None
+
+    def remember_reply(self, pipe, rid: str, ref: str) -> None:
+        """Queue: the resident's next SMS reply answers `ref`. Written only while
+        the resident exists, so a late send never revives an erased resident."""
+        pipe.eval(_SET_IF_RESIDENT, 1, keys.resident(rid), keys.REPLY_TARGET, ref)
 
     async def set_non_emergency(self, rid: str, allowed: bool) -> None:
         """A resident's STOP or START: consent to non-emergency alerts."""
@@ -215,6 +221,11 @@ redis.call('HSET', KEYS[1], 'x', x)
 return 1
 """
 
+
+_SET_IF_RESIDENT = """
+if redis.call('HEXISTS', KEYS[1], 'p') == 0 then return 0 end
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"""
 
 _SET_CONSENT = """
 local p = redis.call('HGET', KEYS[1], 'p')

@@ -162,3 +162,15 @@ async def test_an_agency_replacing_a_resident_keeps_the_residents_own_channel_or
     await city.redis.hset(keys.resident("r1"), "p", orjson.dumps({**p, "co": ["voice", "sms"]}))
     await call(city, "PUT", "/v1/residents/r1", json={**RESIDENT, "name": "김민지 (moved)"})
     assert orjson.loads(await city.redis.hget(keys.resident("r1"), "p"))["co"] == ["voice", "sms"]
+
+
+async def test_a_send_recorded_after_a_resident_was_erased_does_not_bring_them_back(city):
+    from gateway.api.http import STATE
+
+    registry = city.app[STATE]["engine"].registry
+    pipe = city.redis.pipeline(transaction=False)
+    registry.remember_reply(pipe, "gone", "al_1/gone/0/0/0")
+    await pipe.execute()
+    assert not await city.redis.exists(keys.resident("gone"))
+    status, _, _ = await call(city, "PUT", "/v1/residents/gone", json=RESIDENT)
+    assert status == 201
