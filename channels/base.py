@@ -117,11 +117,6 @@ class Channel(ABC):
     contact_types: ClassVar[frozenset[str]]
     # Handset kinds it can reach, for phone contact points.
     handsets: ClassVar[frozenset[str]] = frozenset()
-    # Strongest confirmation the channel can prove by itself.
-    proves: ClassVar[frozenset[str]]
-    default_timeout_s: ClassVar[int]
-    # Sends per second this channel allows per worker process.
-    rate_per_second: ClassVar[float] = 1000.0
     # First wait before retrying a temporary failure; doubles per attempt.
     retry_backoff_s: ClassVar[float] = 30.0
 

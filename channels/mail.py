@@ -77,10 +77,7 @@ _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL
 class Mail(Channel):
     name = "mail"
     contact_types = frozenset({"postal"})
-    proves = frozenset({"posted"})
-    default_timeout_s = 3 * 86400
     # WeasyPrint takes a tenth of a second or more a letter.
-    rate_per_second = 10.0
     retry_backoff_s = 600.0
 
     def __init__(self, ctx):

@@ -38,9 +38,6 @@ ANDROID_CHANNEL = "public_alerts"
 class Push(Channel):
     name = "push"
     contact_types = frozenset({"fcm", "webpush"})
-    proves = frozenset({"acknowledged"})
-    default_timeout_s = 120
-    rate_per_second = 500.0
     retry_backoff_s = 10.0
 
     def __init__(self, ctx):

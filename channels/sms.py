@@ -94,8 +94,6 @@ class Sms(Channel):
     name = "sms"
     contact_types = frozenset({"phone"})
     handsets = frozenset({"smartphone", "feature_phone"})
-    proves = frozenset({"delivered", "acknowledged"})
-    default_timeout_s = 300
     retry_backoff_s = 30.0
 
     def __init__(self, ctx):

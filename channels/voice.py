@@ -42,10 +42,7 @@ class Voice(Channel):
     name = "voice"
     contact_types = frozenset({"phone"})
     handsets = frozenset({"smartphone", "feature_phone", "landline"})
-    proves = frozenset({"delivered", "acknowledged"})
-    default_timeout_s = 600
     retry_backoff_s = 60.0
-    rate_per_second = 20.0
 
     def __init__(self, ctx):
         super().__init__(ctx)

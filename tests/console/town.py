@@ -32,8 +32,6 @@ NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 class ScriptedChannel(Channel):
     """A provider that answers from a script: resident id -> status of the send."""
 
-    proves = frozenset({"delivered", "acknowledged"})
-    default_timeout_s = 60
 
     def __init__(self, name: str, contact_types: set[str], handsets: set[str], script: dict[str, str]):
         self.name = name
