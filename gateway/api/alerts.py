@@ -9,13 +9,13 @@ from aiohttp import web
 
 from .. import deliveries, keys
 from ..agencies import get_callback
-from ..alerts import Alerts, validate
+from ..alerts import Alerts
 from ..deliveries import delivery_view
 from ..lifecycle import Lifecycle
 from ..problems import Problem, invalid
 from ..schemas import ALERT
 from ..transitions import STATES, text
-from .audience import check_area
+from .audience import checked_alert
 from .cap import CAP_BODY, CAP_TYPES, POLICY_HEADER, post_cap
 from .http import STATE, json_body, json_response, require
 from .routing import Route
@@ -34,11 +34,8 @@ async def post_alert(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise Problem(415, "Unsupported media type", "Send application/json or application/cap+xml.",
                       errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
-    doc = validate(await json_body(request))
+    doc = await checked_alert(request.app, agency, await json_body(request))
     state = request.app[STATE]
-    errors = await check_area(request.app, agency, doc["audience"])
-    if errors:
-        raise invalid(errors)
     callbacks = await get_callback(state["redis"], agency.id) is not None
     aid, created = await Alerts(state["redis"]).create(agency.id, doc, key, callbacks=callbacks)
     if created:
@@ -51,10 +48,7 @@ async def update_alert(request: web.Request) -> web.Response:
     """New content (area, expiry) for an alert: pending steps send it, the confirmed hear it again."""
     agency = await require(request, "alerts:write")
     aid, _ = await _owned(request, agency)
-    doc = validate(await json_body(request))
-    errors = await check_area(request.app, agency, doc["audience"])
-    if errors:
-        raise invalid(errors)
+    doc = await checked_alert(request.app, agency, await json_body(request))
     state = request.app[STATE]
     result = await Lifecycle(state["redis"], state["dispatch"]).update(aid, doc, agency_id=agency.id)
     return json_response({**result, "href": f"/v1/alerts/{aid}"}, status=202)

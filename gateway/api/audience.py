@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from ..agencies import Agency
-from ..alerts import unknown_residents
+from ..alerts import unknown_residents, validate
 from ..cap import area_problems
 from ..geo import DISTRICT_GEOCODES, ResidentIndex, Snapshot, Targets, audience_problems
 from ..plan import Contact, Policy, Profile, build_plan, initial_state
@@ -84,6 +84,15 @@ async def stop_index(app: web.Application) -> None:
 
 
 # What an agency may target ------------------------------------------------------------
+
+
+async def checked_alert(app: web.Application, agency: Agency, doc) -> dict:
+    """The alert, valid and inside the agency's area, or a 422 naming every bad field."""
+    doc = validate(doc)
+    errors = await check_area(app, agency, doc["audience"])
+    if errors:
+        raise invalid(errors)
+    return doc
 
 
 async def check_area(app: web.Application, agency: Agency, audience: dict) -> list[dict]:

@@ -23,12 +23,12 @@ import orjson
 from aiohttp import web
 
 from ..agencies import Agency, get_callback
-from ..alerts import Alerts, body_digest, validate
+from ..alerts import Alerts, body_digest
 from ..cap import MAX_CAP_BYTES, CapError, emit_cap, format_cap_time, parse_cap
 from ..lifecycle import Lifecycle
 from ..problems import Problem, field_errors, invalid
 from ..schemas import ALERT
-from .audience import check_area
+from .audience import checked_alert
 from .http import STATE, json_response, require
 from .routing import Route
 
@@ -112,12 +112,9 @@ async def post_cap(request: web.Request, agency: Agency, idempotency_key: str | 
 
     if message.msg_type == "Alert":
         try:
-            validate(doc)
+            await checked_alert(request.app, agency, doc)
         except Problem as p:
             raise _as_cap_errors(p) from None
-        errors = await check_area(request.app, agency, doc["audience"])
-        if errors:
-            raise _as_cap_errors(invalid(errors))
         callbacks = await get_callback(redis, agency.id) is not None
         aid, created = await Alerts(redis).create(agency.id, doc, idempotency_key, cap=cap, cap_digest=digest,
                                                   callbacks=callbacks)
@@ -133,12 +130,9 @@ async def post_cap(request: web.Request, agency: Agency, idempotency_key: str | 
         result = await lifecycle.cancel(aid, agency_id=agency.id, cap=cap, cap_digest=digest)
     else:
         try:
-            validate(doc)
+            await checked_alert(request.app, agency, doc)
         except Problem as p:
             raise _as_cap_errors(p) from None
-        errors = await check_area(request.app, agency, doc["audience"])
-        if errors:
-            raise _as_cap_errors(invalid(errors))
         result = await lifecycle.update(aid, doc, agency_id=agency.id, cap=cap, cap_digest=digest)
     body = {**result, "href": f"/v1/alerts/{aid}", "warnings": message.warnings,
             "cap": {"identifier": message.identifier, "sender": message.sender, "msg_type": message.msg_type}}
