@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 from . import keys
 from .callbacks import Courier
@@ -23,6 +24,8 @@ log = logging.getLogger("gateway.pump")
 TIMER_LEASE_MS = 60_000
 LEADER_LEASE_MS = 5_000
 STUCK_PLANNING_MS = 30_000
+# How often the pump looks whether an alert has ended (done, expired).
+END_CHECK_S = 0.5
 
 # Due members of one alert's timers, each pushed a lease ahead.
 _POP_DUE = """
@@ -53,6 +56,7 @@ class Pump:
         self._lead = redis.register_script(_LEAD)
         # Agency callbacks go out from the leader too: one sender keeps them in order.
         self.callbacks = Courier(redis)
+        self._checked: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -72,25 +76,51 @@ class Pump:
         return bool(await self._lead(keys=[keys.PUMP_LEADER], args=[self.me, LEADER_LEASE_MS]))
 
     async def tick(self) -> bool:
-        """One pass over the active alerts; True if there is more to do at once."""
+        """One pass over the active alerts; True if there is more to do at once.
+
+        One round trip pops every alert's due timers, one more reads the
+        alerts whose end is due for a look (at most every END_CHECK_S each):
+        the pump's cost must not grow with round trips per active alert.
+        """
+        aids = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
+        limit = self.batch_size * 10
         more = False
-        for aid in [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]:
-            limit = self.batch_size * 10
-            due = [text(m) for m in await self._pop(keys=[keys.alert_timers(aid)],
-                                                      args=[now_ms(), limit, TIMER_LEASE_MS])]
+        pipe = self.redis.pipeline(transaction=False)
+        now = now_ms()
+        for aid in aids:
+            await self._pop(keys=[keys.alert_timers(aid)], args=[now, limit, TIMER_LEASE_MS], client=pipe)
+        for aid, due in zip(aids, await pipe.execute() if aids else []):
+            due = [text(m) for m in due]
             for i in range(0, len(due), self.batch_size):
                 self.dispatch.due(aid, due[i:i + self.batch_size])
             more |= len(due) == limit
-            await self._end_if_over(aid)
+        await self._end_if_over([aid for aid in aids if self._end_check_due(aid)])
         await self.callbacks.tick()
         return more
 
-    async def _end_if_over(self, aid: str) -> None:
-        meta = await self.redis.hmget(keys.alert(aid), "status", "expires_ms", "targeted", "fanned", "created_ms",
-                                      "fanout_retry_ms")
+    def _end_check_due(self, aid: str) -> bool:
+        now = time.monotonic()
+        if now - self._checked.get(aid, 0.0) < END_CHECK_S:
+            return False
+        self._checked[aid] = now
+        return True
+
+    async def _end_if_over(self, aids: list[str]) -> None:
+        if not aids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for aid in aids:
+            pipe.hmget(keys.alert(aid), "status", "expires_ms", "targeted", "fanned", "created_ms", "fanout_retry_ms")
+            pipe.hmget(keys.alert_counts(aid), *STATES)
+        rows = await pipe.execute()
+        for aid, meta, counts in zip(aids, rows[::2], rows[1::2]):
+            await self._end_one(aid, meta, counts)
+
+    async def _end_one(self, aid: str, meta: list, counts: list) -> None:
         status, expires, targeted, fanned, created, retried = (text(v) if v is not None else None for v in meta)
         if status is None:
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
+            self._checked.pop(aid, None)
             return
         if status == "planning" and now_ms() - int(retried or created) > STUCK_PLANNING_MS:
             # Accepted but never fanned out (broker down at the time): try again.
@@ -103,7 +133,6 @@ class Pump:
             return
         if not fanned and status != "cancelled":
             return
-        counts = await self.redis.hmget(keys.alert_counts(aid), *STATES)
         by_state = dict(zip(STATES, (int(c or 0) for c in counts)))
         open_ = by_state["planned"] + by_state["in_progress"]
         planned = sum(by_state.values())
@@ -111,3 +140,4 @@ class Pump:
             if status in ("planning", "active"):
                 await self.redis.hset(keys.alert(aid), mapping={"status": "done", "done_ms": now_ms()})
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
+            self._checked.pop(aid, None)
