@@ -35,7 +35,7 @@ from .plan import (
     pick_language,
 )
 from .registry import Registry, profile
-from .transitions import Transitions, now_ms, text
+from .transitions import Event, Transitions, now_ms, text
 
 log = logging.getLogger("gateway.engine")
 
@@ -142,10 +142,9 @@ class Engine:
 
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)
-        for rid, k, n in items:
-            await self.t.claim(pipe, aid, rid, k, n)
+        await self.t.claim(pipe, aid, items)
         out = []
-        for (rid, k, n), res in zip(items, await pipe.execute()):
+        for (rid, k, n), res in zip(items, (await pipe.execute())[0]):
             if text(res[0]) == "ok":
                 out.append((rid, k, n, orjson.loads(res[1]), self.vault.link_token(aid, rid)))
         return out
@@ -213,9 +212,10 @@ class Engine:
     async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:
         """Record each send's outcome; return the steps to send next at once."""
         pipe = self.redis.pipeline(transaction=False)
-        for (rid, k, n, leg, channel, *_), (out, _, _) in zip(jobs, sent):
-            await self.t.event(pipe, aid, rid, k, n, leg, out.status, permanent=out.permanent, provider=out.provider,
-                               ref=out.ref, code=out.error_code, channel=channel, backoff_ms=self._backoff_ms(channel, n))
+        await self.t.event(pipe, aid, [
+            Event(rid, k, n, leg, out.status, out.permanent, out.provider, out.ref, out.error_code, channel,
+                  self._backoff_ms(channel, n))
+            for (rid, k, n, leg, channel, *_), (out, _, _) in zip(jobs, sent)])
         # The event replies come first; the channels' own writes follow them.
         used = set()
         for (_, _, _, _, channel_name, *_), (out, message, recipient) in zip(jobs, sent):
@@ -225,7 +225,7 @@ class Engine:
                 used.add(channel)
         results = await pipe.execute()
         nxt = []
-        for (rid, *_), res in zip(jobs, results[:len(jobs)]):
+        for (rid, *_), res in zip(jobs, results[0]):
             res = text(res)
             if res.startswith("next:"):
                 nxt.append((rid, int(res[5:]), 0))
@@ -247,10 +247,10 @@ class Engine:
         if ev.status == "opted_out":
             return await self._opt_out(ev)
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.event(pipe, ev.alert_id, ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status,
-                     permanent=ev.permanent, provider=ev.provider, ref=ev.ref, code=ev.error_code,
-                     channel=ev.channel, backoff_ms=self._backoff_ms(ev.channel, ev.attempt), at_ms=ev.at_ms)
-        res = text((await pipe.execute())[0])
+        await self.t.event(pipe, ev.alert_id, [
+            Event(ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status, ev.permanent, ev.provider, ev.ref,
+                  ev.error_code, ev.channel, self._backoff_ms(ev.channel, ev.attempt), ev.at_ms)])
+        res = text((await pipe.execute())[0][0])
         if ev.contact_dead:
             await self._mark_dead_from_plan(ev)
         if res.startswith("next:"):
@@ -263,8 +263,8 @@ class Engine:
         if view.policy.severity in EMERGENCY:
             return "noop"
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.close(pipe, ev.alert_id, ev.resident_id, "opted_out")
-        return text((await pipe.execute())[0])
+        await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")
+        return text((await pipe.execute())[0][0])
 
     async def _mark_dead_from_plan(self, ev: ProviderEvent) -> None:
         plan = await self.redis.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
@@ -285,10 +285,9 @@ class Engine:
     async def due(self, aid: str, members: list[str]) -> None:
         """Timers the pump found due: escalate, retry, or re-check a claim."""
         pipe = self.redis.pipeline(transaction=False)
-        for m in members:
-            await self.t.timer(pipe, aid, m)
+        await self.t.timer(pipe, aid, members)
         items = []
-        for m, res in zip(members, await pipe.execute()):
+        for m, res in zip(members, (await pipe.execute())[0]):
             res = text(res)
             rid = m.split("|", 1)[0]
             if res.startswith("next:"):
@@ -307,7 +306,6 @@ class Engine:
         closed = 0
         for i in range(0, len(rids), chunk):
             pipe = self.redis.pipeline(transaction=False)
-            for rid in rids[i:i + chunk]:
-                await self.t.close(pipe, aid, rid, state)
-            closed += sum(1 for r in await pipe.execute() if text(r) == state)
+            await self.t.close(pipe, aid, rids[i:i + chunk], state)
+            closed += sum(1 for r in (await pipe.execute())[0] if text(r) == state)
         return closed

@@ -228,10 +228,10 @@ class Lifecycle:
         # Residents the area no longer covers: their pending steps stop.
         work.dropped = [rid for state in OPEN for rid in by_state[state] if rid not in wanted_set]
         if work.dropped:
-            pipe = r.pipeline(transaction=False)
-            for rid in work.dropped:
-                await engine.t.close(pipe, aid, rid, "cancelled")
-            await pipe.execute()
+            for i in range(0, len(work.dropped), 500):
+                pipe = r.pipeline(transaction=False)
+                await engine.t.close(pipe, aid, work.dropped[i:i + 500], "cancelled")
+                await pipe.execute()
 
         # Residents it adds: planned like the first fan-out, numbered after everyone
         # planned so far (a second run of this task numbers on from the first's).

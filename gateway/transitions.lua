@@ -119,9 +119,8 @@ if op == 'plan' then
   return created
 end
 
--- claim: ARGV = op, rid, k, n, now, lease_ms. The one gate before a provider call.
-if op == 'claim' then
-  local rid, k, n, now, lease = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+-- claim: the one gate before a provider call.
+local function claim(rid, k, n, now, lease)
   local d = load(rid)
   if not d or TERMINAL[d.s] or d.k ~= k or d.n ~= n then return {'skip'} end
   local gated = alert_gate(rid, d, now)
@@ -149,14 +148,11 @@ if op == 'claim' then
     redis.call('HSET', dkey(rid), 's', 'in_progress')
   end
   history(rid, now, k, n, '*', 'claimed', '', '', '')
-  return {'ok', cjson.encode(step.l), tostring(d.d)}
+  return {'ok', cjson.encode(step.l)}
 end
 
--- event: ARGV = op, rid, k, n, leg, status, permanent(0/1), provider, ref, code, now, channel, backoff_ms
-if op == 'event' then
-  local rid, k, n, leg = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-  local status, permanent, provider, ref, code = ARGV[6], ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10]
-  local now, channel, backoff = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13] or '0')
+-- event: what a provider (or the resident) said about one leg of an attempt.
+local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff)
   local d = load(rid)
   if not d then return 'unknown' end
   history(rid, now, k, n, leg, status, provider, ref, code)
@@ -203,9 +199,8 @@ if op == 'event' then
   return advance(rid, d, now)
 end
 
--- timer: ARGV = op, member, now.  Members: rid|k|t (step deadline), rid|k|r|n (retry), rid|k|c|n (claim lease).
-if op == 'timer' then
-  local member, now = ARGV[2], tonumber(ARGV[3])
+-- timer: a due member of `:timers`: rid|k|t (step deadline), rid|k|r|n (retry), rid|k|c|n (claim lease).
+local function timer(member, now)
   redis.call('ZREM', A .. ':timers', member)
   local rid, k, kind, n = string.match(member, '^(.-)|(%d+)|(%a)|?(%d*)$')
   k = tonumber(k)
@@ -222,12 +217,47 @@ if op == 'timer' then
   return 'send:' .. k .. ':' .. d.n
 end
 
--- close: ARGV = op, rid, state, now.  Cancel, expire or opt out one delivery that is still open.
-if op == 'close' then
-  local rid, state, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- close: cancel, expire or opt out one delivery that is still open.
+local function close(rid, state, now)
   local d = load(rid)
   if not d or TERMINAL[d.s] then return 'noop' end
   return finish(rid, d, state, now)
+end
+
+-- The ops below take many deliveries of this alert per call and return a reply for each, in order.
+
+-- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
+if op == 'claim' then
+  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+  for i = 4, #ARGV, 3 do
+    out[#out + 1] = claim(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), now, lease)
+  end
+  return out
+end
+
+-- event: ARGV = op, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel, backoff_ms) repeated.
+if op == 'event' then
+  local out = {}
+  for i = 2, #ARGV, 12 do
+    out[#out + 1] = event(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
+                          ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
+                          ARGV[i + 10], tonumber(ARGV[i + 11]))
+  end
+  return out
+end
+
+-- timer: ARGV = op, now, then members.
+if op == 'timer' then
+  local now, out = tonumber(ARGV[2]), {}
+  for i = 3, #ARGV do out[#out + 1] = timer(ARGV[i], now) end
+  return out
+end
+
+-- close: ARGV = op, now, state, then resident ids.
+if op == 'close' then
+  local now, state, out = tonumber(ARGV[2]), ARGV[3], {}
+  for i = 4, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
+  return out
 end
 
 return redis.error_reply('unknown op ' .. tostring(op))

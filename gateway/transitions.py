@@ -7,6 +7,7 @@ round trip; the script is loaded once per client (EVALSHA afterwards).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,21 +41,46 @@ class Transitions:
             args += [rid, seq, orjson.dumps(steps), state]
         return await self._run(aid, args)
 
-    # The methods below queue onto a pipeline; the caller executes it.
-    async def claim(self, pipe, aid: str, rid: str, k: int, n: int, lease_ms: int = CLAIM_LEASE_MS):
-        await self._run(aid, ["claim", rid, k, n, now_ms(), lease_ms], pipe)
-
-    async def event(self, pipe, aid: str, rid: str, k: int, n: int, leg: int | str, status: str, *, permanent: bool,
-              provider: str, ref: str, code: str, channel: str, backoff_ms: int = 0, at_ms: int | None = None):
-        args = ["event", rid, k, n, leg, status, int(permanent), provider, ref, code,
-                at_ms or now_ms(), channel, backoff_ms]
+    # The methods below take many deliveries of one alert and queue one call
+    # onto a pipeline; its reply is a list, a reply per delivery, in order.
+    async def claim(self, pipe, aid: str, items: Iterable[tuple[str, int, int]], lease_ms: int = CLAIM_LEASE_MS):
+        """items: (resident id, step, attempt). Reply per item: [b"ok", legs JSON] or [b"skip"] or [state]."""
+        args: list[Any] = ["claim", now_ms(), lease_ms]
+        for rid, k, n in items:
+            args += [rid, k, n]
         await self._run(aid, args, pipe)
 
-    async def timer(self, pipe, aid: str, member: str):
-        await self._run(aid, ["timer", member, now_ms()], pipe)
+    async def event(self, pipe, aid: str, events: Iterable["Event"]):
+        args: list[Any] = ["event"]
+        now = now_ms()
+        for e in events:
+            args += [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
+                     e.at_ms or now, e.channel, e.backoff_ms]
+        await self._run(aid, args, pipe)
 
-    async def close(self, pipe, aid: str, rid: str, state: str):
-        await self._run(aid, ["close", rid, state, now_ms()], pipe)
+    async def timer(self, pipe, aid: str, members: Iterable[str]):
+        await self._run(aid, ["timer", now_ms(), *members], pipe)
+
+    async def close(self, pipe, aid: str, rids: Iterable[str], state: str):
+        await self._run(aid, ["close", now_ms(), state, *rids], pipe)
+
+
+@dataclass(slots=True)
+class Event:
+    """What a provider (or the resident) said about one leg of an attempt."""
+
+    rid: str
+    k: int
+    n: int
+    leg: int
+    status: str
+    permanent: bool
+    provider: str
+    ref: str | None
+    code: str | None
+    channel: str
+    backoff_ms: int = 0
+    at_ms: int | None = None
 
 
 def text(value) -> str:
