@@ -119,16 +119,22 @@ class Engine:
             if state == "planned":
                 # Read once here, opened only for those about to be sent to.
                 opened[rid] = (p, c)
-        await self.t.plan(aid, view.policy.level, view.policy.max_attempts, rows)
-        await self.send(aid, [(rid, 0, 0) for rid in opened], sealed=opened)
+        claimed = await self.t.plan(aid, view.policy.level, view.policy.max_attempts, rows, claim=True)
+        # Those planned by an earlier run of this batch go through the claim as usual.
+        done = {rid for rid, _ in claimed}
+        await self.send(aid, [(rid, 0, 0) for rid in opened if rid not in done], sealed=opened,
+                        claimed=[(rid, 0, 0, orjson.loads(legs), self.vault.link_token(aid, rid)) for rid, legs in claimed])
 
     # Sending -----------------------------------------------------------------
 
-    async def send(self, aid: str, items: list[Item], sealed: dict | None = None) -> None:
-        """Claim each step, send its legs concurrently, record what providers said."""
-        while items:
+    async def send(self, aid: str, items: list[Item], sealed: dict | None = None, claimed: list | None = None) -> None:
+        """Claim each step, send its legs concurrently, record what providers said.
+        `claimed`: steps the caller claimed already (op plan)."""
+        claimed = list(claimed or ())
+        while items or claimed:
             view = await self.alert(aid)
-            claimed = await self._claim(aid, items)
+            if items:
+                claimed += await self._claim(aid, items)
             if not claimed:
                 return
             private = await self._open_residents([c[0] for c in claimed], sealed)
@@ -138,7 +144,7 @@ class Engine:
                 for leg, (channel, contact) in enumerate(legs):
                     jobs.append((rid, k, n, leg, channel, contact, token, fields, person))
             sent = await asyncio.gather(*(self._send_leg(aid, view, *job) for job in jobs))
-            items, sealed = await self._record(aid, jobs, sent), None
+            items, sealed, claimed = await self._record(aid, jobs, sent), None, []
 
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)

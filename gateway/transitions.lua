@@ -94,20 +94,41 @@ local function alert_gate(rid, d, now)
   return nil
 end
 
--- plan: ARGV = op, now, level, max_attempts, then (rid, seq, plan_json, initial_state) repeated.
+-- plan: ARGV = op, now, level, max_attempts, lease_ms, then (rid, seq, plan_json, initial_state) repeated.
+-- With lease_ms > 0 a new delivery whose state is `planned` is claimed for its first send in the same
+-- stroke (what op claim would do, without reading back what was just written).
+-- Returns {created, {{rid, legs_json}, ...}} for those claimed.
 if op == 'plan' then
-  local now = ARGV[2]
-  local created = 0
+  local now, lease = tonumber(ARGV[2]), tonumber(ARGV[5])
+  local created, claimed = 0, {}
   local last = tonumber(redis.call('HGET', A, 'last_seq') or '-1')
-  for i = 5, #ARGV, 4 do
-    local rid, seq, plan, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if lease > 0 then
+    local a = redis.call('HMGET', A, 'status', 'expires_ms')
+    local ex = tonumber(a[2] or '0')
+    -- The alert is over: plan only; op claim will close them (alert_gate).
+    if a[1] == 'cancelled' or (ex > 0 and now >= ex) then lease = 0 end
+  end
+  for i = 6, #ARGV, 4 do
+    local rid, seq, plan, state = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
     if redis.call('EXISTS', dkey(rid)) == 0 then
-      local legs = 1
-      if plan ~= '[]' then legs = #cjson.decode(plan)[1].l end
-      redis.call('HSET', dkey(rid), 's', state, 'k', 0, 'n', 0, 'p', plan, 'q', seq, 'v', ARGV[3], 'm', ARGV[4],
-                 'b', 0, 'f', string.rep('0', legs))
-      if TERMINAL[state] then redis.call('HSET', dkey(rid), 'e', now) end
-      seq = tonumber(seq)
+      local steps = plan ~= '[]' and cjson.decode(plan) or nil
+      local legs = steps and #steps[1].l or 1
+      local f = {'k', 0, 'n', 0, 'p', plan, 'q', seq, 'v', ARGV[3], 'm', ARGV[4], 'b', 0, 'f', string.rep('0', legs)}
+      if state == 'planned' and lease > 0 then
+        local deadline = now + steps[1].t * 1000
+        state = 'in_progress'
+        for _, v in ipairs({'c', '0.0', 'w', now, 'd', deadline,
+                            'h', table.concat({now, 0, 0, '*', 'claimed', '', '', ''}, '|')}) do f[#f + 1] = v end
+        redis.call('ZADD', A .. ':timers', deadline, rid .. '|0|t', now + lease, rid .. '|0|c|0')
+        claimed[#claimed + 1] = {rid, cjson.encode(steps[1].l)}
+      end
+      table.insert(f, 's')
+      table.insert(f, state)
+      if TERMINAL[state] then
+        table.insert(f, 'e')
+        table.insert(f, now)
+      end
+      redis.call('HSET', dkey(rid), unpack(f))
       redis.call('HSET', A .. ':seq:' .. math.floor(seq / 128), seq % 128, rid)
       if seq > last then last = seq end
       move(rid, seq, nil, state)
@@ -116,7 +137,7 @@ if op == 'plan' then
     end
   end
   redis.call('HSET', A, 'last_seq', last)
-  return created
+  return {created, claimed}
 end
 
 -- claim: the one gate before a provider call.

@@ -34,12 +34,16 @@ class Transitions:
     async def _run(self, aid: str, args: list, client=None):
         return await self.script(keys=[keys.alert(aid)], args=args, client=client)
 
-    async def plan(self, aid: str, level: int, max_attempts: int, rows: Iterable[tuple[str, int, list, str]]) -> int:
-        """rows: (resident id, sequence, plan steps, initial state)."""
-        args: list[Any] = ["plan", now_ms(), level, max_attempts]
+    async def plan(self, aid: str, level: int, max_attempts: int, rows: Iterable[tuple[str, int, list, str]], *,
+                   claim: bool = False) -> list[tuple[str, bytes]]:
+        """rows: (resident id, sequence, plan steps, initial state).  With `claim`,
+        the new `planned` deliveries are claimed for their first send at once:
+        returns (resident id, legs JSON) of each so claimed."""
+        args: list[Any] = ["plan", now_ms(), level, max_attempts, CLAIM_LEASE_MS if claim else 0]
         for rid, seq, steps, state in rows:
             args += [rid, seq, orjson.dumps(steps), state]
-        return await self._run(aid, args)
+        _, claimed = await self._run(aid, args)
+        return [(text(rid), legs) for rid, legs in claimed]
 
     # The methods below take many deliveries of one alert and queue one call
     # onto a pipeline; its reply is a list, a reply per delivery, in order.
