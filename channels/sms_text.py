@@ -9,6 +9,8 @@ cut off by the network in mid-sentence.
 
 from __future__ import annotations
 
+import re
+
 import unicodedata
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -60,6 +62,8 @@ def _gsm_septets() -> dict[str, int]:
 
 
 _SEPTETS = _gsm_septets()
+# Text of one-septet GSM-7 characters only, as a page link is: checked per message, so in C.
+_ONE_SEPTET_EACH = re.compile("[" + "".join(re.escape(ch) for ch, n in _SEPTETS.items() if n == 1) + "]*")
 
 # Typography that word processors put into agency text; plain equivalents keep
 # an English message in GSM-7 and so at 160 characters a segment, not 70.
@@ -162,8 +166,7 @@ def render_sms(
     message's language and handset, so it is rendered once per alert and the
     page link (always of one length) put in afterwards."""
     link = message.page_url
-    info = encode_info(link) if link else None
-    if info and (info.encoding != GSM7 or info.units != len(link)):
+    if link and not _ONE_SEPTET_EACH.fullmatch(link):
         return _render_sms(message, handset=handset, segment_budget=segment_budget, with_link=with_link)
     # One septet in GSM-7 and one unit in UCS-2, like each character of a plain URL.
     placeholder = "§" * len(link)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from urllib.parse import urlencode
+from functools import lru_cache
+from urllib.parse import quote_plus
 
 from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
@@ -24,6 +25,21 @@ from .http1 import Http1Client
 NAME = "twilio"
 # Errors that will not go away by trying again: bad or unknown numbers.
 PERMANENT_ERRORS = {21211, 21214, 21217, 21612, 21614, 21610, 21408, 30005, 30006, 30007, 32203}
+
+
+@lru_cache(maxsize=4096)
+def _quoted(value: str) -> str:
+    return quote_plus(value)
+
+
+def form_body(data: dict) -> bytes:
+    """The form as `urlencode(data, doseq=True)` writes it; the values every
+    message of a fan-out shares (sender, text) are quoted once."""
+    pairs = []
+    for key, value in data.items():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            pairs.append(f"{_quoted(str(key))}={_quoted(str(item))}")
+    return "&".join(pairs).encode()
 
 
 class TwilioHttp(AsyncHttpClient):
@@ -50,7 +66,7 @@ class TwilioHttp(AsyncHttpClient):
             headers["Authorization"] = self._auth_header
         body = b""
         if data:
-            body = urlencode(data, doseq=True).encode()
+            body = form_body(data)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self.logger.isEnabledFor(logging.INFO):
             self.log_request({"method": method, "url": url, "params": params, "headers": headers})

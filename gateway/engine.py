@@ -123,7 +123,7 @@ class Engine:
         # Those planned by an earlier run of this batch go through the claim as usual.
         done = {rid for rid, _ in claimed}
         await self.send(aid, [(rid, 0, 0) for rid in opened if rid not in done], sealed=opened,
-                        claimed=[(rid, 0, 0, orjson.loads(legs), self.vault.link_token(aid, rid)) for rid, legs in claimed])
+                        claimed=[self._claimed(aid, rid, 0, 0, legs) for rid, legs in claimed])
 
     # Sending -----------------------------------------------------------------
 
@@ -152,8 +152,12 @@ class Engine:
         out = []
         for (rid, k, n), res in zip(items, (await pipe.execute())[0]):
             if text(res[0]) == "ok":
-                out.append((rid, k, n, orjson.loads(res[1]), self.vault.link_token(aid, rid)))
+                out.append(self._claimed(aid, rid, k, n, res[1]))
         return out
+
+    def _claimed(self, aid: str, rid: str, k: int, n: int, legs: bytes) -> tuple[str, int, int, list, str]:
+        """A step claimed for sending: who, which step and attempt, its legs, the resident's page token."""
+        return rid, k, n, orjson.loads(legs), self.vault.link_token(aid, rid)
 
     async def _open_residents(self, rids: Iterable[str], sealed: dict | None = None) -> dict[str, tuple[dict, dict]]:
         """Profile and opened contacts of each resident; `sealed` holds rows already read."""
@@ -291,17 +295,13 @@ class Engine:
     async def due(self, aid: str, members: list[str]) -> None:
         """Timers the pump found due: escalate, retry, or re-check a claim."""
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.timer(pipe, aid, members)
-        items = []
+        await self.t.timer(pipe, aid, members, claim=True)
+        claimed = []
         for m, res in zip(members, (await pipe.execute())[0]):
-            res = text(res)
-            rid = m.split("|", 1)[0]
-            if res.startswith("next:"):
-                items.append((rid, int(res[5:]), 0))
-            elif res.startswith("send:"):
-                _, k, n = res.split(":")
-                items.append((rid, int(k), int(n)))
-        await self.send(aid, items)
+            if isinstance(res, list):  # escalated or retried, and claimed for sending
+                rid = m.split("|", 1)[0]
+                claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), res[1]))
+        await self.send(aid, [], claimed=claimed)
 
     # Closing -----------------------------------------------------------------
 

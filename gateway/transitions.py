@@ -62,8 +62,10 @@ class Transitions:
                      e.at_ms or now, e.channel, e.backoff_ms]
         await self._run(aid, args, pipe)
 
-    async def timer(self, pipe, aid: str, members: Iterable[str]):
-        await self._run(aid, ["timer", now_ms(), *members], pipe)
+    async def timer(self, pipe, aid: str, members: Iterable[str], *, claim: bool = False):
+        """With `claim`, a step the timer says to send is claimed in the same call:
+        its reply is [b"ok", legs JSON, step, attempt]."""
+        await self._run(aid, ["timer", now_ms(), CLAIM_LEASE_MS if claim else 0, *members], pipe)
 
     async def close(self, pipe, aid: str, rids: Iterable[str], state: str):
         await self._run(aid, ["close", now_ms(), state, *rids], pipe)
