@@ -372,10 +372,15 @@ def main() -> None:
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(3)
     try:
+        # The ceiling before and after the gateway, the higher kept: a shared
+        # machine's slow spell must not flatter the gateway's ratio.
+        print("loopback ceiling ...")
+        ceilings = [ceiling_phase(args, sim_url)]
         print(f"gateway: {args.residents:,} residents, {args.workers} workers, batches of {args.batch}")
         g = asyncio.run(gateway_phase(args, data, sim_url, psutil.Process(sim.pid)))
-        print("loopback ceiling ...")
-        ceiling = ceiling_phase(args, sim_url)
+        print("loopback ceiling again ...")
+        ceilings.append(ceiling_phase(args, sim_url))
+        ceiling = max(ceilings)
         print("naive sender ...")
         naive = naive_phase(args, data, sim_url)
     finally:
@@ -385,7 +390,8 @@ def main() -> None:
 
     rows = [
         ("first attempts handed to the provider", f"{g['first_rate']:,.0f}/s ({g['first_s']:.1f} s)", ""),
-        ("  vs loopback ceiling", f"{g['first_rate'] / ceiling:.2f} of {ceiling:,.0f}/s", ">= 0.6"),
+        ("  vs loopback ceiling", f"{g['first_rate'] / ceiling:.2f} of {ceiling:,.0f}/s "
+                                 f"(before {ceilings[0]:,.0f}, after {ceilings[1]:,.0f})", ">= 0.6"),
         ("  vs naive sender", f"{g['first_rate'] / naive:.1f}x of {naive:,.0f}/s", ">= 10x"),
         ("gateway CPU per first attempt", f"{g['cpu_per_first_us']:.0f} us", "<= 500 us"),
         ("  of which workers / API and pump", f"{g['worker_cpu_per_first_us']:.0f} us / {g['api_cpu_per_first_us']:.0f} us", ""),
