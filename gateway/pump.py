@@ -27,11 +27,16 @@ STUCK_PLANNING_MS = 30_000
 # How often the pump looks whether an alert has ended (done, expired).
 END_CHECK_S = 0.5
 
-# Due members of one alert's timers, each pushed a lease ahead.
+# An alert whose next timer is far off is still looked at this often: a
+# worker may have added an earlier one (a retry) since.
+RECHECK_S = 0.5
+
+# Due members of one alert's timers, each pushed a lease ahead; and when the next one comes due.
 _POP_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[1] + ARGV[3], m) end
-return due
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {due, first[2] or false}
 """
 
 # Take or keep the lead; only the holder renews.
@@ -57,6 +62,8 @@ class Pump:
         # Agency callbacks go out from the leader too: one sender keeps them in order.
         self.callbacks = Courier(redis)
         self._checked: dict[str, float] = {}
+        # Per alert: (when its earliest timer is due, ms; when last looked at, monotonic s).
+        self._next_due: dict[str, tuple[float, float]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -82,21 +89,29 @@ class Pump:
         alerts whose end is due for a look (at most every END_CHECK_S each):
         the pump's cost must not grow with round trips per active alert.
         """
-        aids = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
+        active = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
         limit = self.batch_size * 10
         more = False
+        now, clock = now_ms(), time.monotonic()
+        # Only alerts with a timer due, or not looked at for RECHECK_S.
+        aids = [aid for aid in active
+                if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
         pipe = self.redis.pipeline(transaction=False)
-        now = now_ms()
         for aid in aids:
             await self._pop(keys=[keys.alert_timers(aid)], args=[now, limit, TIMER_LEASE_MS], client=pipe)
-        for aid, due in zip(aids, await pipe.execute() if aids else []):
+        for aid, (due, first) in zip(aids, await pipe.execute() if aids else []):
             due = [text(m) for m in due]
             for i in range(0, len(due), self.batch_size):
                 self.dispatch.due(aid, due[i:i + self.batch_size])
             more |= len(due) == limit
-        await self._end_if_over([aid for aid in aids if self._end_check_due(aid)])
+            self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
+        await self._end_if_over([aid for aid in active if self._end_check_due(aid)])
         await self.callbacks.tick()
         return more
+
+    def _forget(self, aid: str) -> None:
+        self._checked.pop(aid, None)
+        self._next_due.pop(aid, None)
 
     def _end_check_due(self, aid: str) -> bool:
         now = time.monotonic()
@@ -120,7 +135,7 @@ class Pump:
         status, expires, targeted, fanned, created, retried = (text(v) if v is not None else None for v in meta)
         if status is None:
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
-            self._checked.pop(aid, None)
+            self._forget(aid)
             return
         if status == "planning" and now_ms() - int(retried or created) > STUCK_PLANNING_MS:
             # Accepted but never fanned out (broker down at the time): try again.
@@ -140,4 +155,4 @@ class Pump:
             if status in ("planning", "active"):
                 await self.redis.hset(keys.alert(aid), mapping={"status": "done", "done_ms": now_ms()})
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
-            self._checked.pop(aid, None)
+            self._forget(aid)

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 import phonenumbers
+from redis.commands.core import AsyncScript
 
 from . import keys
 from .crypto import Vault
@@ -190,7 +191,9 @@ class Registry:
     def remember_reply(self, pipe, rid: str, ref: str) -> None:
         """Queue: the resident's next SMS reply answers `ref`. Written only while
         the resident exists, so a late send never revives an erased resident."""
-        pipe.eval(_SET_IF_RESIDENT, 1, keys.resident(rid), keys.REPLY_TARGET, ref)
+        # EVALSHA, once per SMS sent; the pipeline loads the script if Redis lacks it.
+        pipe.scripts.add(_SET_IF_RESIDENT_SCRIPT)
+        pipe.evalsha(_SET_IF_RESIDENT_SCRIPT.sha, 1, keys.resident(rid), keys.REPLY_TARGET, ref)
 
     async def set_non_emergency(self, rid: str, allowed: bool) -> None:
         """A resident's STOP or START: consent to non-emergency alerts."""
@@ -226,6 +229,9 @@ _SET_IF_RESIDENT = """
 if redis.call('HEXISTS', KEYS[1], 'p') == 0 then return 0 end
 return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 """
+
+# Bound to no client: the pipeline it is queued on runs it.
+_SET_IF_RESIDENT_SCRIPT = AsyncScript(None, _SET_IF_RESIDENT.encode())
 
 _SET_CONSENT = """
 local p = redis.call('HGET', KEYS[1], 'p')
