@@ -148,9 +148,9 @@ class Engine:
 
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.claim(pipe, aid, items)
+        replies = await self.t.claim(pipe, aid, items)
         out = []
-        for (rid, k, n), res in zip(items, (await pipe.execute())[0]):
+        for (rid, k, n), res in zip(items, replies.of(await pipe.execute())):
             if text(res[0]) == "ok":
                 out.append(self._claimed(aid, rid, k, n, res[1]))
         return out
@@ -222,7 +222,7 @@ class Engine:
     async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:
         """Record each send's outcome; return the steps to send next at once."""
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.event(pipe, aid, [
+        replies = await self.t.event(pipe, aid, [
             Event(rid, k, n, leg, out.status, out.permanent, out.provider, out.ref, out.error_code, channel,
                   self._backoff_ms(channel, n))
             for (rid, k, n, leg, channel, *_), (out, _, _) in zip(jobs, sent)])
@@ -235,7 +235,7 @@ class Engine:
                 used.add(channel)
         results = await pipe.execute()
         nxt = []
-        for (rid, *_), res in zip(jobs, results[0]):
+        for (rid, *_), res in zip(jobs, replies.of(results)):
             res = text(res)
             if res.startswith("next:"):
                 nxt.append((rid, int(res[5:]), 0))
@@ -257,10 +257,10 @@ class Engine:
         if ev.status == "opted_out":
             return await self._opt_out(ev)
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.event(pipe, ev.alert_id, [
+        replies = await self.t.event(pipe, ev.alert_id, [
             Event(ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status, ev.permanent, ev.provider, ev.ref,
                   ev.error_code, ev.channel, self._backoff_ms(ev.channel, ev.attempt), ev.at_ms)])
-        res = text((await pipe.execute())[0][0])
+        res = text(replies.of(await pipe.execute())[0])
         if ev.contact_dead:
             await self._mark_dead_from_plan(ev)
         if res.startswith("next:"):
@@ -273,8 +273,8 @@ class Engine:
         if view.policy.severity in EMERGENCY:
             return "noop"
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")
-        return text((await pipe.execute())[0][0])
+        replies = await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")
+        return text(replies.of(await pipe.execute())[0])
 
     async def _mark_dead_from_plan(self, ev: ProviderEvent) -> None:
         plan = await self.redis.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
@@ -295,9 +295,9 @@ class Engine:
     async def due(self, aid: str, members: list[str]) -> None:
         """Timers the pump found due: escalate, retry, or re-check a claim."""
         pipe = self.redis.pipeline(transaction=False)
-        await self.t.timer(pipe, aid, members, claim=True)
+        replies = await self.t.timer(pipe, aid, members, claim=True)
         claimed = []
-        for m, res in zip(members, (await pipe.execute())[0]):
+        for m, res in zip(members, replies.of(await pipe.execute())):
             if isinstance(res, list):  # escalated or retried, and claimed for sending
                 rid = m.split("|", 1)[0]
                 claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), res[1]))
@@ -312,6 +312,6 @@ class Engine:
         closed = 0
         for i in range(0, len(rids), chunk):
             pipe = self.redis.pipeline(transaction=False)
-            await self.t.close(pipe, aid, rids[i:i + chunk], state)
-            closed += sum(1 for r in (await pipe.execute())[0] if text(r) == state)
+            replies = await self.t.close(pipe, aid, rids[i:i + chunk], state)
+            closed += sum(1 for r in replies.of(await pipe.execute()) if text(r) == state)
         return closed

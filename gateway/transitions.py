@@ -20,6 +20,8 @@ TERMINAL = frozenset({"confirmed", "unreachable", "cancelled", "expired", "opted
 STATES = ("planned", "in_progress", "confirmed", "unreachable", "cancelled", "expired", "opted_out")
 # A claimed send that has not reported back in this long is taken over.
 CLAIM_LEASE_MS = 30_000
+# Deliveries per call of a batch op (Transitions._queue).
+LUA_CHUNK = 50
 
 
 def now_ms() -> int:
@@ -39,36 +41,55 @@ class Transitions:
         """rows: (resident id, sequence, plan steps, initial state).  With `claim`,
         the new `planned` deliveries are claimed for their first send at once:
         returns (resident id, legs JSON) of each so claimed."""
-        args: list[Any] = ["plan", now_ms(), level, max_attempts, CLAIM_LEASE_MS if claim else 0]
-        for rid, seq, steps, state in rows:
-            args += [rid, seq, orjson.dumps(steps), state]
-        _, claimed = await self._run(aid, args)
-        return [(text(rid), legs) for rid, legs in claimed]
+        pipe = self.redis.pipeline(transaction=False)
+        queued = await self._queue(pipe, aid, ["plan", now_ms(), level, max_attempts, CLAIM_LEASE_MS if claim else 0],
+                                   [[rid, seq, orjson.dumps(steps), state] for rid, seq, steps, state in rows])
+        results = await pipe.execute()
+        return [(text(rid), legs) for _, claimed in results[queued.start:queued.end] for rid, legs in claimed]
 
-    # The methods below take many deliveries of one alert and queue one call
-    # onto a pipeline; its reply is a list, a reply per delivery, in order.
-    async def claim(self, pipe, aid: str, items: Iterable[tuple[str, int, int]], lease_ms: int = CLAIM_LEASE_MS):
+    # The methods below queue calls for many deliveries of one alert onto a
+    # pipeline; after it runs, `Replies.of(results)` gives a reply per delivery.
+    async def claim(self, pipe, aid: str, items: Iterable[tuple[str, int, int]],
+                    lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
         """items: (resident id, step, attempt). Reply per item: [b"ok", legs JSON] or [b"skip"] or [state]."""
-        args: list[Any] = ["claim", now_ms(), lease_ms]
-        for rid, k, n in items:
-            args += [rid, k, n]
-        await self._run(aid, args, pipe)
+        return await self._queue(pipe, aid, ["claim", now_ms(), lease_ms], [[rid, k, n] for rid, k, n in items])
 
-    async def event(self, pipe, aid: str, events: Iterable["Event"]):
-        args: list[Any] = ["event"]
+    async def event(self, pipe, aid: str, events: Iterable["Event"]) -> "Replies":
         now = now_ms()
-        for e in events:
-            args += [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
-                     e.at_ms or now, e.channel, e.backoff_ms]
-        await self._run(aid, args, pipe)
+        return await self._queue(pipe, aid, ["event"], [
+            [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
+             e.at_ms or now, e.channel, e.backoff_ms] for e in events])
 
-    async def timer(self, pipe, aid: str, members: Iterable[str], *, claim: bool = False):
+    async def timer(self, pipe, aid: str, members: Iterable[str], *, claim: bool = False) -> "Replies":
         """With `claim`, a step the timer says to send is claimed in the same call:
         its reply is [b"ok", legs JSON, step, attempt]."""
-        await self._run(aid, ["timer", now_ms(), CLAIM_LEASE_MS if claim else 0, *members], pipe)
+        return await self._queue(pipe, aid, ["timer", now_ms(), CLAIM_LEASE_MS if claim else 0],
+                                 [[m] for m in members])
 
-    async def close(self, pipe, aid: str, rids: Iterable[str], state: str):
-        await self._run(aid, ["close", now_ms(), state, *rids], pipe)
+    async def close(self, pipe, aid: str, rids: Iterable[str], state: str) -> "Replies":
+        return await self._queue(pipe, aid, ["close", now_ms(), state], [[rid] for rid in rids])
+
+    async def _queue(self, pipe, aid: str, head: list, items: list[list]) -> "Replies":
+        # A few dozen deliveries a call: Redis serves other clients (the API
+        # accepting an alert) between calls, not after a whole batch.
+        start = len(pipe)
+        for i in range(0, len(items), LUA_CHUNK):
+            args = list(head)
+            for item in items[i:i + LUA_CHUNK]:
+                args += item
+            await self._run(aid, args, pipe)
+        return Replies(start, len(pipe))
+
+
+@dataclass(slots=True)
+class Replies:
+    """Where one batch op's calls sit in a pipeline's results."""
+
+    start: int
+    end: int
+
+    def of(self, results: list) -> list:
+        return [reply for call in results[self.start:self.end] for reply in call]
 
 
 @dataclass(slots=True)
