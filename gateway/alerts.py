@@ -22,6 +22,7 @@ from . import keys
 from .cap import area_problems
 from .geo import AgencyArea, audience_problems, residents_in_areas
 from .problems import Problem, check, invalid
+from .registry import every_resident_id
 from .schemas import ALERT
 from .transitions import STATES, TERMINAL, now_ms, text
 
@@ -194,7 +195,7 @@ async def resolve_audience(redis, audience: dict, *, drill: bool, within: Agency
     API refused what it could see was outside; this catches residents who
     moved in between)."""
     if audience.get("everyone"):
-        ids = [text(x) for x in await redis.zrange(keys.RESIDENTS, 0, -1)]
+        ids = await every_resident_id(redis)
     else:
         seen: dict[str, None] = {}
         for rid in audience.get("residents", []):

@@ -42,7 +42,7 @@ import shapely
 from shapely.geometry import Polygon
 
 from . import keys
-from .registry import CHANGES_KEPT
+from .registry import CHANGES_KEPT, every_resident_id
 from .transitions import text
 
 log = logging.getLogger("gateway.geo")
@@ -417,7 +417,7 @@ class ResidentIndex:
         self._epoch = await self.redis.get(keys.RESIDENT_EPOCH)
         last = await self.redis.xrevrange(keys.RESIDENT_CHANGES, "+", "-", count=1)
         self._cursor = text(last[0][0]) if last else "0-0"
-        rids = [text(r) for r in await self.redis.zrange(keys.RESIDENTS, 0, -1)]
+        rids = await every_resident_id(self.redis)
         await self._load(rids)
 
     async def _load(self, rids: list[str]) -> None:

@@ -19,7 +19,7 @@ from .. import deliveries, keys
 from ..api.http import STATE, json_response, require
 from ..api.routing import Route
 from ..plan import Policy, build_plan
-from ..registry import profile
+from ..registry import every_resident_id, profile
 from ..transitions import text
 from . import keys as ops_keys
 from .outcomes import median
@@ -68,7 +68,7 @@ async def _districts(redis, specs: dict, only: frozenset[str]) -> list[dict]:
     policy = Policy()
     reach: dict[str, Counter] = defaultdict(Counter)
     stale: dict[str, Counter] = defaultdict(Counter)
-    rids = [text(r) for r in await redis.zrange(keys.RESIDENTS, 0, -1)]
+    rids = await every_resident_id(redis)
     for i in range(0, len(rids), CHUNK):
         pipe = redis.pipeline(transaction=False)
         for rid in rids[i:i + CHUNK]:
