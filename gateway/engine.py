@@ -295,7 +295,7 @@ class Engine:
     async def due(self, aid: str, members: list[str]) -> None:
         """Timers the pump found due: escalate, retry, or re-check a claim."""
         pipe = self.redis.pipeline(transaction=False)
-        replies = await self.t.timer(pipe, aid, members, claim=True)
+        replies = await self.t.timer(pipe, aid, members)
         claimed = []
         for m, res in zip(members, replies.of(await pipe.execute())):
             if isinstance(res, list):  # escalated or retried, and claimed for sending

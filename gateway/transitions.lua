@@ -267,19 +267,17 @@ if op == 'event' then
   return out
 end
 
--- timer: ARGV = op, now, lease_ms, then members.  With lease_ms > 0 a step the timer
--- says to send (next:k, send:k:n) is claimed at once: {'ok', legs_json, k, n}.
+-- timer: ARGV = op, now, lease_ms, then members.  A step the timer says to send
+-- (next:k, send:k:n) is claimed at once: {'ok', legs_json, k, n}.
 if op == 'timer' then
   local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
   for i = 4, #ARGV do
     local res = timer(ARGV[i], now)
-    if lease > 0 then
-      local k, n = string.match(res, '^next:(%d+)$'), '0'
-      if not k then k, n = string.match(res, '^send:(%d+):(%d+)$') end
-      if k then
-        local c = claim(string.match(ARGV[i], '^(.-)|'), tonumber(k), tonumber(n), now, lease)
-        res = c[1] == 'ok' and {'ok', c[2], tonumber(k), tonumber(n)} or c[1]
-      end
+    local k, n = string.match(res, '^next:(%d+)$'), '0'
+    if not k then k, n = string.match(res, '^send:(%d+):(%d+)$') end
+    if k then
+      local c = claim(string.match(ARGV[i], '^(.-)|'), tonumber(k), tonumber(n), now, lease)
+      res = c[1] == 'ok' and {'ok', c[2], tonumber(k), tonumber(n)} or c[1]
     end
     out[#out + 1] = res
   end

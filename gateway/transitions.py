@@ -60,11 +60,10 @@ class Transitions:
             [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
              e.at_ms or now, e.channel, e.backoff_ms] for e in events])
 
-    async def timer(self, pipe, aid: str, members: Iterable[str], *, claim: bool = False) -> "Replies":
-        """With `claim`, a step the timer says to send is claimed in the same call:
-        its reply is [b"ok", legs JSON, step, attempt]."""
-        return await self._queue(pipe, aid, ["timer", now_ms(), CLAIM_LEASE_MS if claim else 0],
-                                 [[m] for m in members])
+    async def timer(self, pipe, aid: str, members: Iterable[str]) -> "Replies":
+        """A step a timer says to send is claimed in the same call: its reply is
+        [b"ok", legs JSON, step, attempt]; else the state or b"noop"."""
+        return await self._queue(pipe, aid, ["timer", now_ms(), CLAIM_LEASE_MS], [[m] for m in members])
 
     async def close(self, pipe, aid: str, rids: Iterable[str], state: str) -> "Replies":
         return await self._queue(pipe, aid, ["close", now_ms(), state], [[rid] for rid in rids])

@@ -153,6 +153,14 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
     assert provider.requests == []
 
 
+async def test_requests_it_cannot_carry_are_refused_up_front():
+    client = Http1Client()
+    for method, url in (("HEAD", "http://127.0.0.1:9/x"), ("GET", "ftp://127.0.0.1/x"), ("GET", "/relative")):
+        with pytest.raises(ValueError):
+            await client.request(method, url)
+    await client.close()
+
+
 async def test_tls_to_the_provider(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
