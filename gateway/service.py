@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -83,6 +84,8 @@ async def run_until_signalled(settings: Settings, u: Urls, *, with_pump: bool = 
         loop.add_signal_handler(sig, stop.set)
     async with api_server(settings, u, with_pump=with_pump):
         log.info("gateway api on http://%s:%s", settings.api_host, settings.api_port)
+        # What is loaded by now lives as long as the process: keep the collector off it.
+        gc.freeze()
         await stop.wait()
 
 
@@ -93,6 +96,7 @@ async def run_pump(settings: Settings, u: Urls) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    gc.freeze()
     await Pump(redis, tasks.Dispatch(settings.batch_size), batch_size=settings.batch_size).run(stop)
 
 

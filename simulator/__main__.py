@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 
 from simulator.app import SimConfig, start
 
@@ -28,6 +29,9 @@ def parse(argv: list[str] | None = None) -> SimConfig:
 
 async def serve(config: SimConfig) -> None:
     runner, port = await start(config)
+    # The city's behaviour records live as long as the simulator: keep the
+    # collector from walking them again at every full collection.
+    gc.freeze()
     print(f"simulator on http://{config.host}:{port} (account {config.account_sid})", flush=True)
     try:
         await asyncio.Event().wait()
