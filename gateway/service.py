@@ -25,6 +25,8 @@ from .pump import Pump
 from .store import connect
 
 log = logging.getLogger("gateway")
+# How much lower than the API, the pump and Redis the workers run.
+WORKER_NICENESS = 5
 
 
 def run(coro):
@@ -102,6 +104,9 @@ async def run_pump(settings: Settings, u: Urls) -> None:
 
 def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
     tasks.configure(u.broker, u.redis)
+    # Batches can wait a moment; an agency posting an alert, Redis and the
+    # providers' callbacks should not (all on one machine with `gateway run`).
+    os.nice(WORKER_NICENESS)
     tasks.app.worker_main([
         "worker", "-Q", f"{tasks.Queues.STEPS},{tasks.Queues.FANOUT}", "-c", str(concurrency or settings.worker_concurrency),
         "-P", "prefork", "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",
