@@ -1,7 +1,8 @@
 """Twilio, the provider of SMS and voice calls, over its REST API 2010-04-01.
 
-The real `twilio` library with its async client; `TWILIO_API_BASE` points it
-at the simulator or any Twilio-compatible endpoint.  Inbound webhooks are
+The real `twilio` library with its async client, its requests carried by
+`channels/http1.py`; `TWILIO_API_BASE` points it at the simulator or any
+Twilio-compatible endpoint.  Inbound webhooks are
 checked with `RequestValidator` against the URL Twilio was given.
 """
 
