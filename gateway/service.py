@@ -26,7 +26,7 @@ from .store import connect
 
 log = logging.getLogger("gateway")
 # How much lower than the API, the pump and Redis the workers run.
-WORKER_NICENESS = 5
+WORKER_NICENESS = 10
 
 
 def run(coro):
