@@ -85,9 +85,10 @@ class Pump:
     async def tick(self) -> bool:
         """One pass over the active alerts; True if there is more to do at once.
 
-        One round trip pops every alert's due timers, one more reads the
-        alerts whose end is due for a look (at most every END_CHECK_S each):
-        the pump's cost must not grow with round trips per active alert.
+        One round trip pops the due timers of every alert that has one due
+        (or was not looked at for RECHECK_S), one more reads the alerts whose
+        end is due for a look (at most every END_CHECK_S each): the pump's
+        cost must not grow with round trips per active alert.
         """
         active = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
         limit = self.batch_size * 10
