@@ -10,7 +10,6 @@ cut off by the network in mid-sentence.
 from __future__ import annotations
 
 import re
-
 import unicodedata
 from dataclasses import dataclass, replace
 from typing import Callable

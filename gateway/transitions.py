@@ -1,6 +1,7 @@
 """Python side of `transitions.lua`: one method per operation.
 
-Every method takes an optional pipeline so a batch of deliveries costs one
+Every operation takes many deliveries of one alert, a few dozen per script
+call, and queues its calls on the caller's pipeline, so a batch costs one
 round trip; the script is loaded once per client (EVALSHA afterwards).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import orjson
 
