@@ -17,7 +17,7 @@ import asyncio
 import collections
 import ssl as ssl_module
 import time
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import httptools
 
@@ -73,42 +73,66 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
 
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class Origin:
     """Keep-alive connections to one scheme://host:port, at most `limit` at once."""
 
     def __init__(self, scheme: str, host: str, port: int, *, limit: int, idle_s: float,
                  ssl: ssl_module.SSLContext | None):
-        self.host, self.port = host, port
+        self.key, self.host, self.port = (scheme, host, port), host, port
         self.ssl = (ssl or ssl_module.create_default_context()) if scheme == "https" else None
         self.host_header = host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
         self.idle_s = idle_s
         self._idle: collections.deque[_Connection] = collections.deque()
         self._slots = asyncio.Semaphore(limit)
 
-    async def exchange(self, head: bytes, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        async with self._slots:
-            conn = await self._connection()
-            conn.waiter = asyncio.get_running_loop().create_future()
+    async def exchange(self, head: bytes, body: bytes, timeout_s: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # Waiting for a slot or a new connection is the rare case: only it pays for asyncio.timeout.
+        if self._slots.locked():
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()
+        try:
+            conn = self._idle_connection()
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect()
+            conn.waiter = waiter = loop.create_future()
+            timer = loop.call_at(deadline, _expire, waiter)
             try:
                 conn.transport.write(head + body)
-                result = await conn.waiter
+                result = await waiter
             except BaseException:
                 # Timed out or cancelled mid-exchange: the connection's state is unknown.
                 conn.open = False
                 conn.transport.close()
                 raise
+            finally:
+                timer.cancel()
             if conn.open:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             return result
+        finally:
+            self._slots.release()
 
-    async def _connection(self) -> _Connection:
+    def _idle_connection(self) -> _Connection | None:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()  # the most recent: least likely to have been dropped by the server
             if conn.open and now - conn.idle_since < self.idle_s:
                 return conn
             conn.transport.close()
+        return None
+
+    async def _connect(self) -> _Connection:
         _, conn = await asyncio.get_running_loop().create_connection(
             _Connection, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None)
         return conn
@@ -124,20 +148,17 @@ class Http1Client:
 
     def __init__(self, *, limit_per_origin: int = 256, idle_s: float = 15.0, ssl: ssl_module.SSLContext | None = None):
         self.limit, self.idle_s, self.ssl = limit_per_origin, idle_s, ssl
-        self._origins: dict[tuple[str, str, int], Origin] = {}
+        # By (scheme, netloc) as the URL spells them.
+        self._origins: dict[tuple[str, str], Origin] = {}
 
     async def request(self, method: str, url: str, *, params: dict | None = None, headers: dict[str, str] | None = None,
                       body: bytes = b"", timeout_s: float = 15.0) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         if method == "HEAD":  # its answer has no body to read, which the parser cannot know
             raise ValueError("HEAD is not supported")
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        key = (parts.scheme, parts.hostname, port)
-        origin = self._origins.get(key)
+        origin = self._origins.get((parts.scheme, parts.netloc))
         if origin is None:
-            origin = self._origins[key] = Origin(*key, limit=self.limit, idle_s=self.idle_s, ssl=self.ssl)
+            origin = self._origin(parts)
         target = parts.path or "/"
         query = "&".join(q for q in (parts.query, urlencode(params, doseq=True) if params else "") if q)
         if query:
@@ -150,10 +171,20 @@ class Http1Client:
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        async with asyncio.timeout(timeout_s):
-            return await origin.exchange(head, body)
+        return await origin.exchange(head, body, timeout_s)
+
+    def _origin(self, parts: SplitResult) -> Origin:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {parts.geturl()}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, parts.hostname, port)
+        # One pool per origin, however its URLs spell the host.
+        origin = next((o for o in self._origins.values() if o.key == key), None) or Origin(
+            *key, limit=self.limit, idle_s=self.idle_s, ssl=self.ssl)
+        self._origins[(parts.scheme, parts.netloc)] = origin
+        return origin
 
     async def close(self) -> None:
-        for origin in self._origins.values():
+        for origin in set(self._origins.values()):
             origin.close()
         self._origins.clear()

@@ -399,7 +399,7 @@ class TwilioAPI:
                 heard=[], pressed=[], answered_by=None, duration_s=None, errors=[],
             ),
         )
-        self.sim.spawn(voice.run(self.sim, call))
+        voice.place(self.sim, call)
         return _json(_call(resource), 201)
 
     async def fetch_call(self, request: web.Request) -> web.Response:

@@ -75,24 +75,45 @@ async def _pause(sim: "Simulator", call: Call, seconds: float) -> None:
     await asyncio.sleep(sim.scaled(seconds))
 
 
-async def run(sim: "Simulator", call: Call) -> None:
+def place(sim: "Simulator", call: Call) -> None:
+    """Dials.  Until someone picks up, the call runs on timers, as an SMS does
+    its whole life; only an answered call, which fetches TwiML and waits on
+    the gateway, becomes a task.  (Most calls of a mass alert never get that far.)"""
+    _after(sim, call, 0.2, _dialled)
+
+
+def _after(sim: "Simulator", call: Call, seconds: float, step, *args: Any) -> None:
+    call.clock += seconds
+    sim.later(seconds, step, sim, call, *args)
+
+
+def _dialled(sim: "Simulator", call: Call) -> None:
+    if call.behaviour["voice"]["answer"] == "failed" or sim.faults.chance(sim.faults.get("twilio-voice").fail_rate):
+        _end(sim, call, "failed")
+        return
+    _event(sim, call, "initiated", "initiated")
+    _after(sim, call, 1.0, _ringing)
+
+
+def _ringing(sim: "Simulator", call: Call) -> None:
     answer = call.behaviour["voice"]["answer"]
     ring_s = float(call.behaviour["voice"]["ring_s"])
-    await _pause(sim, call, 0.2)
-    if answer == "failed" or sim.faults.chance(sim.faults.get("twilio-voice").fail_rate):
-        return _end(sim, call, "failed")
-    _event(sim, call, "initiated", "initiated")
-    await _pause(sim, call, 1.0)
     _status(call, "ringing")
     _event(sim, call, "ringing", "ringing")
     if answer == "busy":
-        await _pause(sim, call, 2.0)
-        return _end(sim, call, "busy")
-    if answer == "no-answer" or ring_s >= call.timeout_s:
-        await _pause(sim, call, call.timeout_s)
-        return _end(sim, call, "no-answer")
-    await _pause(sim, call, ring_s)
+        _after(sim, call, 2.0, _end, "busy")
+    elif answer == "no-answer" or ring_s >= call.timeout_s:
+        _after(sim, call, call.timeout_s, _end, "no-answer")
+    else:
+        _after(sim, call, ring_s, _picked_up)
 
+
+def _picked_up(sim: "Simulator", call: Call) -> None:
+    sim.spawn(_conversation(sim, call))
+
+
+async def _conversation(sim: "Simulator", call: Call) -> None:
+    answer = call.behaviour["voice"]["answer"]
     if call.machine_detection:
         if answer == "machine":
             call.answered_by = "machine_start" if call.machine_detection == "Enable" else "machine_end_beep"

@@ -112,14 +112,18 @@ async def test_a_provider_that_closes_after_each_answer_still_gets_every_request
     assert len(provider.peers) == 5
 
 
-async def test_a_silent_provider_times_out_and_its_connection_is_not_reused():
-    async def slow(request, body):
-        await asyncio.sleep(1 if body == b"slow" else 0)
+def slow_on(word: bytes, seconds: float):
+    """A provider that takes `seconds` to answer a request whose body is `word`, and echoes every body."""
+    async def behave(request, body):
+        await asyncio.sleep(seconds if body == word else 0)
         return web.Response(text=body.decode())
+    return behave
 
+
+async def test_a_silent_provider_times_out_and_its_connection_is_not_reused():
     client = Http1Client(limit_per_origin=1)
     async with Provider() as provider:
-        provider.behave = slow
+        provider.behave = slow_on(b"slow", 1)
         with pytest.raises(TimeoutError):
             await client.request("POST", f"{provider.url}/x", body=b"slow", timeout_s=0.2)
         status, _, body = await client.request("POST", f"{provider.url}/x", body=b"fast")
@@ -127,6 +131,32 @@ async def test_a_silent_provider_times_out_and_its_connection_is_not_reused():
     # The late answer to "slow" must never be read as the answer to "fast".
     assert (status, body) == (200, b"fast")
     assert len(provider.peers) == 2
+
+
+async def test_a_request_waiting_for_a_busy_pool_times_out_and_frees_nothing_it_did_not_take():
+    client = Http1Client(limit_per_origin=1)
+    async with Provider() as provider:
+        provider.behave = slow_on(b"slow", 0.6)
+        busy = asyncio.create_task(client.request("POST", f"{provider.url}/x", body=b"slow"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(TimeoutError):
+            await client.request("POST", f"{provider.url}/x", body=b"queued", timeout_s=0.2)
+        assert (await busy)[2] == b"slow"
+        # The one connection is free again, and the timed-out request never reached the provider.
+        assert (await client.request("POST", f"{provider.url}/x", body=b"after"))[2] == b"after"
+        await client.close()
+    assert [r[3] for r in provider.requests] == [b"slow", b"after"]
+
+
+async def test_one_pool_per_origin_however_the_url_spells_the_host():
+    client = Http1Client(limit_per_origin=4)
+    async with Provider() as provider:
+        port = provider.url.rsplit(":", 1)[1]
+        for url in (provider.url, f"http://127.0.0.1:{port}", f"HTTP://127.0.0.1:{port}"):
+            assert (await client.request("GET", f"{url}/x"))[0] == 201
+        await client.close()
+    # Three spellings, one kept-alive connection.
+    assert len(provider.peers) == 1
 
 
 async def test_a_connection_dropped_mid_answer_is_an_error_not_a_short_body():

@@ -14,6 +14,7 @@ def test_the_posted_form_matches_urlencode_for_every_kind_of_value():
         {"StatusCallbackEvent": ["initiated", "ringing", "answered", "completed"], "Timeout": 30,
          "MachineDetection": "Enable", "Url": "https://gw.example/voice?x=1&y=ü"},
         {"Body": "", "Emoji": "🔥\n줄바꿈"},
+        {"Every byte": "".join(map(chr, range(256))), "Wider": "".join(map(chr, range(256, 0x3000, 7)))},
     ]
     for form in forms * 2:  # the second pass reads the quoting cache
         assert form_body(form) == urlencode(form, doseq=True).encode()
