@@ -72,6 +72,8 @@ class Outcome:
     detail: str = ""
     # The contact point itself is bad (stale token, number not in service).
     contact_dead: bool = False
+    # When the answer came (ms since the epoch); the engine stamps it.
+    at_ms: int | None = None
 
 
 @dataclass(frozen=True)

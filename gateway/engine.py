@@ -191,11 +191,13 @@ class Engine:
                               person.get("name", ""), fields.get("by"))
         async with self._inflight:
             try:
-                return await channel.send(message, recipient), message, recipient
+                outcome = await channel.send(message, recipient)
             except Exception as e:  # a channel bug must not stall the batch
                 log.exception("channel %s failed on %s/%s", channel_name, aid, rid)
                 outcome = Outcome("failed", channel_name, error_code="exception", permanent=False, detail=repr(e)[:200])
-                return outcome, message, recipient
+        # The history tells when the provider answered, not when the batch got round to writing it down.
+        outcome.at_ms = now_ms()
+        return outcome, message, recipient
 
     async def compose(self, aid: str, rid: str, k: int, n: int, leg: int, lang: str) -> Message:
         view = await self.alert(aid)
@@ -224,7 +226,7 @@ class Engine:
         pipe = self.redis.pipeline(transaction=False)
         replies = await self.t.event(pipe, aid, [
             Event(rid, k, n, leg, out.status, out.permanent, out.provider, out.ref, out.error_code, channel,
-                  self._backoff_ms(channel, n))
+                  self._backoff_ms(channel, n), out.at_ms)
             for (rid, k, n, leg, channel, *_), (out, _, _) in zip(jobs, sent)])
         # The event replies come first; the channels' own writes follow them.
         used = set()
