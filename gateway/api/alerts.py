@@ -8,7 +8,6 @@ import re
 from aiohttp import web
 
 from .. import deliveries, keys
-from ..agencies import get_callback
 from ..alerts import Alerts
 from ..deliveries import delivery_view
 from ..lifecycle import Lifecycle
@@ -36,8 +35,7 @@ async def post_alert(request: web.Request) -> web.Response:
                       errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
     doc = await checked_alert(request.app, agency, await json_body(request))
     state = request.app[STATE]
-    callbacks = await get_callback(state["redis"], agency.id) is not None
-    aid, created = await Alerts(state["redis"]).create(agency.id, doc, key, callbacks=callbacks)
+    aid, created = await Alerts(state["redis"]).create(agency.id, doc, key, callbacks=agency.has_callback)
     if created:
         state["dispatch"].fan_out(aid)
     body = {"id": aid, "status": "accepted", "href": f"/v1/alerts/{aid}"}

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
-from ..agencies import Agency, get_callback
+from ..agencies import Agency
 from ..alerts import Alerts, body_digest
 from ..cap import MAX_CAP_BYTES, CapError, emit_cap, format_cap_time, parse_cap
 from ..lifecycle import Lifecycle
@@ -115,9 +115,8 @@ async def post_cap(request: web.Request, agency: Agency, idempotency_key: str | 
             await checked_alert(request.app, agency, doc)
         except Problem as p:
             raise _as_cap_errors(p) from None
-        callbacks = await get_callback(redis, agency.id) is not None
         aid, created = await Alerts(redis).create(agency.id, doc, idempotency_key, cap=cap, cap_digest=digest,
-                                                  callbacks=callbacks)
+                                                  callbacks=agency.has_callback)
         if created:
             state["dispatch"].fan_out(aid)
         body = {"id": aid, "status": "accepted" if created else "already accepted", "href": f"/v1/alerts/{aid}",

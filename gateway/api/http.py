@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ..agencies import Agency, authenticate, within_rate
+from ..agencies import Agency, authenticate
 from ..problems import Problem
 
 STATE = web.AppKey("state", dict)
@@ -21,12 +21,13 @@ async def require(request: web.Request, scope: str) -> Agency:
         raise Problem(401, "Unauthorized", "Send `Authorization: Bearer <API key>`.",
                       headers={"WWW-Authenticate": "Bearer"})
     state = request.app[STATE]
-    agency = await authenticate(state["redis"], header[7:].strip())
-    if agency is None:
+    known = await authenticate(state["redis"], header[7:].strip())
+    if known is None:
         raise Problem(401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"})
+    agency, requests_this_second = known
     if scope not in agency.scopes:
         raise Problem(403, "Forbidden", f"This key lacks the scope {scope}.")
-    if not await within_rate(state["redis"], agency):
+    if requests_this_second > agency.rate_per_s:
         raise Problem(429, "Too many requests", f"The limit is {agency.rate_per_s} requests a second.",
                       headers={"Retry-After": "1"})
     return agency
