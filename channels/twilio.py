@@ -124,7 +124,9 @@ class Twilio:
             call = await self.client.calls.create_async(
                 to=to, from_=self.settings.twilio_from_number, url=url, method="POST",
                 status_callback=status_callback, status_callback_method="POST",
-                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                # Only the call's end moves a delivery (busy, no-answer, failed, completed):
+                # progress events would be three more webhooks per call to verify and ignore.
+                status_callback_event=["completed"],
                 machine_detection="Enable", timeout=timeout_s)
         except TwilioRestException as e:
             return failure(e)
