@@ -197,6 +197,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
             redis_proc = psutil.Process(redis_server.proc.pid)
             mem0 = (await redis.info("memory"))["used_memory"]
             stats0 = await memory_stats(redis)
+            commands0 = await redis.info("commandstats")
             cpu0, rcpu0 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
             split0 = gateway.by_root()
             sim0 = sum(sim.cpu_times()[:2])
@@ -225,6 +226,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
             split1 = gateway.by_root()
             sim1 = sum(sim.cpu_times()[:2])
             mem1 = (await redis.info("memory"))["used_memory"]
+            commands = command_calls(commands0, await redis.info("commandstats"), args.residents)
             breakdown = await memory_breakdown(redis, aid, args.residents)
             stats1 = await memory_stats(redis)
             for name in stats1:
@@ -257,7 +259,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
         "sim_per_first_us": (sim1 - sim0) / args.residents * 1e6,
         "sim_per_escalation_us": (sim2 - sim1) / args.residents * 1e6,
         "esc_rate": esc_rate, "cpu_per_escalation_us": (cpu2 - cpu1) / args.residents * 1e6,
-        "memory": breakdown,
+        "memory": breakdown, "commands": commands,
         **{f"{part}_p{q}": pct(lags[part], q) / 1000 for part in lags for q in (50, 99)}, "lag_n": len(lags["lag"]),
     }
 
@@ -275,6 +277,16 @@ async def profile_workers(worker: subprocess.Popen, out: str, seconds: int = 10,
         for k in kids:
             f.write(Path(f"{out}.{k.pid}").read_text())
             Path(f"{out}.{k.pid}").unlink()
+
+
+def command_calls(before: dict, after: dict, n: int) -> dict[str, tuple[float, float]]:
+    """Per first attempt, by Redis command: (calls, microseconds of Redis time), most time first."""
+    out = {}
+    for name, stat in after.items():
+        calls = stat["calls"] - before.get(name, {}).get("calls", 0)
+        if calls:
+            out[name.removeprefix("cmdstat_")] = (calls / n, (stat["usec"] - before.get(name, {}).get("usec", 0)) / n)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
 
 
 async def memory_stats(redis) -> dict[str, float]:
@@ -402,6 +414,8 @@ def main() -> None:
         ("gateway CPU per first attempt", f"{g['cpu_per_first_us']:.0f} us", "<= 500 us"),
         ("  of which workers / API and pump", f"{g['worker_cpu_per_first_us']:.0f} us / {g['api_cpu_per_first_us']:.0f} us", ""),
         ("  (and Redis, not counted above)", f"{g['redis_cpu_per_first_us']:.0f} us", ""),
+        ("  Redis commands per first attempt", ", ".join(f"{name} {calls:.2f} ({usec:.0f} us)" for name, (calls, usec)
+                                                        in list(g["commands"].items())[:6]), ""),
         ("  (and the simulator, not counted above)", f"{g['sim_per_first_us']:.0f} us", ""),
         ("API accept latency", f"p50 {g['accept_p50']:.1f} ms, p99 {g['accept_p99']:.1f} ms (n={g['accept_n']})",
          "p99 < 50 ms"),
