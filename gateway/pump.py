@@ -17,6 +17,7 @@ import time
 
 from . import keys
 from .callbacks import Courier
+from .tasks import batches
 from .transitions import STATES, now_ms, text
 
 log = logging.getLogger("gateway.pump")
@@ -101,9 +102,8 @@ class Pump:
         for aid in aids:
             await self._pop(keys=[keys.alert_timers(aid)], args=[now, limit, TIMER_LEASE_MS], client=pipe)
         for aid, (due, first) in zip(aids, await pipe.execute() if aids else []):
-            due = [text(m) for m in due]
-            for i in range(0, len(due), self.batch_size):
-                self.dispatch.due(aid, due[i:i + self.batch_size])
+            for batch in batches([text(m) for m in due], self.batch_size):
+                self.dispatch.due(aid, batch)
             more |= len(due) == limit
             self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
         await self._end_if_over([aid for aid in active if self._end_check_due(aid)])
