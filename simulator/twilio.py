@@ -15,7 +15,7 @@ import hmac
 import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -108,8 +108,9 @@ def _call(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    """An absolute http(s) URL with a host, as urlsplit would tell, without its cost on every create."""
+    scheme, sep, rest = value.partition("://")
+    return bool(sep) and scheme.lower() in ("http", "https") and rest[:1] not in ("", "/", "?", "#")
 
 
 def _formatted(number: str) -> str:
