@@ -199,7 +199,10 @@ class Dispatch:
         self._flusher: asyncio.TimerHandle | None = None
 
     def fan_out(self, aid: str) -> None:
-        fan_out.apply_async((aid,))
+        # Published once the agency has its 202: the alert is stored by then,
+        # and the pump starts again a fan-out that never began (STUCK_PLANNING_MS),
+        # so the broker's round trip need not hold up the answer.
+        asyncio.get_running_loop().call_soon(fan_out.apply_async, (aid,))
 
     def due(self, aid: str, members: list[str]) -> None:
         due.apply_async((aid, members))
