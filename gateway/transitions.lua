@@ -28,10 +28,18 @@ local TERMINAL = {confirmed = true, unreachable = true, cancelled = true, expire
 
 local function dkey(rid) return A .. ':d:' .. rid end
 
-local function history(rid, now, k, n, leg, status, provider, ref, code)
-  local line = table.concat({now, k, n, leg, status, provider or '', ref or '', code or ''}, '|')
+local function line(now, k, n, leg, status, provider, ref, code)
+  return table.concat({now, k, n, leg, status, provider or '', ref or '', code or ''}, '|')
+end
+
+-- Appends one or more lines (joined by newlines) to the delivery's history.
+local function append(rid, lines)
   local h = redis.call('HGET', dkey(rid), 'h')
-  redis.call('HSET', dkey(rid), 'h', h and (h .. '\n' .. line) or line)
+  redis.call('HSET', dkey(rid), 'h', h and (h .. '\n' .. lines) or lines)
+end
+
+local function history(rid, now, k, n, leg, status, provider, ref, code)
+  append(rid, line(now, k, n, leg, status, provider, ref, code))
 end
 
 local function move(rid, seq, old, new)
@@ -71,6 +79,8 @@ end
 local function plan_of(d) return cjson.decode(d.p) end
 
 -- Move to the next step, or end unreachable when the plan is used up.
+-- Moving on also returns the decoded plan, and `d` is left as the delivery
+-- now stands, so a claim in the same call need not read either again.
 local function advance(rid, d, now)
   local plan = plan_of(d)
   clear_timers(rid, d.k, d.n)
@@ -78,11 +88,12 @@ local function advance(rid, d, now)
     return finish(rid, d, 'unreachable', now)
   end
   local k = d.k + 1
-  local legs = #plan[k + 1].l
-  redis.call('HSET', dkey(rid), 'k', k, 'n', 0, 'b', 0, 'f', string.rep('0', legs), 'd', 0)
+  local flags = string.rep('0', #plan[k + 1].l)
+  redis.call('HSET', dkey(rid), 'k', k, 'n', 0, 'b', 0, 'f', flags, 'd', 0)
   redis.call('HDEL', dkey(rid), 'c', 'w')
   redis.call('HINCRBY', A .. ':count', 'fallbacks', 1)
-  return 'next:' .. k
+  d.k, d.n, d.b, d.f, d.d, d.c, d.w = k, 0, 0, flags, 0, nil, 0
+  return 'next:' .. k, plan
 end
 
 -- Stop if the alert itself was cancelled or has expired.
@@ -140,36 +151,46 @@ if op == 'plan' then
   return {created, claimed}
 end
 
+-- claim_loaded: claim step k, attempt n of a delivery already loaded (`d`)
+-- and checked against the alert.  `plan` (decoded) may be nil; `earlier` is
+-- a history line still to write before the claim's own, or nil.
+local function claim_loaded(rid, d, plan, k, n, now, lease, earlier)
+  local tag = k .. '.' .. n
+  if d.c == tag then
+    -- Claimed before: sent already, or the claimer may still be sending.
+    if d.b > 0 or now - d.w < lease then
+      if d.b == 0 then redis.call('ZADD', A .. ':timers', d.w + lease, rid .. '|' .. k .. '|c|' .. n) end
+      if earlier then append(rid, earlier) end
+      return {'skip'}
+    end
+  end
+  local step = (plan or plan_of(d))[k + 1]
+  -- If this send never reports back (worker killed mid-call), look again after the lease.
+  local lease_member = rid .. '|' .. k .. '|c|' .. n
+  if d.d == 0 then
+    d.d = now + step.t * 1000
+    redis.call('HSET', dkey(rid), 'c', tag, 'w', now, 'd', d.d)
+    redis.call('ZADD', A .. ':timers', d.d, rid .. '|' .. k .. '|t', now + lease, lease_member)
+  else
+    redis.call('HSET', dkey(rid), 'c', tag, 'w', now)
+    redis.call('ZADD', A .. ':timers', now + lease, lease_member)
+  end
+  if d.s == 'planned' then
+    move(rid, d.q, 'planned', 'in_progress')
+    redis.call('HSET', dkey(rid), 's', 'in_progress')
+  end
+  local claimed = line(now, k, n, '*', 'claimed')
+  append(rid, earlier and (earlier .. '\n' .. claimed) or claimed)
+  return {'ok', cjson.encode(step.l)}
+end
+
 -- claim: the one gate before a provider call.
 local function claim(rid, k, n, now, lease)
   local d = load(rid)
   if not d or TERMINAL[d.s] or d.k ~= k or d.n ~= n then return {'skip'} end
   local gated = alert_gate(rid, d, now)
   if gated then return {gated} end
-  local tag = k .. '.' .. n
-  if d.c == tag then
-    -- Claimed before: sent already, or the claimer may still be sending.
-    if d.b > 0 or now - d.w < lease then
-      if d.b == 0 then redis.call('ZADD', A .. ':timers', d.w + lease, rid .. '|' .. k .. '|c|' .. n) end
-      return {'skip'}
-    end
-  end
-  local plan = plan_of(d)
-  local step = plan[k + 1]
-  redis.call('HSET', dkey(rid), 'c', tag, 'w', now)
-  if d.d == 0 then
-    d.d = now + step.t * 1000
-    redis.call('HSET', dkey(rid), 'd', d.d)
-    redis.call('ZADD', A .. ':timers', d.d, rid .. '|' .. k .. '|t')
-  end
-  -- If this send never reports back (worker killed mid-call), look again after the lease.
-  redis.call('ZADD', A .. ':timers', now + lease, rid .. '|' .. k .. '|c|' .. n)
-  if d.s == 'planned' then
-    move(rid, d.q, 'planned', 'in_progress')
-    redis.call('HSET', dkey(rid), 's', 'in_progress')
-  end
-  history(rid, now, k, n, '*', 'claimed', '', '', '')
-  return {'ok', cjson.encode(step.l)}
+  return claim_loaded(rid, d, nil, k, n, now, lease, nil)
 end
 
 -- event: what a provider (or the resident) said about one leg of an attempt.
@@ -221,6 +242,8 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
 end
 
 -- timer: a due member of `:timers`: rid|k|t (step deadline), rid|k|r|n (retry), rid|k|c|n (claim lease).
+-- For a step to send it also returns the delivery as loaded, the plan if it
+-- was decoded, and the `timed_out` history line for the claim to write.
 local function timer(member, now)
   redis.call('ZREM', A .. ':timers', member)
   local rid, k, kind, n = string.match(member, '^(.-)|(%d+)|(%a)|?(%d*)$')
@@ -231,11 +254,14 @@ local function timer(member, now)
   if gated then return gated end
   if kind == 't' then
     if now < d.d then return 'noop' end
-    history(rid, now, k, d.n, '*', 'timed_out', '', '', '')
-    return advance(rid, d, now)
+    local timed_out = line(now, k, d.n, '*', 'timed_out')
+    local res, plan = advance(rid, d, now)
+    if plan then return res, d, plan, timed_out end
+    append(rid, timed_out)
+    return res
   end
   if tonumber(n) ~= d.n then return 'noop' end
-  return 'send:' .. k .. ':' .. d.n
+  return 'send:' .. k .. ':' .. d.n, d
 end
 
 -- close: cancel, expire or opt out one delivery that is still open.
@@ -272,11 +298,11 @@ end
 if op == 'timer' then
   local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
   for i = 4, #ARGV do
-    local res = timer(ARGV[i], now)
+    local res, d, plan, earlier = timer(ARGV[i], now)
     local k, n = string.match(res, '^next:(%d+)$'), '0'
     if not k then k, n = string.match(res, '^send:(%d+):(%d+)$') end
     if k then
-      local c = claim(string.match(ARGV[i], '^(.-)|'), tonumber(k), tonumber(n), now, lease)
+      local c = claim_loaded(string.match(ARGV[i], '^(.-)|'), d, plan, tonumber(k), tonumber(n), now, lease, earlier)
       res = c[1] == 'ok' and {'ok', c[2], tonumber(k), tonumber(n)} or c[1]
     end
     out[#out + 1] = res

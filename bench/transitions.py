@@ -1,0 +1,105 @@
+"""Redis time per delivery of each batch op in transitions.lua: the working
+tree's script against another revision's, in alternating rounds on one
+embedded Redis (the usec that INFO commandstats counts for EVALSHA).
+
+    .venv/bin/python bench/transitions.py                 # against HEAD
+    .venv/bin/python bench/transitions.py --base c62db85  # against an older script
+
+Each round plans and claims a batch of SMS-then-voice deliveries, records the
+SMS as queued, lets the SMS step time out, escalates (timer op: time out,
+next step and claim in one call) and records the call as queued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.embedded_redis import EmbeddedRedis  # noqa: E402
+from gateway.store import connect  # noqa: E402
+from gateway.transitions import LUA, Event, Transitions  # noqa: E402
+
+PLAN = [{"l": [["sms", 0]], "t": 1}, {"l": [["voice", 0]], "t": 60}]
+OPS = ("plan", "event", "timer")
+
+
+async def evalsha_usec(redis) -> int:
+    return (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("usec", 0)
+
+
+async def one_round(redis, script: str, aid: str, n: int) -> dict[str, float]:
+    t = Transitions(redis)
+    t.script = redis.register_script(script)
+    rids = [f"r{i:06d}" for i in range(n)]
+    used: dict[str, float] = {}
+
+    async def measured(op: str, run) -> None:
+        before = await evalsha_usec(redis)
+        await run()
+        used[op] = used.get(op, 0) + (await evalsha_usec(redis) - before) / n
+
+    async def queued(step: int) -> None:
+        for i in range(0, n, 200):
+            pipe = redis.pipeline(transaction=False)
+            await t.event(pipe, aid, [Event(rid, step, 0, 0, "queued", False, "twilio", "SM1", None, "sms")
+                                      for rid in rids[i:i + 200]])
+            await pipe.execute()
+
+    async def plan() -> None:
+        for i in range(0, n, 200):
+            await t.plan(aid, 4, 3, [(rid, i + j, PLAN, "planned") for j, rid in enumerate(rids[i:i + 200])], claim=True)
+
+    async def escalate() -> None:
+        for i in range(0, n, 200):
+            pipe = redis.pipeline(transaction=False)
+            replies = await t.timer(pipe, aid, [f"{rid}|0|t" for rid in rids[i:i + 200]])
+            results = replies.of(await pipe.execute())
+            assert all(isinstance(r, list) for r in results), results[:3]
+
+    await measured("plan", plan)
+    await measured("event", lambda: queued(0))
+    await asyncio.sleep(1.1)  # the SMS step's 1 s runs out
+    await measured("timer", escalate)
+    await measured("event", lambda: queued(1))
+    used["event"] /= 2
+    return used
+
+
+async def main(base: str, n: int, rounds: int) -> None:
+    old = subprocess.run(["git", "show", f"{base}:gateway/transitions.lua"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-transitions-"))).start()
+    redis = connect(server.url)
+    try:
+        totals = {name: dict.fromkeys(OPS, 0.0) for name in (base, "working tree")}
+        for r in range(rounds):
+            for name, script in ((base, old), ("working tree", LUA)):
+                used = await one_round(redis, script, f"{name[:8]}-{r}", n)
+                for op in OPS:
+                    totals[name][op] += used[op] / rounds
+        print(f"Redis time per delivery, {n:,} deliveries x {rounds} rounds")
+        for op in OPS:
+            a, b = totals[base][op], totals["working tree"][op]
+            print(f"  {op:<6} {base}: {a:5.1f} us   working tree: {b:5.1f} us   ({b / a:.2f})")
+    finally:
+        await redis.aclose()
+        server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="HEAD", help="git revision whose transitions.lua to compare with")
+    parser.add_argument("--deliveries", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    began = time.perf_counter()
+    asyncio.run(main(args.base, args.deliveries, args.rounds))
+    print(f"({time.perf_counter() - began:.0f} s)")
