@@ -129,7 +129,7 @@ if op == 'plan' then
         local deadline = now + steps[1].t * 1000
         state = 'in_progress'
         for _, v in ipairs({'c', '0.0', 'w', now, 'd', deadline,
-                            'h', table.concat({now, 0, 0, '*', 'claimed', '', '', ''}, '|')}) do f[#f + 1] = v end
+                            'h', line(now, 0, 0, '*', 'claimed')}) do f[#f + 1] = v end
         redis.call('ZADD', A .. ':timers', deadline, rid .. '|0|t', now + lease, rid .. '|0|c|0')
         claimed[#claimed + 1] = {rid, cjson.encode(steps[1].l)}
       end
