@@ -49,7 +49,8 @@ async def one_round(redis, script: str, aid: str, n: int) -> dict[str, float]:
     async def queued(step: int) -> None:
         for i in range(0, n, 200):
             pipe = redis.pipeline(transaction=False)
-            await t.event(pipe, aid, [Event(rid, step, 0, 0, "queued", False, "twilio", "SM1", None, "sms")
+            channel, ref = PLAN[step]["l"][0][0], "SM1" if step == 0 else "CA1"
+            await t.event(pipe, aid, [Event(rid, step, 0, 0, "queued", False, "twilio", ref, None, channel)
                                       for rid in rids[i:i + 200]])
             await pipe.execute()
 
