@@ -236,8 +236,9 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
             cores = os.cpu_count() or 1
             busy_first = (cpu1 - cpu0 + rcpu1 - rcpu0 + sim1 - sim0) / ((series[-1][0] - posted) * cores)
 
-            # The escalations' own figures start a moment before the first SMS deadline.
-            await asyncio.sleep(max(0.0, posted + args.sms_timeout - 1 - time.monotonic()))
+            # The escalations' own figures start just before the first SMS deadline
+            # (a longer idle lead would understate how busy the machine is).
+            await asyncio.sleep(max(0.0, posted + args.sms_timeout - 0.1 - time.monotonic()))
             cpu_e, rcpu_e, sim_e = gateway.cpu(), sum(redis_proc.cpu_times()[:2]), sum(sim.cpu_times()[:2])
             esc_began = time.monotonic()
             esc = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "voice", args.residents,
