@@ -8,6 +8,8 @@ import pytest
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.store import connect
 
+pytest_plugins = ["hang_report"]
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
