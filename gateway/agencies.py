@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from . import keys
+from .egress import Egress
 from .transitions import now_ms, text
 
 SCOPES = ("alerts:write", "alerts:read", "residents:write")
@@ -126,6 +127,11 @@ def callback_url_problem(url: str) -> str | None:
     if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > 2048:
         return "an absolute http(s) URL of at most 2048 characters"
     return None
+
+
+async def callback_problem(url: str, egress: Egress) -> str | None:
+    """Why the gateway may not POST an agency's events to this URL, or None."""
+    return callback_url_problem(url) or await egress.url_problem(url)
 
 
 async def set_callback(redis, agency_id: str, url: str, secret: str | None = None) -> str:

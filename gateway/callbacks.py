@@ -38,6 +38,7 @@ import orjson
 
 from . import deliveries, keys
 from .agencies import get_callback
+from .egress import Egress
 from .alerts import Alerts
 from .deliveries import delivery_view
 from .transitions import now_ms, text
@@ -144,8 +145,8 @@ class Courier:
     task at a time, so its events stay in order.
     """
 
-    def __init__(self, redis):
-        self.redis = redis
+    def __init__(self, redis, egress: Egress):
+        self.redis, self.egress = redis, egress
         self._http: aiohttp.ClientSession | None = None
         self._sending: dict[str, asyncio.Task] = {}
         self._looked = 0.0
@@ -248,7 +249,7 @@ class Courier:
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+            self._http = self.egress.session(TIMEOUT_S)
         return self._http
 
     async def close(self) -> None:
@@ -282,7 +283,7 @@ async def dead_letters(redis, agency_id: str, limit: int = 100) -> list[dict]:
     return [orjson.loads(x) for x in await redis.lrange(keys.callback_dead(agency_id), 0, limit - 1)]
 
 
-async def replay(redis, agency_id: str, ids: list[str] | None = None, limit: int = 100) -> dict:
+async def replay(redis, egress: Egress, agency_id: str, ids: list[str] | None = None, limit: int = 100) -> dict:
     """Send dead letters again (oldest first), once each, to the URL registered now;
     those the agency takes leave the list."""
     callback = await get_callback(redis, agency_id)
@@ -295,7 +296,7 @@ async def replay(redis, agency_id: str, ids: list[str] | None = None, limit: int
         wanted = set(ids)
         chosen = [(x, letter) for x, letter in chosen if letter["id"] in wanted]
     replayed, failed, errors = 0, 0, []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as http:
+    async with egress.session(TIMEOUT_S) as http:
         for x, letter in chosen[:limit]:
             error = await post(http, url, secret, {"events": letter["events"], "replayed": True})
             if error is None:

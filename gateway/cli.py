@@ -100,7 +100,8 @@ def agency() -> None:
 def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...], polygons: tuple[str, ...],
                   callback_url: str | None, rate: int) -> None:
     """Create an agency and print its API key (and callback secret) once."""
-    from .agencies import SCOPES, create_agency, ring_problem, set_callback
+    from .agencies import SCOPES, callback_problem, create_agency, ring_problem, set_callback
+    from .egress import Egress
 
     try:
         areas = [[[float(x) for x in point.split(",")] for point in text.split()] for text in polygons]
@@ -111,6 +112,9 @@ def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...]
             raise click.BadParameter(problem, param_hint="--polygon")
 
     async def go():
+        # Checked before the agency is made: a refused URL leaves nothing behind.
+        if callback_url and (problem := await callback_problem(callback_url, Egress(_settings().callback_networks))):
+            raise click.BadParameter(problem, param_hint="--callback-url")
         async with _redis() as redis:
             ag, key = await create_agency(redis, name, scopes or SCOPES, districts, rate, areas=areas)
             secret = await set_callback(redis, ag.id, callback_url) if callback_url else None

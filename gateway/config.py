@@ -7,6 +7,7 @@ variables, so a split deployment only has to share its environment.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,16 @@ def _key(raw: str | None, data_dir: Path, name: str) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(base64.urlsafe_b64encode(key))
     return key
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    networks = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for n in networks:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise ValueError(f"GATEWAY_CALLBACK_NETWORKS: {n!r} is not a network such as 10.20.0.0/16") from None
+    return networks
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,9 @@ class Settings:
     voice_cps_per_provider: float = 10.0
     # First wait before calling again after busy, no answer or a machine.
     voice_retry_backoff_s: float = 60.0
+    # Private networks agencies' callback URLs may reach, as CIDRs ("10.20.0.0/16");
+    # everything else non-public is refused (gateway/egress.py).
+    callback_networks: tuple[str, ...] = ()
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
@@ -151,6 +165,7 @@ class Settings:
             voice_cps_per_sender=float(env.get("GATEWAY_VOICE_CPS_PER_SENDER", "5")),
             voice_cps_per_provider=float(env.get("GATEWAY_VOICE_CPS_PER_PROVIDER", "10")),
             voice_retry_backoff_s=float(env.get("GATEWAY_VOICE_RETRY_BACKOFF_S", "60")),
+            callback_networks=_networks(env.get("GATEWAY_CALLBACK_NETWORKS", "")),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -197,6 +212,7 @@ class Settings:
             "GATEWAY_VOICE_CPS_PER_SENDER": str(self.voice_cps_per_sender),
             "GATEWAY_VOICE_CPS_PER_PROVIDER": str(self.voice_cps_per_provider),
             "GATEWAY_VOICE_RETRY_BACKOFF_S": str(self.voice_retry_backoff_s),
+            "GATEWAY_CALLBACK_NETWORKS": ",".join(self.callback_networks),
         }
         if self.redis_url:
             out["GATEWAY_REDIS_URL"] = self.redis_url

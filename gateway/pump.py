@@ -17,6 +17,7 @@ import time
 
 from . import keys
 from .callbacks import Courier
+from .egress import Egress
 from .tasks import batches
 from .transitions import STATES, now_ms, text
 
@@ -52,7 +53,7 @@ return 0
 
 
 class Pump:
-    def __init__(self, redis, dispatch, *, batch_size: int = 200, tick_s: float = 0.1):
+    def __init__(self, redis, dispatch, egress: Egress, *, batch_size: int = 200, tick_s: float = 0.1):
         self.redis = redis
         self.dispatch = dispatch
         self.batch_size = batch_size
@@ -61,7 +62,7 @@ class Pump:
         self._pop = redis.register_script(_POP_DUE)
         self._lead = redis.register_script(_LEAD)
         # Agency callbacks go out from the leader too: one sender keeps them in order.
-        self.callbacks = Courier(redis)
+        self.callbacks = Courier(redis, egress)
         self._checked: dict[str, float] = {}
         # Per alert: (when its earliest timer is due, ms; when last looked at, monotonic s).
         self._next_due: dict[str, tuple[float, float]] = {}

@@ -19,6 +19,7 @@ from aiohttp import web
 from . import tasks
 from .api.app import make_app
 from .config import Settings
+from .egress import Egress
 from .embedded_redis import EmbeddedRedis, resolve_urls
 from .engine import Engine
 from .pump import Pump
@@ -62,7 +63,8 @@ async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
     stop = asyncio.Event()
     pump_task = None
     if with_pump:
-        pump_task = asyncio.create_task(Pump(redis, dispatch, batch_size=settings.batch_size).run(stop))
+        pump = Pump(redis, dispatch, Egress(settings.callback_networks), batch_size=settings.batch_size)
+        pump_task = asyncio.create_task(pump.run(stop))
     # Channels' own background work (the mail batcher, print-house answers).
     channel_tasks = [asyncio.create_task(channel.run(stop)) for channel in engine.channels.values()]
     try:
@@ -99,7 +101,8 @@ async def run_pump(settings: Settings, u: Urls) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gc.freeze()
-    await Pump(redis, tasks.Dispatch(settings.batch_size), batch_size=settings.batch_size).run(stop)
+    await Pump(redis, tasks.Dispatch(settings.batch_size), Egress(settings.callback_networks),
+               batch_size=settings.batch_size).run(stop)
 
 
 def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, loglevel: str = "WARNING") -> None:

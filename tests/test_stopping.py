@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.api import audience
 from gateway.api.http import STATE
 from gateway.callbacks import Courier
+from gateway.egress import Egress
 from gateway.geo import ResidentIndex
 
 STOP_WITHIN_S = 3.0
@@ -48,7 +49,7 @@ async def test_the_api_stops_while_its_resident_index_refreshes_even_if_the_canc
 
 async def test_the_pump_stops_while_it_sends_agency_callbacks_even_if_the_cancel_is_lost(redis, monkeypatch):
     monkeypatch.setattr(Courier, "_send_batch", losing_the_cancel)  # and there is always more to send
-    courier = Courier(redis)
+    courier = Courier(redis, Egress())
     courier._sending["a1"] = asyncio.create_task(courier._drain("a1", "a1"))
     await asyncio.sleep(0.01)
     assert await stops_within(courier.close())

@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import callbacks
 from ..agencies import (
     CALLBACK_SECRET_MIN,
-    callback_url_problem,
+    callback_problem,
     get_callback,
     remove_callback,
     set_callback,
@@ -56,7 +56,7 @@ async def put_callback(request: web.Request) -> web.Response:
     agency = await require(request, "alerts:write")
     body = await json_body(request)
     check(CALLBACK, body)
-    problem = callback_url_problem(body["url"])
+    problem = await callback_problem(body["url"], request.app[STATE]["egress"])
     if problem:
         raise invalid([{"field": "/url", "detail": problem}])
     secret = await set_callback(request.app[STATE]["redis"], agency.id, body["url"], body.get("secret"))
@@ -93,7 +93,8 @@ async def replay_dead(request: web.Request) -> web.Response:
     redis = request.app[STATE]["redis"]
     if await get_callback(redis, agency.id) is None:
         raise Problem(409, "No callback URL", "Register one with PUT /v1/agency/callback first.")
-    result = await callbacks.replay(redis, agency.id, body.get("ids"), body.get("limit", 100))
+    result = await callbacks.replay(redis, request.app[STATE]["egress"], agency.id, body.get("ids"),
+                                    body.get("limit", 100))
     return json_response(result)
 
 

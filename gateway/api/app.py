@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .. import console, metrics, resident_pages
 from ..console import reach
+from ..egress import Egress
 from ..problems import Problem
 from . import agency_callbacks, alerts, audience, cap, openapi, preview, residents
 from .http import STATE, json_response
@@ -58,7 +59,8 @@ def routes() -> list[Route]:
 
 def make_app(settings, redis, engine, dispatch) -> web.Application:
     app = web.Application(middlewares=[problems], client_max_size=settings.max_import_bytes)
-    app[STATE] = {"settings": settings, "redis": redis, "engine": engine, "dispatch": dispatch}
+    app[STATE] = {"settings": settings, "redis": redis, "engine": engine, "dispatch": dispatch,
+                  "egress": Egress(settings.callback_networks)}
     table = routes()
     for r in table:
         app.router.add_route(r.method, r.path, r.handler)

@@ -85,6 +85,8 @@ def start_stack(data, **env: str) -> Stack:
         "GATEWAY_SMS_RATE_PER_PROVIDER": "5000",
         "GATEWAY_VOICE_CPS_PER_SENDER": "1000",
         "GATEWAY_VOICE_CPS_PER_PROVIDER": "1000",
+        # The agency callback receivers in these tests listen on loopback.
+        "GATEWAY_CALLBACK_NETWORKS": "127.0.0.0/8",
         **env,
     })
     urls = service.urls(settings)

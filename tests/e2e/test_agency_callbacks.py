@@ -219,6 +219,14 @@ async def test_failed_batches_become_dead_letters_the_agency_can_replay(city, re
 async def test_registering_a_callback(city, receiver):
     status, problem = await call(city, "PUT", "/v1/agency/callback", json={"url": "ftp://example.org/x"})
     assert status == 422 and problem["errors"][0]["field"] == "/url"
+    # Nothing inside the city's network but what the operator allows (here loopback, for the receiver).
+    for url, why in [("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is not a public address"),
+                     ("http://10.0.0.7:6379/", "10.0.0.7 is not a public address"),
+                     ("http://[::1]:8080/hook", "::1 is not a public address")]:
+        status, problem = await call(city, "PUT", "/v1/agency/callback", json={"url": url})
+        assert status == 422 and problem["errors"][0]["field"] == "/url"
+        assert why in problem["errors"][0]["detail"]
+    assert (await call(city, "GET", "/v1/agency"))[1]["callback"] is None
     status, problem = await call(city, "PUT", "/v1/agency/callback", json={"url": receiver.url, "secret": "short"})
     assert status == 422 and problem["errors"][0]["field"] == "/secret"
     made = await register(city, receiver.url, secret=None)
