@@ -117,6 +117,9 @@ class Settings:
     # Private networks agencies' callback URLs may reach, as CIDRs ("10.20.0.0/16");
     # everything else non-public is refused (gateway/egress.py).
     callback_networks: tuple[str, ...] = ()
+    # When set, /metrics answers only `Authorization: Bearer <token>` (Prometheus'
+    # `authorization.credentials`); empty leaves it open, for a scraper on a private network.
+    metrics_token: str = field(default="", repr=False)
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
@@ -166,6 +169,7 @@ class Settings:
             voice_cps_per_provider=float(env.get("GATEWAY_VOICE_CPS_PER_PROVIDER", "10")),
             voice_retry_backoff_s=float(env.get("GATEWAY_VOICE_RETRY_BACKOFF_S", "60")),
             callback_networks=_networks(env.get("GATEWAY_CALLBACK_NETWORKS", "")),
+            metrics_token=env.get("GATEWAY_METRICS_TOKEN", ""),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -213,6 +217,7 @@ class Settings:
             "GATEWAY_VOICE_CPS_PER_PROVIDER": str(self.voice_cps_per_provider),
             "GATEWAY_VOICE_RETRY_BACKOFF_S": str(self.voice_retry_backoff_s),
             "GATEWAY_CALLBACK_NETWORKS": ",".join(self.callback_networks),
+            "GATEWAY_METRICS_TOKEN": self.metrics_token,
         }
         if self.redis_url:
             out["GATEWAY_REDIS_URL"] = self.redis_url

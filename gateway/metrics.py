@@ -10,6 +10,7 @@ history again; running alerts are read whole.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from bisect import bisect_left
@@ -31,6 +32,7 @@ from .api.routing import Route
 from .console import keys as ops_keys
 from .console.outcomes import label, scan
 from .console.providers import alert_tallies
+from .problems import Problem
 from .transitions import STATES, now_ms, text
 
 log = logging.getLogger("gateway.metrics")
@@ -221,6 +223,10 @@ def _histogram(b: dict, bounds) -> list[tuple[str, int]]:
 
 
 async def scrape(request: web.Request) -> web.Response:
+    token = request.app[STATE]["settings"].metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
+        raise Problem(401, "Unauthorized", "Send `Authorization: Bearer <GATEWAY_METRICS_TOKEN>`.",
+                      headers={"WWW-Authenticate": "Bearer"})
     started = time.monotonic()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(await snapshot(request.app[STATE])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import keys
@@ -48,3 +49,18 @@ async def test_a_finished_alert_is_tallied_once(town, client):
     await town.redis.srem(keys.ACTIVE_ALERTS, aid)
     await client.get("/metrics")
     assert await town.redis.exists(ops_keys.tallies(aid))
+
+
+async def test_with_a_metrics_token_only_a_scraper_holding_it_reads_the_metrics(town):
+    town.settings = town.settings.with_(metrics_token="scrape-" + "x" * 24)
+    async with TestClient(TestServer(town.app())) as client:
+        await _scrape_with_token(client)
+
+
+async def _scrape_with_token(client) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer scrape-" + "x" * 24 + "é"}):
+        r = await client.get("/metrics", headers=headers)
+        assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+        assert r.content_type == "application/problem+json" and "GATEWAY_METRICS_TOKEN" in (await r.json())["detail"]
+    r = await client.get("/metrics", headers={"Authorization": "Bearer scrape-" + "x" * 24})
+    assert r.status == 200 and "gateway_timers_pending" in await r.text()
