@@ -51,6 +51,15 @@ end
 return 0
 """
 
+# End a running alert (done, expired) unless it ended meanwhile: a cancel that
+# lands between the pump's read and this write keeps its label.
+_END = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'planning' and status ~= 'active' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'ended_ms', ARGV[2])
+return 1
+"""
+
 
 class Pump:
     def __init__(self, redis, dispatch, egress: Egress, *, batch_size: int = 200, tick_s: float = 0.1):
@@ -61,6 +70,7 @@ class Pump:
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self._pop = redis.register_script(_POP_DUE)
         self._lead = redis.register_script(_LEAD)
+        self._end = redis.register_script(_END)
         # Agency callbacks go out from the leader too: one sender keeps them in order.
         self.callbacks = Courier(redis, egress)
         self._checked: dict[str, float] = {}
@@ -145,8 +155,8 @@ class Pump:
             self.dispatch.fan_out(aid)
             return
         if status in ("planning", "active") and expires and 0 < int(expires) <= now_ms():
-            await self.redis.hset(keys.alert(aid), "status", "expired")
-            self.dispatch.close_open(aid, "expired")
+            if await self._end(keys=[keys.alert(aid)], args=["expired", now_ms()]):
+                self.dispatch.close_open(aid, "expired")
             return
         if not fanned and status != "cancelled":
             return
@@ -155,6 +165,6 @@ class Pump:
         planned = sum(by_state.values())
         if open_ == 0 and planned >= int(targeted or 0):
             if status in ("planning", "active"):
-                await self.redis.hset(keys.alert(aid), mapping={"status": "done", "done_ms": now_ms()})
+                await self._end(keys=[keys.alert(aid)], args=["done", now_ms()])
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)
