@@ -134,7 +134,7 @@ class Channel(ABC):
 
     async def preview(self, message: Message, recipient: Recipient) -> dict | None:
         """What `send` would hand the provider, without sending (the agency's
-        preview): SMS text and segments, TwiML, push payload, letter link.
+        preview): SMS text and segments, TwiML, push payload, the letter's layout and pages.
         None when the channel has nothing to show."""
         return None
 

@@ -92,10 +92,7 @@ class Mail(Channel):
     async def send(self, message: Message, recipient) -> Outcome:
         contact = recipient.contact
         letter_id = letter_id_for(message.ref, self.settings.lookup_key)
-        layout = letters.Layout.for_needs(recipient.needs)
-        letter = await asyncio.to_thread(
-            letters.render, message, letters.Address.of(recipient.name, contact), layout,
-            reference=letter_id, return_address=self.settings.mail_return_address)
+        letter = await self._render(message, recipient, letter_id)
         pending = PendingLetter(
             letter_id=letter_id, ref=message.ref, resident_ref=recipient.resident_id,
             postcode=contact.get("postcode", ""), address_line1=(contact.get("lines") or [""])[0],
@@ -103,6 +100,18 @@ class Mail(Channel):
         await self.ctx.redis.set(letter_key(letter_id), message.ref, ex=LETTER_TTL_S)
         await asyncio.to_thread(self.tray.put, pending, letter.pdf)
         return Outcome("queued", NAME, ref=letter_id, detail=f"{letter.layout}, {letter.pages} pages")
+
+    async def preview(self, message: Message, recipient) -> dict:
+        """The letter is laid out for real (its pages are what posting costs), then dropped."""
+        letter = await self._render(message, recipient, "PREVIEW")
+        return {"layout": letter.layout, "pages": letter.pages, "language": message.language,
+                "pdf_bytes": len(letter.pdf)}
+
+    async def _render(self, message: Message, recipient, letter_id: str) -> letters.Letter:
+        return await asyncio.to_thread(
+            letters.render, message, letters.Address.of(recipient.name, recipient.contact),
+            letters.Layout.for_needs(recipient.needs), reference=letter_id,
+            return_address=self.settings.mail_return_address)
 
     # The batcher and the answer reader, in the API process ---------------------
 

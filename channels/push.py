@@ -53,16 +53,30 @@ class Push(Channel):
 
     async def send(self, message: Message, recipient) -> Outcome:
         contact = recipient.contact
-        title, body = notification(message)
-        ack = message.page_url.rsplit("/", 1)[-1]
-        ttl = ttl_s(message, self.ctx.settings.push_ttl_s)
-        data = {"ack": ack, "alert": message.alert_id, "url": message.page_url, "lang": message.language,
-                "severity": message.severity, "event": message.event}
+        title, body, data, ttl = self.notification_of(message)
         if contact["type"] == "fcm":
             return await self.fcm.send(fcm_message(contact["token"], title, body, data, ttl))
         payload = orjson.dumps({"title": title, "body": body, **data})
         subscription = {"endpoint": contact["endpoint"], "keys": contact["keys"]}
         return await self.webpush.send(subscription, payload, ttl=ttl, topic=message.alert_id.replace("_", "-"))
+
+    async def preview(self, message: Message, recipient) -> dict:
+        title, body, data, ttl = self.notification_of(message)
+        contact = recipient.contact
+        # What counts against the providers' 4 KiB: FCM's whole message, Web Push's plaintext.
+        if contact["type"] == "fcm":
+            sent = fcm_message(contact["token"], title, body, data, ttl)
+        else:
+            sent = {"title": title, "body": body, **data}
+        return {"provider": contact["type"], "title": title, "body": body, "data": data, "ttl_s": ttl,
+                "payload_bytes": len(orjson.dumps(sent))}
+
+    def notification_of(self, message: Message) -> tuple[str, str, dict[str, str], int]:
+        """Title, body, the data the app reads (the acknowledgement token, the page) and how long it keeps."""
+        title, body = notification(message)
+        data = {"ack": message.page_url.rsplit("/", 1)[-1], "alert": message.alert_id, "url": message.page_url,
+                "lang": message.language, "severity": message.severity, "event": message.event}
+        return title, body, data, ttl_s(message, self.ctx.settings.push_ttl_s)
 
     def routes(self) -> list:
         return [web.post("/hooks/push/ack", self.acknowledged)]

@@ -5,7 +5,8 @@ The body is an alert (as for `POST /v1/alerts`, audience optional) and a
 resident, inline or by id.  The answer follows that resident's plan: for
 each step and leg, what the channel would hand its provider (the SMS text
 with its encoding, segments and whether the link fits; the call's TwiML; the
-push payload; a link to the letter), from the channel's own `preview`.
+push notification; the letter's layout and page count), from the channel's
+own `preview`.
 Nothing is stored, sent or counted.
 """
 

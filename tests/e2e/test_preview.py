@@ -70,6 +70,23 @@ async def test_an_english_smartphone_resident_gets_a_gsm_sms_with_the_link(city)
     assert f"{city.api}/m/" in sms["text"]
 
 
+async def test_an_app_user_sees_the_push_notification_and_the_large_print_letter_that_would_follow(city):
+    resident = {"name": "Maria Santos", "languages": ["en"], "district": "11110", "needs": ["low_vision"],
+                "contacts": [{"type": "fcm", "token": "fcm:maria:APA91b-sim-token-0123456789"},
+                             {"type": "postal", "lines": ["12 Sejong-daero", "Jongno-gu, Seoul"], "postcode": "03154"}]}
+    status, _, result = await preview(city, {"alert": HEAT, "resident": resident})
+    assert status == 200, result
+    assert [[leg["channel"] for leg in step["legs"]] for step in result["steps"]] == [["push"], ["mail"]]
+    push = legs(result)["push"]["preview"]
+    assert push["provider"] == "fcm" and "Heat wave warning" in push["title"]
+    assert "Avoid outdoor activity" in push["body"] and push["data"]["lang"] == "en"
+    assert push["data"]["url"].endswith("/m/" + push["data"]["ack"])  # the page the tap opens
+    assert 0 < push["payload_bytes"] <= 4096 and push["ttl_s"] > 0
+    letter = legs(result)["mail"]["preview"]
+    assert letter["layout"] == "large_print" and letter["pages"] >= 1 and letter["language"] == "en"
+    assert len(city.sim.records) == 0 and not list((city.stack.settings.data_dir / "mail").rglob("*.pdf"))
+
+
 async def test_a_registered_resident_is_previewed_by_id_with_their_needs(city):
     await city.add({"id": "blind1", "languages": ["ko"], "district": "11110", "needs": ["blind"],
                     "contacts": [{"type": "phone", "number": "010-5550-4321", "handset": "feature_phone"}]})
