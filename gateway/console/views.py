@@ -93,10 +93,27 @@ async def _layout(request: web.Request) -> dict:
 async def alerts_page(request: web.Request) -> web.Response:
     redis = request.app[STATE]["redis"]
     store = Alerts(redis)
-    ids = [text(a) for a in await redis.zrevrange(keys.ALERTS, 0, ALERTS_SHOWN - 1)]
+    total = await redis.zcard(keys.ALERTS)
+    pages = _pages(total, ALERTS_SHOWN)
+    page_no = _page_number(request, pages)
+    start = (page_no - 1) * ALERTS_SHOWN
+    ids = [text(a) for a in await redis.zrevrange(keys.ALERTS, start, start + ALERTS_SHOWN - 1)]
     summaries = [await store.summary(aid) for aid in ids]
     running = [s["id"] for s in summaries if s["status"] in LIVE_STATES]
-    return render("ops/alerts.html", alerts=summaries, live_ids=running, **await _layout(request))
+    return render("ops/alerts.html", alerts=summaries, live_ids=running, first=start + 1, total=total,
+                  page=page_no, pages=pages, **await _layout(request))
+
+
+def _pages(total: int, per_page: int) -> int:
+    return max(1, -(-total // per_page))
+
+
+def _page_number(request: web.Request, pages: int) -> int:
+    """`?page=N`: past the end shows the last page, anything not a number the first."""
+    try:
+        return min(max(1, int(request.query.get("page", "1"))), pages)
+    except ValueError:
+        return 1
 
 
 async def _alert_or_404(request: web.Request) -> tuple[str, dict] | web.Response:
@@ -123,10 +140,8 @@ async def alert_page(request: web.Request) -> web.Response:
     rids = await unreached.open_rids(redis, aid)
     if welfare_only:
         rids = await _living_alone(redis, rids)
-    try:
-        page_no = max(1, int(request.query.get("page", "1")))
-    except ValueError:
-        page_no = 1
+    pages = _pages(len(rids), ROWS_PER_PAGE)
+    page_no = _page_number(request, pages)
     start = (page_no - 1) * ROWS_PER_PAGE
     rows = await unreached.rows(redis, state["engine"].vault, aid, rids[start:start + ROWS_PER_PAGE])
     follow_ups = [await store.summary(text(f)) for f in await redis.lrange(ops_keys.follow_ups(aid), 0, -1)]
@@ -137,7 +152,7 @@ async def alert_page(request: web.Request) -> web.Response:
         ttc={ch: outcomes.median(v) for ch, v in flow.ttc.items()},
         tallies=sorted(tallies.values(), key=lambda t: -t.attempts),
         sampled=sampled, quantile=providers.quantile, rows=rows, total=len(rids), page=page_no,
-        pages=max(1, -(-len(rids) // ROWS_PER_PAGE)), welfare_only=welfare_only, follow_ups=follow_ups,
+        pages=pages, welfare_only=welfare_only, follow_ups=follow_ups,
         retry_channels=sorted(state["engine"].specs()), **await _layout(request))
 
 

@@ -165,6 +165,42 @@ async def test_the_alerts_list_and_provider_health(town, client, street):
     assert "60.0%" in health and "66.7%" in health
 
 
+async def test_an_operator_pages_back_through_older_alerts(town, client, monkeypatch):
+    monkeypatch.setattr("gateway.console.views.ALERTS_SHOWN", 5)
+    await town.add(resident("ok1", phone("+821055500001")))
+    events = [f"Drill {i:02d}" for i in range(12)]
+    for event in events:  # posted oldest first
+        await town.post_alert({**heat_wave({"residents": ["ok1"]}), "event": event})
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+
+    def shown(page: str) -> list[str]:
+        return [e for e in events if f">{e}</a>" in page]
+
+    first = await (await client.get("/ops/alerts")).text()
+    assert shown(first) == events[7:] and "Page 1 of 3" in first and 'href="?page=2"' in first
+    assert "Previous page" not in first
+    last = await (await client.get("/ops/alerts?page=3")).text()
+    assert shown(last) == events[:2] and 'href="?page=2"' in last and "Next page" not in last
+    # A page past the end shows the last; one that is not a number shows the first.
+    assert shown(await (await client.get("/ops/alerts?page=99")).text()) == events[:2]
+    assert shown(await (await client.get("/ops/alerts?page=x")).text()) == events[7:]
+
+
+async def test_the_unreached_list_pages_keep_the_welfare_filter(town, client, street, monkeypatch):
+    monkeypatch.setattr("gateway.console.views.ROWS_PER_PAGE", 1)
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    page = await (await client.get(f"/ops/alerts/{street}?page=2")).text()
+    assert 'href="?page=1#unreached-h">Previous page' in page and 'href="?page=3#unreached-h">Next page' in page
+    await town.add(resident("alone2", phone("+821055500009"), name="Han Alone", needs=["lives_alone"]))
+    town.sms.script["alone2"] = "failed"
+    town.voice.script["alone2"] = "failed"
+    aid = await town.post_alert(heat_wave({"residents": ["alone", "alone2"]}))
+    page = await (await client.get(f"/ops/alerts/{aid}?welfare=1")).text()
+    assert "Page 1 of 2" in page and 'href="?page=2&amp;welfare=1#unreached-h">Next page' in page
+
+
 async def test_an_unknown_alert_is_a_plain_not_found_page(town, client):
     await town.operator("mina", "viewer")
     await sign_in(client, "mina")
