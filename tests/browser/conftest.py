@@ -20,9 +20,16 @@ from tests.console.town import PASSWORD, town  # noqa: F401  (fixtures)
 
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the pages are photographed: a scratch folder, so a test run rewrites
+    no tracked file; `GATEWAY_SCREENSHOTS=docs/screenshots` refreshes the README's."""
+    wanted = os.environ.get("GATEWAY_SCREENSHOTS")
+    return Path(wanted) if wanted else tmp_path_factory.mktemp("screenshots")
 
 
 def _missing() -> str | None:

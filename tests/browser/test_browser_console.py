@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from tests.browser.conftest import SCREENSHOTS, signed_in
+from tests.browser.conftest import signed_in
 from tests.console.town import heat_wave, phone, resident
 
 
@@ -20,7 +20,7 @@ async def running_alert(town) -> str:
     return await town.post_alert(heat_wave({"residents": [f"r{i:02d}" for i in range(20)] + ["alone"]}))
 
 
-async def test_an_operator_watches_the_counts_move_and_exports_the_unreached(town, site, browser):
+async def test_an_operator_watches_the_counts_move_and_exports_the_unreached(town, site, browser, screenshots):
     aid = await running_alert(town)
     await town.operator("mina", "operator")
     page = await signed_in(browser, site, "mina")
@@ -41,7 +41,7 @@ async def test_an_operator_watches_the_counts_move_and_exports_the_unreached(tow
                   .textContent === '12'""", timeout=15_000)
     await answering
     assert await page.locator(f'progress[data-alert="{aid}"]').get_attribute("value") is not None
-    await page.screenshot(path=str(SCREENSHOTS / "console-alert.png"))
+    await page.screenshot(path=str(screenshots / "console-alert.png"))
 
     async with page.expect_download() as download_info:
         await page.get_by_role("link", name="Download the list (CSV)").click()
@@ -66,7 +66,7 @@ async def test_the_console_works_without_javascript(town, site, browser):
     assert (await town.delivery(aid, "r05"))["s"] == "cancelled"
 
 
-async def test_reach_page_screenshot(town, site, browser):
+async def test_reach_page_screenshot(town, site, browser, screenshots):
     await town.add(resident("a", phone("+821055500001")), resident("b", phone("+8227250001", "landline")),
                    resident("c"), resident("d", phone("+821055500002"), needs=["deaf"], district="11140"),
                    resident("e", phone("+821055500003", "smartphone"), district="11140"))
@@ -74,4 +74,4 @@ async def test_reach_page_screenshot(town, site, browser):
     page = await signed_in(browser, site, "mina")
     await page.goto(f"{site}/ops/reach")
     await page.locator("svg.chart").wait_for()
-    await page.screenshot(path=str(SCREENSHOTS / "console-reach.png"))
+    await page.screenshot(path=str(screenshots / "console-reach.png"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SCREENSHOTS
 from tests.console.town import heat_wave, phone, resident
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1, "is_mobile": True, "has_touch": True}
@@ -18,13 +17,13 @@ async def link(town, site):
     return aid, f"{site}/m/{aid}.{await town.token(aid, 'halmoni')}"
 
 
-async def test_a_resident_acknowledges_and_the_delivery_is_confirmed(town, browser, link):
+async def test_a_resident_acknowledges_and_the_delivery_is_confirmed(town, browser, link, screenshots):
     aid, url = link
     page = await (await browser.new_context(**PHONE)).new_page()
     await page.goto(url)
     assert await page.locator("h1").inner_text() == "폭염 경보"
     assert await page.locator(".severity").inner_text() == "위험"
-    await page.screenshot(path=str(SCREENSHOTS / "resident-message.png"))
+    await page.screenshot(path=str(screenshots / "resident-message.png"))
     await page.get_by_role("button", name="받았습니다").click()
     await page.get_by_role("status").wait_for()
     assert "감사합니다" in await page.get_by_role("status").inner_text()
