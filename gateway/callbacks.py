@@ -38,9 +38,9 @@ import orjson
 
 from . import deliveries, keys
 from .agencies import get_callback
-from .egress import Egress
 from .alerts import Alerts
 from .deliveries import delivery_view
+from .egress import Egress
 from .transitions import now_ms, text
 
 log = logging.getLogger("gateway.callbacks")
