@@ -7,6 +7,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.config import Settings
 from gateway.egress import Egress
@@ -52,13 +53,8 @@ async def receiver():
 
     app = web.Application()
     app.router.add_post("/hook", take)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield port, hits
-    await runner.cleanup()
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield server.port, hits
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
