@@ -27,7 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import deliveries, keys, tasks
-from .api.http import STATE
+from .api.http import STATE, bearer
 from .api.routing import Route
 from .console import keys as ops_keys
 from .console.outcomes import label, scan
@@ -224,7 +224,7 @@ def _histogram(b: dict, bounds) -> list[tuple[str, int]]:
 
 async def scrape(request: web.Request) -> web.Response:
     token = request.app[STATE]["settings"].metrics_token
-    if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
+    if token and not hmac.compare_digest((bearer(request) or "").encode(), token.encode()):
         raise Problem(401, "Unauthorized", "Send `Authorization: Bearer <GATEWAY_METRICS_TOKEN>`.",
                       headers={"WWW-Authenticate": "Bearer"})
     started = time.monotonic()

@@ -15,13 +15,23 @@ def json_response(data, status: int = 200, headers: dict | None = None) -> web.R
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
 
 
-async def require(request: web.Request, scope: str) -> Agency:
+def bearer(request: web.Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None. Bytes that are not
+    ASCII arrive as surrogates no digest or Redis key takes: "" then, a token nobody holds."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
+        return None
+    token = header[7:].strip()
+    return token if token.isascii() else ""
+
+
+async def require(request: web.Request, scope: str) -> Agency:
+    token = bearer(request)
+    if token is None:
         raise Problem(401, "Unauthorized", "Send `Authorization: Bearer <API key>`.",
                       headers={"WWW-Authenticate": "Bearer"})
     state = request.app[STATE]
-    known = await authenticate(state["redis"], header[7:].strip())
+    known = await authenticate(state["redis"], token)
     if known is None:
         raise Problem(401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"})
     agency, requests_this_second = known

@@ -152,7 +152,7 @@ async def open_session(redis, operator: Operator | None = None) -> Session:
 
 async def load_session(redis, sid: str | None, *, touch: bool = True) -> Session | None:
     """The session, its idle timer reset if `touch`; the role is read afresh so a change takes effect at once."""
-    if not sid or len(sid) > 64:
+    if not sid or len(sid) > 64 or not sid.isascii():  # bytes that are not text arrive as surrogates
         return None
     fields = await redis.hgetall(keys.session(sid))
     if not fields:
