@@ -291,7 +291,14 @@ def _num(value: str | None):
 def parse_import(data: bytes, fmt: str) -> Iterator[tuple[int, Any]]:
     """(line number, document or a ValueError) for each record of the file."""
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        try:
+            decoded = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            # Spreadsheets often save in the locale's encoding (EUC-KR, CP1252): name the line to fix.
+            yield data.count(b"\n", 0, e.start) + 1, ValueError(
+                f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as CSV UTF-8")
+            return
+        reader = csv.DictReader(io.StringIO(decoded))
         for n, row in enumerate(reader, start=2):
             yield n, _csv_row(row)
         return

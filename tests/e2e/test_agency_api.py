@@ -145,6 +145,15 @@ async def test_csv_import_works_like_ndjson(city):
     assert c2["contacts"][0] == {"type": "phone", "number": "+8227250002", "handset": "landline"}
 
 
+async def test_a_csv_saved_in_a_legacy_encoding_is_refused_naming_the_line(city):
+    csv = "id,name,languages,district,phone,handset\nc1,Nguyen,vi,11140,010-5550-0001,feature_phone\n".encode()
+    csv += "c2,박영자,ko,11140,02-725-0002,landline\n".encode("euc-kr")  # Excel's Korean default
+    status, _, body = await call(city, "POST", "/v1/residents/import", data=csv, headers={"Content-Type": "text/csv"})
+    assert status == 422, body
+    assert body["errors"][0]["field"] == "line 3" and "UTF-8" in body["errors"][0]["detail"]
+    assert await city.redis.zcard(keys.RESIDENTS) == 0
+
+
 async def test_openapi_describes_every_route_and_is_valid(city):
     async with city.http.get(f"{city.api}/v1/openapi.json") as r:
         spec = await r.json()
