@@ -19,6 +19,8 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from gateway.api.http import posted_form
+
 from .base import Outcome
 from .http1 import Http1Client
 
@@ -136,7 +138,7 @@ class Twilio:
 
     async def verified_form(self, request: web.Request) -> dict[str, str]:
         """The webhook's form fields, or 403 if Twilio did not sign them."""
-        form = await request.post()
+        form = await posted_form(request)
         params = {k: v for k, v in form.items()}
         url = self.callback_url(request.path_qs)
         if not self.validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")):

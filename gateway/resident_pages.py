@@ -25,7 +25,7 @@ from redis.exceptions import WatchError
 from channels.base import ProviderEvent
 
 from . import deliveries, keys
-from .api.http import STATE
+from .api.http import STATE, posted_form
 from .api.routing import Route
 from .config import TEMPLATES_DIR
 from .console.html import form_body, render
@@ -135,7 +135,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     if found is None:
         return _missing(request)
     aid, token, rid, doc = found
-    form = await request.post()
+    form = await posted_form(request)
     lang = form.get("lang") if form.get("lang") in doc["content"] else next(iter(doc["content"]))
     if not nonce_ok(request, aid, token, str(form.get("nonce", ""))):
         return await _render_message(request, aid, token, rid, doc, lang, form_expired=True)
@@ -232,7 +232,7 @@ async def save_preferences_form(request: web.Request) -> web.Response:
         return _missing(request)
     aid, token, rid, doc = found
     redis = request.app[STATE]["redis"]
-    form = await request.post()
+    form = await posted_form(request)
     lang = form.get("lang") if form.get("lang") in doc["content"] else next(iter(doc["content"]))
     t = words(lang)
     current = _prefs(await _profile(redis, rid))

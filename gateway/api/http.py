@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from ..agencies import Agency, authenticate
 from ..problems import Problem
 
 STATE = web.AppKey("state", dict)
+
+
+async def posted_form(request: web.Request):
+    """The posted form; an empty one when its bytes are not UTF-8 text (no browser
+    or provider sends that), so the caller's CSRF, nonce or signature check refuses it."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, ValueError):
+        return MultiDictProxy(MultiDict())
 
 
 def json_response(data, status: int = 200, headers: dict | None = None) -> web.Response:

@@ -21,7 +21,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..api.http import STATE
+from ..api.http import STATE, posted_form
 from ..transitions import now_ms, text
 from . import keys
 from .html import render_error
@@ -215,7 +215,7 @@ def page(role: str = "viewer", *, touch: bool = True):
                                     f"This needs the {role} role; you are signed in as {session.operator.role}.",
                                     session=session)
             if request.method == "POST":
-                form = await request.post()
+                form = await posted_form(request)
                 if not csrf_ok(form, session):
                     return render_error(403, "Form expired",
                                         "The form was not accepted. Go back, reload the page and try again.",

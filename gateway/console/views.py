@@ -16,7 +16,7 @@ from channels.routing import current_split
 
 from .. import keys
 from ..alerts import Alerts
-from ..api.http import STATE
+from ..api.http import STATE, posted_form
 from ..transitions import STATES, text
 from . import actions, auth, charts, outcomes, providers, reach, unreached
 from . import keys as ops_keys
@@ -57,7 +57,7 @@ async def sign_in_form(request: web.Request) -> web.Response:
 async def sign_in(request: web.Request) -> web.Response:
     redis = request.app[STATE]["redis"]
     session = await auth.load_session(redis, request.cookies.get(auth.COOKIE))
-    form = await request.post()
+    form = await posted_form(request)
     if session is None or not auth.csrf_ok(form, session):
         return render_error(403, "Form expired", "The sign-in form had expired. Open it again and sign in.")
     name, nxt = str(form.get("name", "")).strip().lower(), _safe_next(form.get("next"))

@@ -103,6 +103,15 @@ async def test_an_unsigned_or_tampered_callback_is_refused_and_changes_nothing(c
     assert [s["status"] for s in path["attempts"][0]["statuses"]] == ["claimed", "queued"]
 
 
+async def test_a_callback_whose_body_is_not_text_is_refused_and_changes_nothing(city):
+    aid, sid = await sms_in_flight(city)
+    path = f"/hooks/twilio/sms/{aid}/cb1/0/0/0"
+    async with city.http.post(f"{city.api}{path}", data=b"MessageStatus=delivered&\xff\xfe=\xff", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}) as r:
+        assert r.status == 403
+    assert (await city.path(aid, "cb1"))["state"] == "in_progress"
+
+
 async def test_a_callback_after_the_delivery_ended_is_only_recorded(city):
     aid, sid = await sms_in_flight(city)
     await twilio_says(city, aid, "delivered", sid)
