@@ -17,6 +17,7 @@ import orjson
 
 from . import keys
 from .egress import Egress
+from .geo import agency_area, ring_problem
 from .transitions import now_ms, text
 
 SCOPES = ("alerts:write", "alerts:read", "residents:write")
@@ -37,8 +38,6 @@ class Agency:
     has_callback: bool = False
 
     def area(self):
-        from .geo import agency_area
-
         return agency_area(self.districts, orjson.dumps(self.areas).decode())
 
 
@@ -100,18 +99,6 @@ def _agency(agency_id: str, raw: dict) -> Agency | None:
     return Agency(agency_id, f["name"], frozenset(filter(None, f["scopes"].split(","))),
                   frozenset(filter(None, f["districts"].split(","))), int(f.get("rate", DEFAULT_RATE_PER_S)), areas,
                   has_callback=bool(f.get("cb_url")))
-
-
-def ring_problem(ring) -> str | None:
-    """Why a polygon of [lat, lon] points cannot be an agency's area, if it cannot."""
-    if len(ring) < 4:
-        return "a polygon needs at least 4 points (the first repeated last)"
-    if ring[0] != ring[-1]:
-        return "the polygon is not closed: its first and last points must be the same"
-    for lat, lon in ring:
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            return f"{lat},{lon} is not a latitude,longitude"
-    return None
 
 
 # Callbacks: where the gateway reports an agency's alerts (gateway/callbacks.py).

@@ -56,6 +56,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 from jsonschema import Draft202012Validator
 
+from gateway.geo import ring_problem
 from gateway.schemas import ALERT
 
 log = logging.getLogger(__name__)
@@ -1032,7 +1033,8 @@ def _pair(parent: ET.Element, name: str, value_name: str, value: str) -> None:
 
 
 def area_problems(alert: dict) -> list[dict]:
-    """What JSON Schema cannot say about audience.areas: polygons must be closed.
+    """What JSON Schema cannot say about audience.areas: polygons must be closed
+    and enclose an area.
 
     For the API to run after schema validation; `{"field": json-pointer,
     "detail": ...}` like gateway.problems.
@@ -1040,7 +1042,6 @@ def area_problems(alert: dict) -> list[dict]:
     out = []
     for n, shape in enumerate(alert.get("audience", {}).get("areas", ())):
         points = shape.get("polygon") if isinstance(shape, dict) else None
-        if points and points[0] != points[-1]:
-            out.append({"field": f"/audience/areas/{n}/polygon",
-                        "detail": "the polygon is not closed: its first and last points must be the same"})
+        if points and (problem := ring_problem(points)):
+            out.append({"field": f"/audience/areas/{n}/polygon", "detail": problem})
     return out

@@ -100,8 +100,9 @@ def agency() -> None:
 def agency_create(name: str, scopes: tuple[str, ...], districts: tuple[str, ...], polygons: tuple[str, ...],
                   callback_url: str | None, rate: int) -> None:
     """Create an agency and print its API key (and callback secret) once."""
-    from .agencies import SCOPES, callback_problem, create_agency, ring_problem, set_callback
+    from .agencies import SCOPES, callback_problem, create_agency, set_callback
     from .egress import Egress
+    from .geo import ring_problem
 
     try:
         areas = [[[float(x) for x in point.split(",")] for point in text.split()] for text in polygons]

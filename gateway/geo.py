@@ -72,6 +72,21 @@ def haversine_km(lat1, lon1, lat2, lon2):
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
 
 
+def ring_problem(ring) -> str | None:
+    """Why a polygon of [lat, lon] points cannot be an area (an alert's or an agency's), if it cannot."""
+    if len(ring) < 4:
+        return "a polygon needs at least 4 points (the first repeated last)"
+    if ring[0] != ring[-1]:
+        return "the polygon is not closed: its first and last points must be the same"
+    for lat, lon in ring:
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return f"{lat},{lon} is not a latitude,longitude"
+    # Made valid first, as Shape does: a bow tie encloses what it means, a line nothing.
+    if shapely.make_valid(Polygon(_xy(ring))).area == 0:
+        return "the polygon encloses no area: its points lie on one line"
+    return None
+
+
 @dataclass
 class Shape:
     """One polygon or circle of an audience, tested against arrays of points."""

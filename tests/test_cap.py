@@ -422,6 +422,16 @@ def test_area_problems_for_json_alerts():
     ]
 
 
+def test_a_polygon_that_encloses_no_area_is_refused_and_a_bow_tie_is_taken():
+    line = [[37.5, 126.9], [37.6, 126.9], [37.55, 126.9], [37.5, 126.9]]  # every point on one meridian
+    bow_tie = [[37.5, 126.9], [37.6, 127.0], [37.6, 126.9], [37.5, 127.0], [37.5, 126.9]]
+    alert = {"audience": {"areas": [{"polygon": line}, {"polygon": bow_tie}]}}
+    assert area_problems(alert) == [
+        {"field": "/audience/areas/0/polygon",
+         "detail": "the polygon encloses no area: its points lie on one line"}
+    ]
+
+
 def test_schema_areas_bounds():
     validator = Draft202012Validator(ALERT)
     base = {"event": "x", "severity": "Minor", "content": {"en": {"headline": "h", "body": "b"}}}
