@@ -1,4 +1,4 @@
-"""What every handler needs: the app state, JSON in and out, the calling agency."""
+"""What every handler needs: the app state, JSON and forms in, JSON out, the calling agency."""
 
 from __future__ import annotations
 
