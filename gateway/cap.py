@@ -818,10 +818,9 @@ def _areas(ctx: _Ctx, infos: list[_Info]) -> list[dict]:
 
 
 def _xsd_path() -> Path | None:
-    """The CAP 1.2 XSD: $GATEWAY_CAP_XSD, next to this module, or the shared standards."""
+    """The CAP 1.2 XSD: $GATEWAY_CAP_XSD, or the copy shipped next to this module."""
     here = Path(__file__).resolve().parent
-    for candidate in (os.environ.get("GATEWAY_CAP_XSD"), here / "CAP-v1.2.xsd",
-                      here.parent.parent / "shared" / "standards" / "CAP-v1.2.xsd"):
+    for candidate in (os.environ.get("GATEWAY_CAP_XSD"), here / "CAP-v1.2.xsd"):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
