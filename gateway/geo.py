@@ -43,6 +43,7 @@ from shapely.geometry import Polygon
 
 from . import keys
 from .registry import CHANGES_KEPT, every_resident_id
+from .schemas import GEO_MAX_LAT
 from .transitions import text
 
 log = logging.getLogger("gateway.geo")
@@ -79,8 +80,8 @@ def ring_problem(ring) -> str | None:
     if ring[0] != ring[-1]:
         return "the polygon is not closed: its first and last points must be the same"
     for lat, lon in ring:
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            return f"{lat},{lon} is not a latitude,longitude"
+        if not (-GEO_MAX_LAT <= lat <= GEO_MAX_LAT and -180 <= lon <= 180):
+            return f"{lat},{lon} is not a latitude,longitude the gateway maps (latitudes within +-{GEO_MAX_LAT})"
     # Made valid first, as Shape does: a bow tie encloses what it means, a line nothing.
     if shapely.make_valid(Polygon(_xy(ring))).area == 0:
         return "the polygon encloses no area: its points lie on one line"
@@ -264,6 +265,14 @@ class AgencyArea:
 
     def covers_shape(self, shape: Shape) -> bool:
         return self._cover is not None and self._cover.covers(shape.geometry())
+
+    def holds_home(self, district: str, location: dict | None) -> bool:
+        """One resident's home (district, and point if known) is inside; an
+        unlimited area holds everyone. The same test as `holds`, for one."""
+        if not self.limited or district in self.districts:
+            return True
+        return self._union is not None and location is not None \
+            and bool(shapely.intersects_xy(self._union, location["lon"], location["lat"]))
 
     def holds(self, district: np.ndarray, district_codes: Sequence[str], lat: np.ndarray,
               lon: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 import phonenumbers
@@ -161,6 +161,19 @@ class Registry:
         for rid, (p, h) in zip(rids, await pipe.execute()):
             profile = orjson.loads(p) if p else {}
             out[rid] = (profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [])
+        return out
+
+    async def homes(self, rids: list[str]) -> dict[str, tuple[str, dict | None] | None]:
+        """(district, location or None) of each stored resident, None for an
+        unknown id: where they live, to check an agency's area (no decryption)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hget(keys.resident(rid), "p")
+        out = {}
+        for rid, p in zip(rids, await pipe.execute()):
+            profile = orjson.loads(p) if p else None
+            loc = profile.get("loc") if profile else None
+            out[rid] = (profile["d"], {"lat": loc[0], "lon": loc[1]} if loc else None) if profile else None
         return out
 
     async def get(self, rid: str) -> dict | None:
@@ -323,8 +336,10 @@ async def every_resident_id(redis, page: int = 5_000) -> list[str]:
         start = "(" + chunk[-1]
 
 
-def check_import(records: Iterable[tuple[int, Any]]) -> list[dict]:
-    """Every resident of an import file, or a 422 naming line and field of each error."""
+def check_import(records: Iterable[tuple[int, Any]],
+                 also: Callable[[dict], list[dict]] = lambda resident: []) -> list[dict]:
+    """Every resident of an import file, or a 422 naming line and field of each
+    error; `also` finds more in a well-formed resident (the agency's area)."""
     good, errors, seen = [], [], {}
     for line, doc in records:
         if isinstance(doc, ValueError):
@@ -334,7 +349,7 @@ def check_import(records: Iterable[tuple[int, Any]]) -> list[dict]:
             for col in doc.pop("_unknown_columns"):
                 errors.append({"field": f"line {line}: column {col}", "detail": "unknown column"})
         resident, errs = normalise(doc)
-        for e in errs:
+        for e in errs if errs else also(resident):
             errors.append({"field": f"line {line}: {e['field']}", "detail": e["detail"]})
         if resident:
             if resident["id"] in seen:

@@ -1,9 +1,19 @@
-"""`/v1/residents`: the registry, one resident or a whole file at once."""
+"""`/v1/residents`: the registry, one resident or a whole file at once.
+
+The registry is one per city and shared by its agencies. A resident belongs
+to every agency whose area holds their home (their district, or their point
+inside the agency's polygons); a city-wide agency's area holds everyone.
+Only those agencies may read, replace or erase the resident: to any other,
+the resident does not exist (404, never 403, which would say they do). An
+agency registers residents only inside its area. Every erasure is audited.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from ..agencies import Agency
+from ..console.auth import audit
 from ..problems import Problem, invalid
 from ..registry import check_import, normalise, parse_import
 from ..schemas import RESIDENT
@@ -13,8 +23,20 @@ from .routing import Route
 IMPORT_TYPES = {"application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "text/csv": "csv"}
 
 
+def _not_found() -> Problem:
+    return Problem(404, "Not found", "No resident with that id in your agency's area.")
+
+
+async def _own(request: web.Request, agency: Agency, rid: str) -> bool:
+    """Whether the resident exists; a 404 if they live outside the agency's area."""
+    home = (await request.app[STATE]["engine"].registry.homes([rid]))[rid]
+    if home is not None and not agency.holds(*home):
+        raise _not_found()
+    return home is not None
+
+
 async def put_resident(request: web.Request) -> web.Response:
-    await require(request, "residents:write")
+    agency = await require(request, "residents:write")
     doc = await json_body(request)
     rid = request.match_info["rid"]
     if isinstance(doc, dict) and doc.get("id", rid) != rid:
@@ -24,50 +46,70 @@ async def put_resident(request: web.Request) -> web.Response:
     resident, errors = normalise(doc)
     if errors:
         raise invalid(errors)
+    existed = await _own(request, agency, rid)
+    outside = agency.outside_problems(resident)
+    if outside:
+        raise invalid(outside)
     registry = request.app[STATE]["engine"].registry
-    existed = await registry.get(rid) is not None
     await registry.put_many([resident])
     return json_response(await registry.get(rid), status=200 if existed else 201)
 
 
 async def get_resident(request: web.Request) -> web.Response:
-    await require(request, "residents:write")
-    resident = await request.app[STATE]["engine"].registry.get(request.match_info["rid"])
+    agency = await require(request, "residents:write")
+    rid = request.match_info["rid"]
+    resident = await request.app[STATE]["engine"].registry.get(rid) if await _own(request, agency, rid) else None
     if resident is None:
-        raise Problem(404, "Not found", "No resident with that id.")
+        raise _not_found()
     return json_response(resident)
 
 
 async def delete_resident(request: web.Request) -> web.Response:
-    await require(request, "residents:write")
-    if not await request.app[STATE]["engine"].registry.delete(request.match_info["rid"]):
-        raise Problem(404, "Not found", "No resident with that id.")
+    agency = await require(request, "residents:write")
+    rid = request.match_info["rid"]
+    if not await _own(request, agency, rid) or not await request.app[STATE]["engine"].registry.delete(rid):
+        raise _not_found()
+    await audit(request.app[STATE]["redis"], f"agency {agency.name} ({agency.id})", "erase resident", rid)
     return web.Response(status=204)
 
 
 async def import_residents(request: web.Request) -> web.Response:
     """NDJSON or CSV; all or nothing: one bad line and nothing is imported."""
-    await require(request, "residents:write")
+    agency = await require(request, "residents:write")
     fmt = IMPORT_TYPES.get(request.content_type)
     if fmt is None:
         raise Problem(415, "Unsupported media type", "Send application/x-ndjson or text/csv.",
                       errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
-    data = await request.read()
-    residents = check_import(parse_import(data, fmt))
+    records = list(parse_import(await request.read(), fmt))
     registry = request.app[STATE]["engine"].registry
+    homes = {}
+    if agency.area().limited:
+        homes = await registry.homes(sorted({doc["id"] for _, doc in records
+                                             if isinstance(doc, dict) and isinstance(doc.get("id"), str)}))
+
+    def outside(resident: dict) -> list[dict]:
+        home = homes.get(resident["id"])
+        if home is not None and not agency.holds(*home):
+            return [{"field": "/id", "detail": "taken by a resident outside your agency's area"}]
+        return agency.outside_problems(resident)
+
+    residents = check_import(records, outside)
     for i in range(0, len(residents), 1000):
         await registry.put_many(residents[i:i + 1000])
     return json_response({"imported": len(residents)})
 
 
 ROUTES = [
-    Route("PUT", "/v1/residents/{rid}", put_resident, "Create or replace a resident", "residents:write",
+    Route("PUT", "/v1/residents/{rid}", put_resident,
+          "Create or replace a resident of your agency's area", "residents:write",
           body={"application/json": RESIDENT}, responses={200: "Replaced", 201: "Created"}),
-    Route("GET", "/v1/residents/{rid}", get_resident, "A resident, contact points opened", "residents:write"),
-    Route("DELETE", "/v1/residents/{rid}", delete_resident, "Erase a resident and their contact data",
+    Route("GET", "/v1/residents/{rid}", get_resident,
+          "A resident of your agency's area, contact points opened", "residents:write"),
+    Route("DELETE", "/v1/residents/{rid}", delete_resident,
+          "Erase a resident of your agency's area and their contact data (audited)",
           "residents:write", responses={204: "Erased"}),
-    Route("POST", "/v1/residents/import", import_residents, "Bulk import (NDJSON or CSV), all or nothing",
-          "residents:write",
+    Route("POST", "/v1/residents/import", import_residents,
+          "Bulk import (NDJSON or CSV) into your agency's area, all or nothing", "residents:write",
           body={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}},
           responses={200: "Imported"}),
 ]
