@@ -57,7 +57,7 @@ import defusedxml.ElementTree as SafeET
 from jsonschema import Draft202012Validator
 
 from gateway.geo import ring_problem
-from gateway.schemas import ALERT
+from gateway.schemas import ALERT, GEO_MAX_LAT
 
 log = logging.getLogger(__name__)
 
@@ -628,7 +628,7 @@ def _coordinate(text: str, what: str, limit: float) -> float:
         raise ValueError(f"{what} {text!r} is not a decimal number")
     value = float(text)
     if not -limit <= value <= limit:
-        raise ValueError(f"{what} {text} is outside -{limit:g}..{limit:g}")
+        raise ValueError(f"{what} {text} is outside -{limit:.10g}..{limit:.10g}")
     return value
 
 
@@ -636,7 +636,7 @@ def _point(pair: str) -> list[float]:
     lat, sep, lon = pair.partition(",")
     if not sep or "," in lon:
         raise ValueError(f"{pair!r} is not a 'lat,lon' pair")
-    return [_coordinate(lat, "latitude", 90), _coordinate(lon, "longitude", 180)]
+    return [_coordinate(lat, "latitude", GEO_MAX_LAT), _coordinate(lon, "longitude", 180)]
 
 
 def _pairs(text: str) -> list[str]:

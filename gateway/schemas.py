@@ -18,6 +18,10 @@ ALERT_STATUSES = ["Actual", "Exercise", "Test"]
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
 # BCP 47, loosely: language, optional script/region/variants.
 _LANG = {"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"}
+# Latitudes Redis' GEO index takes (Web Mercator's limit): a point beyond
+# it could be neither stored nor searched around, so it is refused.
+GEO_MAX_LAT = 85.05112878
+_LAT = {"type": "number", "minimum": -GEO_MAX_LAT, "maximum": GEO_MAX_LAT}
 _TIME_OF_DAY = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
 
 CONTACT_POINT = {
@@ -99,7 +103,7 @@ RESIDENT = {
             "additionalProperties": False,
             "required": ["lat", "lon"],
             "properties": {
-                "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                "lat": _LAT,
                 "lon": {"type": "number", "minimum": -180, "maximum": 180},
             },
         },
@@ -199,7 +203,7 @@ ALERT = {
                                         "items": {
                                             "type": "array",
                                             "prefixItems": [
-                                                {"type": "number", "minimum": -90, "maximum": 90},
+                                                _LAT,
                                                 {"type": "number", "minimum": -180, "maximum": 180},
                                             ],
                                             "items": False,
@@ -219,7 +223,7 @@ ALERT = {
                                         "additionalProperties": False,
                                         "required": ["lat", "lon", "radius_km"],
                                         "properties": {
-                                            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                                            "lat": _LAT,
                                             "lon": {"type": "number", "minimum": -180, "maximum": 180},
                                             # 0 is a point (CAP allows it); 20038 km is half
                                             # the Earth's circumference, i.e. everywhere.
