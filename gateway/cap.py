@@ -57,7 +57,8 @@ import defusedxml.ElementTree as SafeET
 from jsonschema import Draft202012Validator
 
 from gateway.geo import ring_problem
-from gateway.schemas import ALERT, GEO_MAX_LAT
+from gateway.problems import unsendable_detail
+from gateway.schemas import ALERT, GEO_MAX_LAT, TEXT_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ _BODY_MAX = _CONTENT["body"]["maxLength"]
 _INSTRUCTION_MAX = _CONTENT["instruction"]["maxLength"]
 _LINK_MAX = _CONTENT["link"]["maxLength"]
 _AREAS = _P["audience"]["properties"]["areas"]
+_SENDABLE_RE = re.compile(TEXT_PATTERN)
 _MAX_AREAS = _AREAS["maxItems"]
 _POLYGON_MAX = _AREAS["items"]["oneOf"][0]["properties"]["polygon"]["maxItems"]
 _RADIUS_MAX = _AREAS["items"]["oneOf"][1]["properties"]["circle"]["properties"]["radius_km"]["maximum"]
@@ -603,6 +605,9 @@ def _read_area(ctx: _Ctx, el: ET.Element) -> list[dict]:
             if not bounds["minLength"] <= len(text) <= bounds["maxLength"]:
                 ctx.problem(child, f"geocode {label} must be {bounds['minLength']} to {bounds['maxLength']} characters")
                 ok = False
+            elif not _SENDABLE_RE.match(text):
+                ctx.problem(child, f"geocode {label} " + unsendable_detail(text))
+                ok = False
         if ok:
             shapes.append({"geocode": {"name": name, "value": value}})
     _decimal(ctx, el, "altitude")  # checked, not used: residents are targeted on the ground
@@ -765,6 +770,8 @@ def _one_content(ctx: _Ctx, info: _Info) -> dict[str, str]:
     if not body:
         body = headline
         ctx.warn(info.el, "no <description>; the headline stands in as the message body")
+    if info.description:
+        _sendable(ctx, _first(info.el, "description"), body)
     out = {"headline": headline, "body": body}
     # Body and instruction are never cut: a truncated instruction can be worse
     # than none. Too long is the sender's to fix.
@@ -773,6 +780,7 @@ def _one_content(ctx: _Ctx, info: _Info) -> dict[str, str]:
                                                     f"the gateway carries at most {_BODY_MAX}")
     if info.instruction:
         out["instruction"] = info.instruction
+        _sendable(ctx, _first(info.el, "instruction"), info.instruction)
         if len(info.instruction) > _INSTRUCTION_MAX:
             ctx.problem(_first(info.el, "instruction"), f"<instruction> has {len(info.instruction)} characters; "
                                                         f"the gateway carries at most {_INSTRUCTION_MAX}")
@@ -785,8 +793,17 @@ def _one_content(ctx: _Ctx, info: _Info) -> dict[str, str]:
     return out
 
 
+def _sendable(ctx: _Ctx, el: ET.Element, text: str) -> None:
+    """The API's rule for text that reaches residents (schemas.TEXT_PATTERN):
+    XML already keeps out most control characters, not C1 nor DEL."""
+    if not _SENDABLE_RE.match(text):
+        ctx.problem(el, unsendable_detail(text))
+
+
 def _one_line(ctx: _Ctx, el: ET.Element, name: str, text: str, limit: int) -> str:
     """Headlines and event names are one line; CAP asks senders to keep headlines short."""
+    named = _first(el, name)
+    _sendable(ctx, el if named is None else named, text)
     text = " ".join(text.split())
     if len(text) > limit:
         ctx.warn(el, f"<{name}> shortened to {limit} characters")

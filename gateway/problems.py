@@ -7,12 +7,15 @@ in one go.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
+
+from .schemas import FILLED_TEXT_PATTERN, TEXT_PATTERN, UNSENDABLE
 
 PROBLEM_JSON = "application/problem+json"
 _FORMATS = FormatChecker()
@@ -77,10 +80,24 @@ def _explain(error: ValidationError, prefix: tuple) -> list[dict]:
         return [{"field": _pointer(path + (k,)), "detail": "unknown field"} for k in extra]
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         return _explain_variants(error.validator_value, error.instance, path)
+    if error.validator == "pattern" and error.validator_value in (TEXT_PATTERN, FILLED_TEXT_PATTERN):
+        detail = unsendable_detail(error.instance) if _UNSENDABLE_RE.search(error.instance) else "is only spaces"
+        return [{"field": _pointer(path), "detail": detail}]
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [{"field": _pointer(path + (k,)), "detail": "is required"} for k in missing]
     return [{"field": _pointer(path), "detail": error.message[:300]}]
+
+
+_UNSENDABLE_RE = re.compile(f"[{UNSENDABLE}]")
+
+
+def unsendable_detail(text: str) -> str:
+    """Where a text breaks the rule of schemas.TEXT_PATTERN, in words an agency can act on."""
+    m = _UNSENDABLE_RE.search(text)
+    where = f"U+{ord(m.group()):04X} at character {m.start() + 1}" if m else "a character"
+    return (f"holds a control character ({where}): text for residents may hold no control "
+            "character but tab, line feed and carriage return")
 
 
 def _explain_variants(variants: list[dict], instance: dict, path: tuple) -> list[dict]:

@@ -22,6 +22,21 @@ _LANG = {"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"}
 # it could be neither stored nor searched around, so it is refused.
 GEO_MAX_LAT = 85.05112878
 _LAT = {"type": "number", "minimum": -GEO_MAX_LAT, "maximum": GEO_MAX_LAT}
+# Text that reaches a resident (SMS, speech in TwiML, push, letters, CAP out):
+# no control character but tab and line breaks, and nothing else XML 1.0
+# cannot carry. The one rule for every such field, at the API and for CAP in:
+# refused with a 422 naming the field, never guessed at or dropped.
+UNSENDABLE = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\ufffe\\uffff"
+TEXT_PATTERN = f"^[^{UNSENDABLE}]*$"
+# The same, for text that must say something: more than spaces.
+FILLED_TEXT_PATTERN = f"^[^{UNSENDABLE}]*[^{UNSENDABLE}\\s][^{UNSENDABLE}]*$"
+
+
+def _text(**bounds) -> dict:
+    pattern = FILLED_TEXT_PATTERN if bounds.get("minLength") else TEXT_PATTERN
+    return {"type": "string", "pattern": pattern, **bounds}
+
+
 _TIME_OF_DAY = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
 
 CONTACT_POINT = {
@@ -77,9 +92,9 @@ CONTACT_POINT = {
                     "type": "array",
                     "minItems": 1,
                     "maxItems": 6,
-                    "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "items": _text(minLength=1, maxLength=200),
                 },
-                "postcode": {"type": "string", "minLength": 1, "maxLength": 16},
+                "postcode": _text(minLength=1, maxLength=16),
                 "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
             },
         },
@@ -93,7 +108,7 @@ RESIDENT = {
     "required": ["id", "languages", "district"],
     "properties": {
         "id": _ID,
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "name": _text(minLength=1, maxLength=200),
         "languages": {"type": "array", "minItems": 1, "maxItems": 8, "items": _LANG},
         "contacts": {"type": "array", "maxItems": 16, "items": CONTACT_POINT},
         "needs": {"type": "array", "maxItems": len(NEEDS), "uniqueItems": True, "items": {"enum": NEEDS}},
@@ -135,12 +150,12 @@ _CONTENT = {
     "additionalProperties": False,
     "required": ["headline", "body"],
     "properties": {
-        "headline": {"type": "string", "minLength": 1, "maxLength": 160},
-        "body": {"type": "string", "minLength": 1, "maxLength": 4000},
-        "instruction": {"type": "string", "maxLength": 2000},
-        "link": {"type": "string", "format": "uri", "maxLength": 512},
+        "headline": _text(minLength=1, maxLength=160),
+        "body": _text(minLength=1, maxLength=4000),
+        "instruction": _text(maxLength=2000),
+        "link": _text(format="uri", maxLength=512),
         # An easy-read short form for small screens and SMS budgets.
-        "short": {"type": "string", "maxLength": 480},
+        "short": _text(maxLength=480),
     },
 }
 
@@ -156,7 +171,7 @@ ALERT = {
     "additionalProperties": False,
     "required": ["event", "severity", "content", "audience"],
     "properties": {
-        "event": {"type": "string", "minLength": 1, "maxLength": 120},
+        "event": _text(minLength=1, maxLength=120),
         "status": {"enum": ALERT_STATUSES},
         "severity": {"enum": SEVERITIES},
         "urgency": {"enum": URGENCIES},
@@ -244,8 +259,8 @@ ALERT = {
                                         "required": ["name", "value"],
                                         "properties": {
                                             # CAP valueName (the code scheme, e.g. SAME, UGC)
-                                            "name": {"type": "string", "minLength": 1, "maxLength": 64},
-                                            "value": {"type": "string", "minLength": 1, "maxLength": 128},
+                                            "name": _text(minLength=1, maxLength=64),
+                                            "value": _text(minLength=1, maxLength=128),
                                         },
                                     },
                                 },
@@ -285,7 +300,7 @@ ALERT = {
                         "type": "object",
                         "minProperties": 1,
                         "propertyNames": _LANG,
-                        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 60},
+                        "additionalProperties": _text(minLength=1, maxLength=60),
                     },
                     "needs_help": {"type": "boolean"},
                 },

@@ -367,7 +367,7 @@ def test_emit_from_a_json_alert(xsd):
         "status": "Test",
         "severity": "Minor",
         "content": {
-            "ko": {"headline": "단수 안내", "body": "내일 오전 9시부터 단수됩니다.\r\n물을 받아 두십시오.\x07", "short": "단수"},
+            "ko": {"headline": "단수 안내", "body": "내일 오전 9시부터 단수됩니다.\r\n물을 받아 두십시오.", "short": "단수"},
             "en": {"headline": "Water cut", "body": "Water is off from 9 a.m. tomorrow."},
         },
         "audience": {"districts": ["11110"], "everyone": True, "residents": ["r-1"],
