@@ -21,6 +21,9 @@ from .twilio import Twilio
 from .voice_script import alert_twiml, gather_twiml, machine_twiml
 
 ELDERLY_AGE = 75
+# The attempt's error code when the message cannot be made into TwiML: the
+# step fails for good and the plan moves on to the next channel.
+UNRENDERABLE = "unrenderable"
 # CallStatus -> (attempt status, permanent)
 CALL_STATUS = {
     "busy": ("failed", False),
@@ -62,6 +65,10 @@ class Voice(Channel):
     async def send(self, message, recipient) -> Outcome:
         slow = int(speaks_slowly_to(recipient.needs, recipient.birth_year))
         query = f"?lang={message.language}&slow={slow}"
+        # Known before anyone's phone rings: a call that could only hang up is no call.
+        _, problem = _rendered(lambda: alert_twiml(message, gather_action="", slow=bool(slow)))
+        if problem:
+            return Outcome("failed", "twilio", error_code=UNRENDERABLE, detail=problem)
         # Calls per second: carriers and Twilio cap them per caller number and account.
         await self.pacer.wait(*self.buckets)
         return await self.twilio.call(
@@ -94,10 +101,21 @@ class Voice(Channel):
         msg = await self.ctx.compose(m["aid"], m["rid"], int(m["k"]), int(m["n"]), int(m["leg"]), q.get("lang", "en"))
         return msg, q.get("slow") == "1"
 
-    def _event(self, request: web.Request, status: str, *, permanent=True, code="", sid="") -> ProviderEvent:
+    def _event(self, request: web.Request, status: str, *, permanent=True, code="", sid="",
+               detail="") -> ProviderEvent:
         m = request.match_info
         return ProviderEvent(m["aid"], m["rid"], int(m["k"]), int(m["n"]), status, "twilio", ref=sid,
-                             error_code=code, permanent=permanent, channel=self.name, leg=int(m["leg"]))
+                             error_code=code, permanent=permanent, channel=self.name, leg=int(m["leg"]),
+                             detail=detail)
+
+    async def _speak(self, request: web.Request, sid: str, render) -> web.Response | None:
+        """The TwiML `render` makes; None, after failing the attempt for good with
+        the reason, when it cannot be made (Twilio then gets a hang-up, not a 500)."""
+        twiml, problem = _rendered(render)
+        if problem is None:
+            return _xml(twiml)
+        await self.ctx.report(self._event(request, "failed", code=UNRENDERABLE, sid=sid, detail=problem))
+        return None
 
     async def answered(self, request: web.Request) -> web.Response:
         form = await self.twilio.verified_form(request)
@@ -107,9 +125,13 @@ class Voice(Channel):
             await self.ctx.report(self._event(request, "failed", permanent=False, code="machine",
                                               sid=form.get("CallSid", "")))
             return _xml(machine_twiml(message, slow=slow))
-        await self.ctx.report(self._event(request, "sent", sid=form.get("CallSid", "")))
         action = self.twilio.callback_url(f"/hooks/twilio/gather/{message.ref}?lang={message.language}&slow={int(slow)}")
-        return _xml(_report_silence(alert_twiml(message, gather_action=action, slow=slow)))
+        spoken = await self._speak(request, form.get("CallSid", ""),
+                                   lambda: _report_silence(alert_twiml(message, gather_action=action, slow=slow)))
+        if spoken is None:
+            return _hang_up()
+        await self.ctx.report(self._event(request, "sent", sid=form.get("CallSid", "")))
+        return spoken
 
     async def pressed(self, request: web.Request) -> web.Response:
         form = await self.twilio.verified_form(request)
@@ -120,13 +142,13 @@ class Voice(Channel):
         # They stayed to the prompt: the message reached a person.
         await self.ctx.report(self._event(request, "delivered", sid=sid))
         if not digits:
-            return _xml(str(VoiceResponse().hangup()))
+            return _hang_up()
         twiml, meaning = gather_twiml(message, digits, gather_action=action, slow=slow)
         if meaning and (meaning == "acknowledged" or meaning.startswith("response:")):
             code = meaning.split(":", 1)[1] if ":" in meaning else "1"
             await self.ctx.report(self._event(request, "acknowledged", code=code, sid=sid))
             return _xml(twiml)
-        return _xml(_report_silence(twiml))
+        return await self._speak(request, sid, lambda: _report_silence(twiml)) or _hang_up()
 
     async def call_status(self, request: web.Request) -> web.Response:
         form = await self.twilio.verified_form(request)
@@ -147,6 +169,23 @@ def _report_silence(twiml: str) -> str:
     if gathers:
         gathers[-1].set("actionOnEmptyResult", "true")
     return '<?xml version="1.0" encoding="UTF-8"?>' + ElementTree.tostring(root, encoding="unicode")
+
+
+def _rendered(render) -> tuple[str, str | None]:
+    """(the TwiML `render` makes, None), or ("", why) when it is not XML that
+    parses: text XML cannot carry, kept out at the API, must still end no call in a 500."""
+    try:
+        twiml = render()
+        ElementTree.fromstring(twiml.encode())
+    except (ElementTree.ParseError, ValueError) as e:
+        return "", f"the message cannot be spoken: {e}"[:200]
+    return twiml, None
+
+
+def _hang_up() -> web.Response:
+    response = VoiceResponse()
+    response.hangup()  # returns the <Hangup/> alone, which is no TwiML document
+    return _xml(str(response))
 
 
 def _xml(twiml: str) -> web.Response:
