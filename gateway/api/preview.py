@@ -83,10 +83,9 @@ async def _resident(state: dict, agency, body: dict) -> dict:
         return resident
     rid = body["resident_id"]
     resident = await state["engine"].registry.get(rid)
-    if resident is None:
-        raise invalid([{"field": "/resident_id", "detail": "no such resident"}])
-    if agency.districts and resident["district"] not in agency.districts:
-        raise invalid([{"field": "/resident_id", "detail": "lives outside your agency's area"}])
+    # One outside the agency's area is no more its to see than in /v1/residents.
+    if resident is None or not agency.holds(resident["district"], resident.get("location")):
+        raise invalid([{"field": "/resident_id", "detail": "no such resident in your agency's area"}])
     return resident
 
 

@@ -111,7 +111,7 @@ async def test_every_bad_field_is_named_as_problem_json(city):
     assert status == 422 and problem["errors"][0]["field"] == "/resident"
 
     status, _, problem = await preview(city, {"alert": HEAT, "resident_id": "nobody"})
-    assert status == 422 and problem["errors"] == [{"field": "/resident_id", "detail": "no such resident"}]
+    assert status == 422 and problem["errors"] == [{"field": "/resident_id", "detail": "no such resident in your agency's area"}]
 
     bad_number = {**GRANDMOTHER, "contacts": [{"type": "phone", "number": "0000", "handset": "landline"}]}
     status, _, problem = await preview(city, {"alert": HEAT, "resident": bad_number})
