@@ -12,7 +12,10 @@ out, chosen by the resident's needs:
 Every letter carries a QR code to the web version (Message.page_url), where
 the resident can read it again and press "I got this".  Fonts are found by
 family name through fontconfig: Korean, Chinese and Japanese need Debian's
-`fonts-noto-cjk`.
+`fonts-noto-cjk`. Without a named font for the letter's language (and for
+Korean, which every address here is in), `render` raises `MissingFont`
+rather than print whatever stand-in fontconfig offers, which may lack the
+glyphs and leave a large-print letter small or blank.
 
 The renderer fetches nothing: only `data:` URLs (the QR code) are allowed,
 so no text an agency wrote can make it read a file or call a server.
@@ -94,6 +97,45 @@ def strings(language: str) -> dict:
     raise FileNotFoundError("templates/mail/en.json")
 
 
+class MissingFont(RuntimeError):
+    """No font the letter names for a language is installed."""
+
+
+@functools.cache
+def installed(family: str) -> bool:
+    """Whether fontconfig, WeasyPrint's font finder, has this family itself
+    (it matches every name to some font; a stand-in does not count)."""
+    from weasyprint.text.ffi import ffi, fontconfig as fc
+
+    config = fc.FcInitLoadConfigAndFonts()
+    pattern = fc.FcPatternCreate()
+    try:
+        fc.FcPatternAddString(pattern, b"family", family.encode())
+        fc.FcConfigSubstitute(config, pattern, fc.FcMatchPattern)
+        fc.FcDefaultSubstitute(pattern)
+        match = fc.FcFontMatch(config, pattern, ffi.new("FcResult *"))
+        if match == ffi.NULL:
+            return False
+        name = ffi.new("FcChar8 **")
+        found = fc.FcPatternGetString(match, b"family", 0, name) == fc.FcResultMatch \
+            and ffi.string(name[0]).decode().casefold() == family.casefold()
+        fc.FcPatternDestroy(match)
+        return found
+    finally:
+        fc.FcPatternDestroy(pattern)
+        fc.FcConfigDestroy(config)
+
+
+def font_problem(language: str) -> str | None:
+    """Why letters in `language` cannot be printed as laid out, or None."""
+    for lang in dict.fromkeys([language, "ko"]):
+        families = re.findall(r'"([^"]+)"', strings(lang)["font"])
+        if not any(installed(f) for f in families):
+            return (f"no font for {lang} letters: none of {', '.join(families)} is installed "
+                    "(Debian: apt install fonts-noto-cjk)")
+    return None
+
+
 def html(message: Message, address: Address, layout: Layout, *, reference: str = "", return_address: str = "",
          today: datetime.date | None = None) -> str:
     """The letter as HTML, ready for WeasyPrint."""
@@ -111,10 +153,14 @@ def html(message: Message, address: Address, layout: Layout, *, reference: str =
 
 
 def render(message: Message, address: Address, layout: Layout, **kwargs) -> Letter:
-    """The letter as a PDF. CPU-bound (~0.1-0.3 s): call it in a thread."""
+    """The letter as a PDF. CPU-bound (~0.1-0.3 s): call it in a thread.
+    Raises MissingFont when its language's fonts are not installed."""
     import weasyprint
     from weasyprint.urls import URLFetcher
 
+    problem = font_problem(message.language)
+    if problem:
+        raise MissingFont(problem)
     source = html(message, address, layout, **kwargs)
     fetcher = URLFetcher(allowed_protocols={"data"})
     with _RENDER:

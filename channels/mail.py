@@ -92,7 +92,12 @@ class Mail(Channel):
     async def send(self, message: Message, recipient) -> Outcome:
         contact = recipient.contact
         letter_id = letter_id_for(message.ref, self.settings.lookup_key)
-        letter = await self._render(message, recipient, letter_id)
+        try:
+            letter = await self._render(message, recipient, letter_id)
+        except letters.MissingFont as e:
+            # Loud, and tried again after the back-off: installing the font fixes it.
+            log.error("letter %s not printed: %s", letter_id, e)
+            return Outcome("failed", NAME, error_code="no_font", permanent=False, detail=str(e)[:200])
         pending = PendingLetter(
             letter_id=letter_id, ref=message.ref, resident_ref=recipient.resident_id,
             postcode=contact.get("postcode", ""), address_line1=(contact.get("lines") or [""])[0],
@@ -103,7 +108,11 @@ class Mail(Channel):
 
     async def preview(self, message: Message, recipient) -> dict:
         """The letter is laid out for real (its pages are what posting costs), then dropped."""
-        letter = await self._render(message, recipient, "PREVIEW")
+        try:
+            letter = await self._render(message, recipient, "PREVIEW")
+        except letters.MissingFont as e:
+            return {"layout": letters.Layout.for_needs(recipient.needs).name, "language": message.language,
+                    "problem": str(e)}
         return {"layout": letter.layout, "pages": letter.pages, "language": message.language,
                 "pdf_bytes": len(letter.pdf)}
 

@@ -17,13 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from channels.base import Message
-from channels.letters import Address, Layout, html
+from channels.letters import Address, Layout, html, render
 from channels.push import fcm_message, notification
 from channels.sms_text import render_sms
 from channels.voice_script import alert_twiml, gather_twiml, machine_twiml
 from gateway.cap import CapError, emit_cap, parse_cap
 from gateway.problems import field_errors
 from gateway.schemas import ALERT, RESIDENT, UNSENDABLE
+from tests.letter_fonts import needs_letter_fonts
 
 LANGUAGES = ["ko", "en", "zh", "ja", "vi"]
 UNSENDABLE_RE = re.compile(f"[{UNSENDABLE}]")
@@ -122,3 +123,16 @@ def test_cap_in_refuses_a_c1_control_that_xml_lets_through():
         parse_cap(bad)
     problems = orjson.dumps(caught.value.problems).decode() if hasattr(caught.value, "problems") else str(caught.value)
     assert "description" in problems and "U+0085" in problems
+
+
+@needs_letter_fonts
+@pytest.mark.parametrize("language, body", [
+    ("ko", "하천이\t범람합니다.\r\n\u2028높은 곳으로 </p><script>대피</script> & ]]>"),
+    ("en", "\u202eevif\u202c 🌊 Flood\u00a0warning\u200b. " * 20),
+    ("zh", "河水上涨。\n\n\n请撤离！" + "\u0301" * 30),
+])
+def test_a_few_accepted_texts_print_as_letters(language, body):
+    doc = alert(language, "경보", body, "\t", "Flood")
+    assert field_errors(ALERT, doc) == []
+    letter = render(message(doc, language), Address("김민지", ("세종대로 209",), "03151"), Layout(large_print=True))
+    assert letter.pdf.startswith(b"%PDF") and letter.pages >= 1

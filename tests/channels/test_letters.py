@@ -12,8 +12,10 @@ import pytest
 
 from channels.base import Message
 from channels.letters import Address, Layout, html, render, sentences
+from tests.letter_fonts import needs_letter_fonts
 
-pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+pytestmark = [pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)"),
+              needs_letter_fonts]
 
 BODY = "오늘 낮 기온이 38도까지 오릅니다. 한낮 야외 활동을 피하세요."
 INSTRUCTION = "물을 자주 드세요. 가까운 무더위 쉼터를 이용하세요."

@@ -19,6 +19,7 @@ from channels.printhouse import (
     read_answer,
 )
 from gateway import keys
+from tests.letter_fonts import require_letter_fonts
 from gateway.config import Settings
 from simulator.behaviour import Behaviour
 from simulator.printhouse import PrintHouse, check
@@ -35,6 +36,7 @@ class Post:
     """The channel in a stand-in gateway that writes down what it is told."""
 
     def __init__(self, tmp_path: Path, redis, **settings):
+        require_letter_fonts()
         self.events = []
         self.settings = Settings(data_dir=tmp_path / "data", printhouse=str(tmp_path / "printhouse"),
                                  lookup_key=b"k" * 32, mail_urgent_every_s=0, **settings)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from gateway.api.http import STATE
+from tests.letter_fonts import needs_letter_fonts
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_letter_fonts]  # some residents have only paper mail
 
 # Short, but with room for a loaded two-core machine: a callback processed after
 # the deadline is late by design and moves nothing.

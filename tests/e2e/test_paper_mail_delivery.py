@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.letter_fonts import needs_letter_fonts
+
+pytestmark = [pytest.mark.e2e, needs_letter_fonts]
 
 TIMEOUTS = {"push": 5, "sms": 5, "voice": 5, "mail": 30}
 HOME = ("03151", "세종대로 209, 101동 1203호")

@@ -8,6 +8,7 @@ from openapi_spec_validator import validate
 
 from gateway import keys
 from gateway.agencies import create_agency
+from tests.letter_fonts import needs_letter_fonts
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +71,7 @@ async def test_an_english_smartphone_resident_gets_a_gsm_sms_with_the_link(city)
     assert f"{city.api}/m/" in sms["text"]
 
 
+@needs_letter_fonts
 async def test_an_app_user_sees_the_push_notification_and_the_large_print_letter_that_would_follow(city):
     resident = {"name": "Maria Santos", "languages": ["en"], "district": "11110", "needs": ["low_vision"],
                 "contacts": [{"type": "fcm", "token": "fcm:maria:APA91b-sim-token-0123456789"},
