@@ -1,6 +1,6 @@
 """The fallback rules: which channels, to which contact point, in what order.
 
-DESIGN.md, "Plan rules", in code:
+docs/design.md, "Plans", in code:
 - order app push -> SMS -> voice -> paper mail;
 - `blind` puts voice before SMS; `deaf` drops voice;
 - a feature phone gets no push, a landline gets voice only (the channels say

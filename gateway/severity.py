@@ -7,7 +7,7 @@ README. The first row that matches the alert wins.
 Why the rows are what they are:
 - Extreme and Severe threaten life: the resident must act, so only an
   acknowledgement closes the delivery, quiet hours are ignored, and no
-  consent to non-emergency alerts is needed (DESIGN.md, "Confirmation").
+  consent to non-emergency alerts is needed (docs/design.md, "Confirmation").
 - Extreme starts app push and SMS together: voice networks saturate in a
   crisis and text goes first.
 - Extreme/Immediate leaves paper mail out: a letter takes days, long after

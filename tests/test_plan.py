@@ -1,4 +1,4 @@
-"""The fallback rules of DESIGN.md, one resident profile at a time (pure logic)."""
+"""The fallback rules of docs/design.md, one resident profile at a time (pure logic)."""
 
 from gateway.plan import (
     ChannelSpec,
