@@ -23,6 +23,7 @@ from gateway.geo import (
     audience_problems,
     circle_points,
     residents_in_areas,
+    ring_problem,
 )
 from gateway.registry import Registry
 
@@ -190,6 +191,12 @@ async def test_drills_reach_only_volunteers_in_the_index(redis, stored):
 # An agency's area ---------------------------------------------------------------------
 
 
+def test_a_polygon_beyond_the_latitudes_redis_maps_is_refused_for_agencies_and_alerts():
+    polar = [[84.0, 0.0], [89.0, 0.0], [89.0, 10.0], [84.0, 0.0]]
+    assert "85.05112878" in ring_problem(polar)
+    assert ring_problem([[37.5, 126.9], [37.6, 126.9], [37.6, 127.0], [37.5, 126.9]]) is None
+
+
 def test_an_agency_polygon_covers_what_is_inside_it_and_not_what_crosses_it():
     area = AgencyArea(polygons=(tuple(map(tuple, HEAT_POLYGON)),))
     inner = Shape.of(0, {"circle": {"lat": 37.575, "lon": 126.99, "radius_km": 0.5}})
@@ -206,3 +213,8 @@ def test_an_agency_holds_residents_of_its_districts_and_inside_its_polygons():
     lat = np.array([37.57, 37.50, 37.65, np.nan])
     lon = np.array([126.98, 127.05, 127.20, np.nan])
     assert list(area.holds(district, codes, lat, lon)) == [True, True, False, False]
+    # One resident at a time, as the residents API asks: the same answers.
+    homes = [("11110", {"lat": 37.57, "lon": 126.98}), ("11680", {"lat": 37.50, "lon": 127.05}),
+             ("11110", {"lat": 37.65, "lon": 127.20}), ("11110", None)]
+    assert [area.holds_home(d, loc) for d, loc in homes] == [True, True, False, False]
+    assert AgencyArea().holds_home("11110", None)  # a city-wide agency holds everyone

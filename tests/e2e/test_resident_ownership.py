@@ -136,3 +136,18 @@ async def test_an_alert_area_beyond_the_maps_latitudes_is_named_not_a_server_err
     status, _, body = await call(city, "POST", "/v1/alerts", json=alert)
     assert status == 422 and "/audience/areas/0" in orjson.dumps(body).decode()
     assert await city.redis.zcard(keys.ALERTS) == 0
+
+
+@pytest.mark.parametrize("outsider", ["jung", "fire"])
+async def test_another_agency_can_neither_import_over_nor_preview_a_resident_outside_its_area(city, town, outsider):
+    line = orjson.dumps({"id": "jongno-1", **resident("11110", JONGNO_HOME, "someone else")})
+    status, _, body = await call(city, "POST", "/v1/residents/import", key=town[outsider], data=line,
+                                 headers={"Content-Type": "application/x-ndjson"})
+    assert status == 422 and body["errors"][0]["field"] == "line 1: /id"
+    assert (await stored(city, "jongno-1"))["name"] == "박영자"
+    alert = {"event": "Heat", "severity": "Minor", "content": {"ko": {"headline": "폭염", "body": "물을 드세요."}}}
+    _, _, elsewhere = await call(city, "POST", "/v1/alerts/preview", key=town[outsider],
+                                 json={"alert": alert, "resident_id": "jongno-1"})
+    _, _, unknown = await call(city, "POST", "/v1/alerts/preview", key=town[outsider],
+                               json={"alert": alert, "resident_id": "nobody"})
+    assert elsewhere["status"] == 422 and elsewhere == unknown
