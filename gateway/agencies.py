@@ -44,16 +44,16 @@ class Agency:
         """A resident whose home is here is the agency's to read, replace and erase."""
         return self.area().holds_home(district, location)
 
-    def outside_problems(self, resident: dict, prefix: str = "") -> list[dict]:
+    def outside_problems(self, resident: dict) -> list[dict]:
         """Why a resident given to this agency lives outside its area: each field, or none."""
         if self.holds(resident["district"], resident.get("location")):
             return []
         errors = []
         if self.districts:
-            errors.append({"field": f"{prefix}/district",
+            errors.append({"field": "/district",
                            "detail": f"outside your agency's districts ({', '.join(sorted(self.districts))})"})
         if self.areas:
-            errors.append({"field": f"{prefix}/location",
+            errors.append({"field": "/location",
                            "detail": "outside your agency's polygons" if "location" in resident
                            else "missing: your agency's area is drawn as polygons; give the home's point"})
         return errors
