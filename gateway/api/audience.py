@@ -91,6 +91,9 @@ async def stop_index(app: web.Application) -> None:
 # What an agency may target ------------------------------------------------------------
 
 
+NO_SUCH_RESIDENT = "no such resident in your agency's area"
+
+
 async def checked_alert(app: web.Application, agency: Agency, doc) -> dict:
     """The alert, valid and inside the agency's area, or a 422 naming every bad field."""
     doc = validate(doc)
@@ -106,7 +109,7 @@ async def check_area(app: web.Application, agency: Agency, audience: dict) -> li
     errors = []
     if audience.get("residents"):
         for i in await unknown_residents(redis, audience["residents"]):
-            errors.append({"field": f"/audience/residents/{i}", "detail": "no such resident"})
+            errors.append({"field": f"/audience/residents/{i}", "detail": NO_SUCH_RESIDENT})
     area = agency.area()
     if not area.limited:
         return errors
@@ -146,7 +149,8 @@ async def check_area(app: web.Application, agency: Agency, audience: dict) -> li
         for i, rid in enumerate(audience["residents"]):
             pos = snap.positions.get(rid)
             if pos is not None and pos < len(inside) and not inside[pos]:
-                errors.append({"field": f"/audience/residents/{i}", "detail": "lives outside your agency's area"})
+                # Said as of an unknown id: a resident outside is not the agency's to know of.
+                errors.append({"field": f"/audience/residents/{i}", "detail": NO_SUCH_RESIDENT})
     return errors
 
 

@@ -78,7 +78,7 @@ async def test_same_idempotency_key_and_body_return_the_same_alert_and_another_b
 
 async def test_unknown_resident_in_the_audience_is_named(city):
     status, _, body = await call(city, "POST", "/v1/alerts", json={**ALERT, "audience": {"residents": ["nobody"]}})
-    assert status == 422 and body["errors"] == [{"field": "/audience/residents/0", "detail": "no such resident"}]
+    assert status == 422 and body["errors"] == [{"field": "/audience/residents/0", "detail": "no such resident in your agency's area"}]
 
 
 async def test_an_agency_sees_only_its_own_alerts(city):

@@ -151,3 +151,13 @@ async def test_another_agency_can_neither_import_over_nor_preview_a_resident_out
     _, _, unknown = await call(city, "POST", "/v1/alerts/preview", key=town[outsider],
                                json={"alert": alert, "resident_id": "nobody"})
     assert elsewhere["status"] == 422 and elsewhere == unknown
+
+
+async def test_an_alert_naming_a_resident_outside_the_area_hears_what_an_unknown_id_hears(city, town):
+    alert = {"event": "Welfare check", "severity": "Minor",
+             "content": {"ko": {"headline": "안부 확인", "body": "괜찮으신가요?"}}}
+    _, _, elsewhere = await call(city, "POST", "/v1/alerts", key=town["jung"],
+                                 json={**alert, "audience": {"residents": ["jongno-1"]}})
+    _, _, unknown = await call(city, "POST", "/v1/alerts", key=town["jung"],
+                               json={**alert, "audience": {"residents": ["nobody"]}})
+    assert elsewhere["status"] == 422 and elsewhere["errors"] == unknown["errors"]
