@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from gateway import keys
+from gateway.crypto import Vault
 from gateway.transitions import TERMINAL
 
 from . import letters
@@ -43,7 +44,6 @@ from .printhouse import (
     PendingLetter,
     Tray,
     batch_due,
-    batch_files,
     batch_of,
     open_drop_box,
     read_answer,
@@ -84,7 +84,7 @@ class Mail(Channel):
         super().__init__(ctx)
         self.settings = ctx.settings
         self.root = Path(ctx.settings.data_dir) / "mail"
-        self.tray = Tray(self.root)
+        self.tray = Tray(self.root, Vault.of(ctx.settings))
 
     def available(self) -> bool:
         return bool(self.settings.printhouse)
@@ -187,7 +187,7 @@ class Mail(Channel):
         if not (folder / HANDED_OVER).exists():
             ids = [letter.letter_id for letter in batch]
             await self.ctx.redis.set(batch_key(batch_id), orjson.dumps(ids), ex=LETTER_TTL_S)
-            await box.hand_over(batch_id, batch_files(folder))
+            await box.hand_over(batch_id, self.tray.batch_files(folder, batch))
             (folder / HANDED_OVER).touch()
             log.info("batch %s with %d letters handed to the print house", batch_id, len(batch))
         for letter in batch:
