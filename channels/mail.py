@@ -147,6 +147,18 @@ class Mail(Channel):
             if mine:
                 await self.ctx.redis.eval(_RELEASE, 1, BATCHER_LOCK, token)
 
+    async def reseal_tray(self, wait_s: float = 300.0) -> int:
+        """Waiting letters sealed again with the current key (`gateway keys reseal`),
+        between two rounds of the batcher; returns the files re-sealed."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            async with self._batcher() as mine:
+                if mine:
+                    return await asyncio.to_thread(self.tray.reseal)
+            if time.monotonic() > deadline:
+                raise TimeoutError("the mail batcher kept its lock; run `gateway keys reseal` again")
+            await asyncio.sleep(1.0)
+
     async def close_batches(self, box: DropBox) -> list[str]:
         """Hand over what is due; returns the batch ids handed over."""
         done = []

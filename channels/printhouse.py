@@ -189,6 +189,17 @@ class Tray:
             out.append((folder.name, folder, sorted(self._letters(folder), key=lambda letter: letter.letter_id)))
         return out
 
+    def reseal(self) -> int:
+        """Seal every waiting letter again with the current key; returns how many files
+        needed it.  Only while holding the batcher's lock: nobody moves them meanwhile."""
+        resealed = 0
+        for folder in (self.pending, *(self.batches.iterdir() if self.batches.is_dir() else ())):
+            for path in folder.glob(f"*{SEALED}") if folder.is_dir() else ():
+                if not path.name.startswith(".") and not self.vault.is_current(path.read_bytes()):
+                    self._seal(path, self.open(path))
+                    resealed += 1
+        return resealed
+
     def batch_files(self, folder: Path, letters: list[PendingLetter]) -> Iterator[tuple[str, bytes]]:
         """What goes to the print house, opened one file at a time: the manifest, then the PDFs."""
         yield "manifest.csv", manifest(letters)

@@ -246,30 +246,37 @@ def keys_new() -> None:
 @contact_keys.command("reseal")
 @click.option("--page", type=int, default=500, show_default=True, help="Residents per round trip.")
 def keys_reseal(page: int) -> None:
-    """Re-seal every resident's contact data with the current key. Safe while
-    the gateway runs, and to stop and run again; then the old keys can go."""
+    """Re-seal every resident's contact data, and the letters waiting in the
+    mail tray, with the current key. Safe while the gateway runs, and to stop
+    and run again; once it has run, the old keys can go."""
     settings = _settings()
-    resealed, total = asyncio.run(reseal(settings, page))
-    console.print(f"re-sealed {resealed} of {total} residents; all now under key "
+    resealed, total, letters = asyncio.run(reseal(settings, page))
+    console.print(f"re-sealed {resealed} of {total} residents and {letters} mail tray files; all now under key "
                   f"{Vault.of(settings).current_key_id.hex()}")
 
 
-async def reseal(settings: Settings, page: int = 500, redis=None) -> tuple[int, int]:
-    """(residents re-sealed, residents seen)."""
+async def reseal(settings: Settings, page: int = 500, redis=None) -> tuple[int, int, int]:
+    """(residents re-sealed, residents seen, mail tray files re-sealed)."""
     if redis is None:
         async with _redis(settings) as redis:
             return await reseal(settings, page, redis)
+    from channels.base import ChannelContext
+    from channels.mail import Mail
+
     from .registry import Registry, every_resident_id
 
     registry = Registry(redis, Vault.of(settings))
     with _progress() as progress:
         rids = await every_resident_id(redis)
-        task = progress.add_task("re-sealing", total=len(rids))
+        task = progress.add_task("re-sealing residents", total=len(rids))
         resealed = 0
         for i in range(0, len(rids), page):
             resealed += await registry.reseal(await registry.sealed_with_old_keys(rids[i:i + page]))
             progress.advance(task, len(rids[i:i + page]))
-    return resealed, len(rids)
+        progress.add_task("re-sealing the mail tray", total=None)
+        mail = Mail(ChannelContext(settings=settings, report=None, compose=None, redis=redis))
+        letters = await mail.reseal_tray()
+    return resealed, len(rids), letters
 
 
 @main.group()

@@ -39,7 +39,7 @@ class Post:
     def __init__(self, tmp_path: Path, redis, **settings):
         self.events = []
         self.settings = Settings(data_dir=tmp_path / "data", printhouse=str(tmp_path / "printhouse"),
-                                 contact_key=b"c" * 32, lookup_key=b"k" * 32, mail_urgent_every_s=0, **settings)
+                                 lookup_key=b"k" * 32, mail_urgent_every_s=0, **{"contact_key": b"c" * 32, **settings})
 
         async def report(event):
             self.events.append(event)
@@ -149,6 +149,20 @@ async def test_letters_an_older_version_left_in_clear_are_sealed_and_still_poste
     [batch_id] = await post.mail.close_batches(post.box)
     letters, problems = check(Path(post.settings.printhouse) / "inbox" / batch_id)
     assert problems == [] and [x.sha256 for x in letters] == [letter.sha256]
+
+
+async def test_letters_waiting_through_a_key_rotation_go_out_after_the_old_key_is_dropped(tmp_path, redis):
+    before = Post(tmp_path, redis, contact_key=b"o" * 32)
+    await before.letter("r1", HOME)
+    await before.letter("r2", MOVED_AWAY)
+    await asyncio.to_thread(before.mail.tray.take, before.mail.tray.waiting()[:1])  # one batch not yet handed over
+    rotated = Post(tmp_path, redis, contact_key=b"n" * 32, contact_keys_old=(b"o" * 32,))
+    assert await rotated.mail.reseal_tray() == 4
+    assert await rotated.mail.reseal_tray() == 0
+    after = Post(tmp_path, redis, contact_key=b"n" * 32)
+    batches = await after.mail.close_batches(after.box)
+    letters = [x for b in batches for x in check(Path(after.settings.printhouse) / "inbox" / b)[0]]
+    assert sorted(x.resident_ref for x in letters) == ["r1", "r2"]
 
 
 async def test_the_same_send_twice_makes_one_letter_not_two(tmp_path, redis):
