@@ -42,6 +42,8 @@ from zoneinfo import ZoneInfo
 import orjson
 from cryptography.exceptions import InvalidTag
 
+log = logging.getLogger("channels.printhouse")
+
 NAME = "printhouse"
 MANIFEST_COLUMNS = ["letter_id", "resident_ref", "postcode", "address_line1", "pages", "pdf_file", "sha256"]
 RESPONSE_SUFFIX, REJECTED_SUFFIX = ".response.csv", ".rejected.csv"
@@ -89,9 +91,6 @@ def _write(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(partial, path)
-
-
-log = logging.getLogger("channels.printhouse")
 
 
 class Tray:

@@ -273,9 +273,10 @@ async def reseal(settings: Settings, page: int = 500, redis=None) -> tuple[int, 
         for i in range(0, len(rids), page):
             resealed += await registry.reseal(await registry.sealed_with_old_keys(rids[i:i + page]))
             progress.advance(task, len(rids[i:i + page]))
-        progress.add_task("re-sealing the mail tray", total=None)
+        task = progress.add_task("re-sealing the mail tray", total=None)
         mail = Mail(ChannelContext(settings=settings, report=None, compose=None, redis=redis))
         letters = await mail.reseal_tray()
+        progress.update(task, total=letters, completed=letters)
     return resealed, len(rids), letters
 
 
