@@ -160,7 +160,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
     redis_server = EmbeddedRedis(data).start()
     redis = connect(redis_server.url)
     residents, _ = city(args.residents, data)
-    vault = Vault(settings.contact_key, settings.lookup_key)
+    vault = Vault.of(settings)
     t = time.perf_counter()
     registry = Registry(redis, vault)
     checked = check_import((i, r) for i, r in enumerate(residents))

@@ -10,7 +10,9 @@ out, chosen by the resident's needs:
   steps, a big QR code.
 
 Every letter carries a QR code to the web version (Message.page_url), where
-the resident can read it again and press "I got this".  Fonts are found by
+the resident can read it again and press "I got this".  The PDF is PDF/UA-1:
+tagged in reading order, with the letter's language and title and the QR
+code described in words, so a screen reader can read it aloud.  Fonts are found by
 family name through fontconfig: Korean, Chinese and Japanese need Debian's
 `fonts-noto-cjk`. Without a named font for the letter's language (and for
 Korean, which every address here is in), `render` raises `MissingFont`
@@ -165,7 +167,9 @@ def render(message: Message, address: Address, layout: Layout, **kwargs) -> Lett
     fetcher = URLFetcher(allowed_protocols={"data"})
     with _RENDER:
         document = weasyprint.HTML(string=source, base_url=str(TEMPLATES_DIR / "mail"), url_fetcher=fetcher).render()
-        pdf = document.write_pdf()
+        # PDF/UA-1: tagged, in reading order, with its language and title, for
+        # residents who have the letter read to them from a scan or an e-mail.
+        pdf = document.write_pdf(pdf_variant="pdf/ua-1")
     return Letter(pdf, len(document.pages), layout.name)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from gateway import keys
+from gateway.crypto import Vault
 from gateway.transitions import TERMINAL
 
 from . import letters
@@ -43,7 +44,6 @@ from .printhouse import (
     PendingLetter,
     Tray,
     batch_due,
-    batch_files,
     batch_of,
     open_drop_box,
     read_answer,
@@ -84,7 +84,7 @@ class Mail(Channel):
         super().__init__(ctx)
         self.settings = ctx.settings
         self.root = Path(ctx.settings.data_dir) / "mail"
-        self.tray = Tray(self.root)
+        self.tray = Tray(self.root, Vault.of(ctx.settings))
 
     def available(self) -> bool:
         return bool(self.settings.printhouse)
@@ -156,6 +156,18 @@ class Mail(Channel):
             if mine:
                 await self.ctx.redis.eval(_RELEASE, 1, BATCHER_LOCK, token)
 
+    async def reseal_tray(self, wait_s: float = 300.0) -> int:
+        """Waiting letters sealed again with the current key (`gateway keys reseal`),
+        between two rounds of the batcher; returns the files re-sealed."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            async with self._batcher() as mine:
+                if mine:
+                    return await asyncio.to_thread(self.tray.reseal)
+            if time.monotonic() > deadline:
+                raise TimeoutError("the mail batcher kept its lock; run `gateway keys reseal` again")
+            await asyncio.sleep(1.0)
+
     async def close_batches(self, box: DropBox) -> list[str]:
         """Hand over what is due; returns the batch ids handed over."""
         done = []
@@ -196,7 +208,7 @@ class Mail(Channel):
         if not (folder / HANDED_OVER).exists():
             ids = [letter.letter_id for letter in batch]
             await self.ctx.redis.set(batch_key(batch_id), orjson.dumps(ids), ex=LETTER_TTL_S)
-            await box.hand_over(batch_id, batch_files(folder))
+            await box.hand_over(batch_id, self.tray.batch_files(folder, batch))
             (folder / HANDED_OVER).touch()
             log.info("batch %s with %d letters handed to the print house", batch_id, len(batch))
         for letter in batch:

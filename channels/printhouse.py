@@ -16,6 +16,10 @@ key `GATEWAY_PRINTHOUSE_SSH_KEY`, host keys `GATEWAY_PRINTHOUSE_KNOWN_HOSTS`).
 Letters wait in a tray on disk (`<data dir>/mail/`) between the worker that
 renders them and the batcher in the API process; the tray must be on storage
 both see.  Every file is written aside and renamed, so no reader sees half.
+Every file in the tray is sealed with the contact-data key (gateway/crypto.py,
+bound to the file's name): PDFs and letter descriptions name and address the
+resident.  They are opened only as a batch is handed over, straight into the
+drop box, which gets them in clear as a print house needs them.
 """
 
 from __future__ import annotations
@@ -25,21 +29,25 @@ import csv
 import datetime
 import hashlib
 import io
+import logging
 import os
 import secrets
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import orjson
+from cryptography.exceptions import InvalidTag
+
+log = logging.getLogger("channels.printhouse")
 
 NAME = "printhouse"
 MANIFEST_COLUMNS = ["letter_id", "resident_ref", "postcode", "address_line1", "pages", "pdf_file", "sha256"]
 RESPONSE_SUFFIX, REJECTED_SUFFIX = ".response.csv", ".rejected.csv"
+SEALED = ".sealed"
 # Left in a batch folder of ours once the print house has it.
 HANDED_OVER = "HANDED_OVER"
 
@@ -60,6 +68,11 @@ class PendingLetter:
     @property
     def pdf_file(self) -> str:
         return f"{self.letter_id}.pdf"
+
+    @property
+    def files(self) -> tuple[str, str]:
+        """Its two files in the tray: the description first, the PDF second."""
+        return f"{self.letter_id}.json{SEALED}", f"{self.pdf_file}{SEALED}"
 
 
 @dataclass(frozen=True)
@@ -83,39 +96,70 @@ def _write(path: Path, data: bytes) -> None:
 class Tray:
     """Letters rendered and waiting for a batch, and batches not yet handed over."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, vault):
         self.pending = Path(root) / "pending"
         self.batches = Path(root) / "batches"
+        self.vault = vault
 
     def _ready(self) -> None:
         for folder in (self.pending, self.batches):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    def _seal(self, path: Path, data: bytes) -> None:
+        _write(path, self.vault.seal_bytes(data, bound_to=f"mail tray:{path.name}"))
+
+    def open(self, path: Path) -> bytes:
+        """A tray file in clear. Bound to its name, so no file can stand in for another."""
+        return self.vault.open_bytes(path.read_bytes(), bound_to=f"mail tray:{path.name}")
+
     def put(self, letter: PendingLetter, pdf: bytes) -> None:
         """The PDF first, then its description: a letter without one is not there yet."""
         self._ready()
-        _write(self.pending / letter.pdf_file, pdf)
-        _write(self.pending / f"{letter.letter_id}.json", orjson.dumps(asdict(letter)))
+        meta, pdf_file = letter.files
+        self._seal(self.pending / pdf_file, pdf)
+        self._seal(self.pending / meta, orjson.dumps(asdict(letter)))
+
+    def _seal_unsealed(self, folder: Path) -> None:
+        """Letters an older gateway left in clear (`<id>.json`, `<id>.pdf`, a
+        batch's `manifest.csv`) are sealed where they lie, PDF first."""
+        for meta in folder.glob("*.json"):
+            if meta.name.startswith("."):
+                continue
+            try:
+                letter = PendingLetter(**orjson.loads(meta.read_bytes()))
+                self._seal(folder / letter.files[1], (folder / letter.pdf_file).read_bytes())
+                self._seal(folder / letter.files[0], meta.read_bytes())
+            except (OSError, orjson.JSONDecodeError, TypeError):
+                continue  # being sealed or taken by another process right now
+            (folder / letter.pdf_file).unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+        (folder / "manifest.csv").unlink(missing_ok=True)  # made again at hand-over
+
+    def _letters(self, folder: Path) -> list[PendingLetter]:
+        self._seal_unsealed(folder)
+        out = []
+        for meta in folder.glob(f"*.json{SEALED}"):
+            if meta.name.startswith("."):
+                continue
+            try:
+                out.append(PendingLetter(**orjson.loads(self.open(meta))))
+            except (OSError, orjson.JSONDecodeError, TypeError):
+                continue  # taken by another batcher a moment ago
+            except InvalidTag:
+                log.error("%s is sealed with a key no longer configured (GATEWAY_CONTACT_KEYS_OLD)", meta)
+        return out
 
     def waiting(self) -> list[PendingLetter]:
         if not self.pending.is_dir():
             return []
-        out = []
-        for meta in self.pending.glob("*.json"):
-            if meta.name.startswith("."):
-                continue
-            try:
-                out.append(PendingLetter(**orjson.loads(meta.read_bytes())))
-            except (OSError, orjson.JSONDecodeError, TypeError):
-                continue  # taken by another batcher a moment ago
-        return sorted(out, key=lambda letter: letter.queued_at)
+        return sorted(self._letters(self.pending), key=lambda letter: letter.queued_at)
 
     def drop(self, letter: PendingLetter) -> None:
-        for name in (f"{letter.letter_id}.json", letter.pdf_file):
+        for name in letter.files:
             (self.pending / name).unlink(missing_ok=True)
 
     def take(self, letters: list[PendingLetter]) -> tuple[str, Path, list[PendingLetter]]:
-        """Move letters into a new batch folder with its manifest; returns the letters it got."""
+        """Move letters into a new batch folder; returns the letters it got."""
         self._ready()
         now = datetime.datetime.now(datetime.timezone.utc)
         batch_id = f"B{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
@@ -123,13 +167,13 @@ class Tray:
         folder.mkdir(mode=0o700)
         taken = []
         for letter in letters:
+            meta, pdf_file = letter.files
             try:  # a rename is the claim: two batchers never take one letter
-                os.rename(self.pending / f"{letter.letter_id}.json", folder / f"{letter.letter_id}.json")
+                os.rename(self.pending / meta, folder / meta)
             except FileNotFoundError:
                 continue
-            os.rename(self.pending / letter.pdf_file, folder / letter.pdf_file)
+            os.rename(self.pending / pdf_file, folder / pdf_file)
             taken.append(letter)
-        _write(folder / "manifest.csv", manifest(taken))
         os.rename(folder, self.batches / batch_id)
         return batch_id, self.batches / batch_id, taken
 
@@ -141,9 +185,25 @@ class Tray:
         for folder in sorted(self.batches.iterdir()):
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
-            letters = [PendingLetter(**orjson.loads(p.read_bytes())) for p in sorted(folder.glob("*.json"))]
-            out.append((folder.name, folder, letters))
+            out.append((folder.name, folder, sorted(self._letters(folder), key=lambda letter: letter.letter_id)))
         return out
+
+    def reseal(self) -> int:
+        """Seal every waiting letter again with the current key; returns how many files
+        needed it.  Only while holding the batcher's lock: nobody moves them meanwhile."""
+        resealed = 0
+        for folder in (self.pending, *(self.batches.iterdir() if self.batches.is_dir() else ())):
+            for path in folder.glob(f"*{SEALED}") if folder.is_dir() else ():
+                if not path.name.startswith(".") and not self.vault.is_current(path.read_bytes()):
+                    self._seal(path, self.open(path))
+                    resealed += 1
+        return resealed
+
+    def batch_files(self, folder: Path, letters: list[PendingLetter]) -> Iterator[tuple[str, bytes]]:
+        """What goes to the print house, opened one file at a time: the manifest, then the PDFs."""
+        yield "manifest.csv", manifest(letters)
+        for letter in letters:
+            yield letter.pdf_file, self.open(folder / letter.files[1])
 
 
 def manifest(letters: list[PendingLetter]) -> bytes:
@@ -153,11 +213,6 @@ def manifest(letters: list[PendingLetter]) -> bytes:
     for x in letters:
         writer.writerow([x.letter_id, x.resident_ref, x.postcode, x.address_line1, x.pages, x.pdf_file, x.sha256])
     return out.getvalue().encode("utf-8")
-
-
-def batch_files(folder: Path) -> list[Path]:
-    """What goes to the print house: the manifest and the PDFs, not our notes."""
-    return [folder / "manifest.csv", *sorted(folder.glob("*.pdf"))]
 
 
 def last_cutoff(now: float, cutoff: str, tz: str) -> float:
@@ -219,7 +274,8 @@ def is_answer(name: str) -> bool:
 
 
 class DropBox(Protocol):
-    async def hand_over(self, batch_id: str, files: list[Path]) -> None: ...
+    async def hand_over(self, batch_id: str, files: Iterator[tuple[str, bytes]]) -> None:
+        """Write each (name, content) into the batch's folder, then `READY`."""
     async def answers(self) -> list[str]: ...
     async def fetch(self, name: str) -> bytes: ...
     async def remove(self, name: str) -> None: ...
@@ -233,14 +289,14 @@ class FolderDropBox:
         self.root = Path(root)
         self.inbox, self.outbox = self.root / "inbox", self.root / "outbox"
 
-    async def hand_over(self, batch_id: str, files: list[Path]) -> None:
+    async def hand_over(self, batch_id: str, files: Iterator[tuple[str, bytes]]) -> None:
         await asyncio.to_thread(self._copy, batch_id, files)
 
-    def _copy(self, batch_id: str, files: list[Path]) -> None:
+    def _copy(self, batch_id: str, files: Iterator[tuple[str, bytes]]) -> None:
         target = self.inbox / batch_id
         target.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copyfile(f, target / f.name)
+        for name, content in files:
+            (target / name).write_bytes(content)
         (target / "READY").touch()
 
     async def answers(self) -> list[str]:
@@ -292,12 +348,16 @@ class SftpDropBox:
             await self.close()  # reconnect on the next call
             raise
 
-    async def hand_over(self, batch_id: str, files: list[Path]) -> None:
+    async def hand_over(self, batch_id: str, files: Iterator[tuple[str, bytes]]) -> None:
         target = f"{self.root}/inbox/{batch_id}"
 
         async def go(sftp):
             await sftp.makedirs(target, exist_ok=True)
-            await sftp.put([str(f) for f in files], target)
+            # Opened (read and decrypted) one at a time, off the event loop.
+            while (file := await asyncio.to_thread(next, files, None)) is not None:
+                name, content = file
+                async with sftp.open(f"{target}/{name}", "wb") as f:
+                    await f.write(content)
             async with sftp.open(f"{target}/READY", "wb"):
                 pass
 

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from .config import Settings
+from .crypto import Vault
 from .store import connect
 
 console = Console(stderr=True)
@@ -193,14 +194,13 @@ async def import_file(settings: Settings, file: Path, fmt: str, redis=None) -> i
     if redis is None:
         async with _redis(settings) as redis:
             return await import_file(settings, file, fmt, redis)
-    from .crypto import Vault
     from .registry import Registry, check_import, parse_import
 
     with _progress() as progress:
         task = progress.add_task("checking", total=None)
         residents = check_import(parse_import(file.read_bytes(), fmt))
         progress.update(task, description="importing", total=len(residents), completed=0)
-        registry = Registry(redis, Vault(settings.contact_key, settings.lookup_key))
+        registry = Registry(redis, Vault.of(settings))
         for i in range(0, len(residents), 1000):
             chunk = residents[i:i + 1000]
             await registry.put_many(chunk)
@@ -227,6 +227,57 @@ async def _redis(settings: Settings | None = None):
         await redis.aclose()
         if embedded is not None and embedded.proc is not None:
             embedded.stop()
+
+
+@main.group("keys")
+def contact_keys() -> None:
+    """The key that seals contact data, and its rotation (README: Security and privacy)."""
+
+
+@contact_keys.command("new")
+def keys_new() -> None:
+    """Print a fresh key for GATEWAY_CONTACT_KEY (the old one goes to GATEWAY_CONTACT_KEYS_OLD)."""
+    import base64
+    import os
+
+    click.echo(base64.urlsafe_b64encode(os.urandom(32)).decode())
+
+
+@contact_keys.command("reseal")
+@click.option("--page", type=int, default=500, show_default=True, help="Residents per round trip.")
+def keys_reseal(page: int) -> None:
+    """Re-seal every resident's contact data, and the letters waiting in the
+    mail tray, with the current key. Safe while the gateway runs, and to stop
+    and run again; once it has run, the old keys can go."""
+    settings = _settings()
+    resealed, total, letters = asyncio.run(reseal(settings, page))
+    console.print(f"re-sealed {resealed} of {total} residents and {letters} mail tray files; all now under key "
+                  f"{Vault.of(settings).current_key_id.hex()}")
+
+
+async def reseal(settings: Settings, page: int = 500, redis=None) -> tuple[int, int, int]:
+    """(residents re-sealed, residents seen, mail tray files re-sealed)."""
+    if redis is None:
+        async with _redis(settings) as redis:
+            return await reseal(settings, page, redis)
+    from channels.base import ChannelContext
+    from channels.mail import Mail
+
+    from .registry import Registry, every_resident_id
+
+    registry = Registry(redis, Vault.of(settings))
+    with _progress() as progress:
+        rids = await every_resident_id(redis)
+        task = progress.add_task("re-sealing residents", total=len(rids))
+        resealed = 0
+        for i in range(0, len(rids), page):
+            resealed += await registry.reseal(await registry.sealed_with_old_keys(rids[i:i + page]))
+            progress.advance(task, len(rids[i:i + page]))
+        task = progress.add_task("re-sealing the mail tray", total=None)
+        mail = Mail(ChannelContext(settings=settings, report=None, compose=None, redis=redis))
+        letters = await mail.reseal_tray()
+        progress.update(task, total=letters, completed=letters)
+    return resealed, len(rids), letters
 
 
 @main.group()

@@ -16,13 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 
 
+def _decode_key(raw: str, name: str) -> bytes:
+    key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    if len(key) != 32:
+        raise ValueError(f"{name} must be 32 bytes, base64-encoded")
+    return key
+
+
 def _key(raw: str | None, data_dir: Path, name: str) -> bytes:
     """A 32-byte key from config, or one generated once and kept in the data dir."""
     if raw:
-        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        if len(key) != 32:
-            raise ValueError(f"{name} must be 32 bytes, base64-encoded")
-        return key
+        return _decode_key(raw, name)
     path = data_dir / f"{name.lower()}.key"
     if path.exists():
         return base64.urlsafe_b64decode(path.read_bytes().strip())
@@ -36,6 +40,15 @@ def _key(raw: str | None, data_dir: Path, name: str) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(base64.urlsafe_b64encode(key))
     return key
+
+
+def _old_keys(raw: str) -> tuple[bytes, ...]:
+    """Keys rotated out: still open what they sealed, never seal anything new."""
+    return tuple(_decode_key(k.strip(), "GATEWAY_CONTACT_KEYS_OLD: each key") for k in raw.split(",") if k.strip())
+
+
+def _encode_key(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode()
 
 
 def _networks(raw: str) -> tuple[str, ...]:
@@ -70,7 +83,9 @@ class Settings:
     inflight_per_worker: int = 64
     max_body_bytes: int = 1_000_000
     max_import_bytes: int = 200_000_000
+    # Seals contact data (gateway/crypto.py); older keys only open, until `gateway keys reseal`.
     contact_key: bytes = field(default=b"", repr=False)
+    contact_keys_old: tuple[bytes, ...] = field(default=(), repr=False)
     lookup_key: bytes = field(default=b"", repr=False)
     # App push. FCM is off until a service-account JSON is given; Web Push
     # signs with this VAPID key (raw P-256 scalar; `gateway vapid generate`).
@@ -141,6 +156,7 @@ class Settings:
             batch_size=int(env.get("GATEWAY_BATCH_SIZE", "200")),
             inflight_per_worker=int(env.get("GATEWAY_INFLIGHT", "64")),
             contact_key=_key(env.get("GATEWAY_CONTACT_KEY"), data_dir, "CONTACT_KEY"),
+            contact_keys_old=_old_keys(env.get("GATEWAY_CONTACT_KEYS_OLD", "")),
             lookup_key=_key(env.get("GATEWAY_LOOKUP_KEY"), data_dir, "LOOKUP_KEY"),
             fcm_service_account=env.get("GATEWAY_FCM_SERVICE_ACCOUNT", ""),
             fcm_base=env.get("GATEWAY_FCM_BASE", "https://fcm.googleapis.com").rstrip("/"),
@@ -189,11 +205,12 @@ class Settings:
             "GATEWAY_WORKER_CONCURRENCY": str(self.worker_concurrency),
             "GATEWAY_BATCH_SIZE": str(self.batch_size),
             "GATEWAY_INFLIGHT": str(self.inflight_per_worker),
-            "GATEWAY_CONTACT_KEY": base64.urlsafe_b64encode(self.contact_key).decode(),
-            "GATEWAY_LOOKUP_KEY": base64.urlsafe_b64encode(self.lookup_key).decode(),
+            "GATEWAY_CONTACT_KEY": _encode_key(self.contact_key),
+            "GATEWAY_CONTACT_KEYS_OLD": ",".join(map(_encode_key, self.contact_keys_old)),
+            "GATEWAY_LOOKUP_KEY": _encode_key(self.lookup_key),
             "GATEWAY_FCM_SERVICE_ACCOUNT": self.fcm_service_account,
             "GATEWAY_FCM_BASE": self.fcm_base,
-            "GATEWAY_VAPID_PRIVATE_KEY": base64.urlsafe_b64encode(self.vapid_private_key).decode(),
+            "GATEWAY_VAPID_PRIVATE_KEY": _encode_key(self.vapid_private_key),
             "GATEWAY_VAPID_SUBJECT": self.vapid_subject,
             "GATEWAY_PUSH_TTL_S": str(self.push_ttl_s),
             "GATEWAY_PRINTHOUSE": self.printhouse,

@@ -183,7 +183,7 @@ async def _unreached(http, base: str, aid: str, auth: dict, redis, settings: Set
     from .crypto import Vault
     from .registry import Registry
 
-    registry = Registry(redis, Vault(settings.contact_key, settings.lookup_key))
+    registry = Registry(redis, Vault.of(settings))
     async with http.get(f"{base}/v1/alerts/{aid}/deliveries?state=unreachable&limit=10", headers=auth) as r:
         rows = (await r.json())["deliveries"]
     out = []

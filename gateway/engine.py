@@ -61,7 +61,7 @@ class Engine:
     def __init__(self, settings, redis, *, follow_up: FollowUp | None = None):
         self.settings = settings
         self.redis = redis
-        self.vault = Vault(settings.contact_key, settings.lookup_key)
+        self.vault = Vault.of(settings)
         self.registry = Registry(redis, self.vault)
         self.t = Transitions(redis)
         self.channels: dict[str, Channel] = {}

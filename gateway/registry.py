@@ -4,7 +4,7 @@ In Redis a resident is one hash:
   p  profile JSON the planner reads without decrypting
      {"l": languages, "n": needs, "d": district, "k": [[type, handset], ...],
       "ne": non-emergency consent, "dr": drills, "by": birth year, "loc": [lat, lon], "qh": quiet hours}
-  c  AES-GCM sealed {"name", "contacts"}: only a send opens it
+  c  AES-GCM sealed {"name", "contacts"} (gateway/crypto.py): only a send opens it
   h  keyed hashes of the phone numbers (to drop their lookups on replace)
   x  indexes of dead contact points, comma-separated
   rt the send the resident's next SMS reply answers (kept across a replace)
@@ -213,6 +213,24 @@ class Registry:
         await self.redis.eval(_SET_CONSENT, 1, keys.resident(rid), "true" if allowed else "false")
         await _changed(self.redis, rid)
 
+    async def sealed_with_old_keys(self, rids: list[str]) -> list[tuple[str, bytes]]:
+        """(resident id, sealed contact data) of those not yet under the current key."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hget(keys.resident(rid), "c")
+        return [(rid, c) for rid, c in zip(rids, await pipe.execute()) if c and not self.vault.is_current(c)]
+
+    async def reseal(self, sealed: list[tuple[str, bytes]]) -> int:
+        """Seal that contact data again with the current key; returns how many
+        were swapped.  A swap lands only on the value that was read, so a
+        resident replaced or erased meanwhile keeps what the agency wrote, and
+        a run stopped halfway is finished by running it again."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, c in sealed:
+            fresh = self.vault.seal_bytes(self.vault.open_bytes(c, bound_to=rid), bound_to=rid)
+            pipe.eval(_SWAP_SEALED, 1, keys.resident(rid), c, fresh)
+        return sum(await pipe.execute())
+
     async def mark_dead(self, rid: str, contact: int) -> None:
         """A contact point that cannot work again (stale token, bad number)."""
         if await self.redis.eval(_MARK_DEAD, 1, keys.resident(rid), str(contact)):
@@ -234,6 +252,13 @@ local x = redis.call('HGET', KEYS[1], 'x') or ''
 for i in string.gmatch(x, '[^,]+') do if i == ARGV[1] then return 0 end end
 if x == '' then x = ARGV[1] else x = x .. ',' .. ARGV[1] end
 redis.call('HSET', KEYS[1], 'x', x)
+return 1
+"""
+
+
+_SWAP_SEALED = """
+if redis.call('HGET', KEYS[1], 'c') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[2])
 return 1
 """
 

@@ -102,3 +102,58 @@ def test_sentences_split_in_korean_chinese_and_english():
     assert sentences("하나입니다. 둘입니다.") == ["하나입니다.", "둘입니다."]
     assert sentences("第一句。第二句！") == ["第一句。", "第二句！"]
     assert sentences("One. Two? Three") == ["One.", "Two?", "Three"]
+
+
+# Letters a screen reader can read (PDF/UA-1) -------------------------------------
+
+def pdf_structure(pdf: bytes) -> dict:
+    """What a screen reader relies on: the catalog's tags, language, title and
+    PDF/UA claim, and the structure tree's elements in reading order."""
+    from pdfminer.pdfdocument import PDFDocument
+    from pdfminer.pdfparser import PDFParser
+    from pdfminer.pdftypes import resolve1
+
+    catalog = PDFDocument(PDFParser(io.BytesIO(pdf))).catalog
+    order = []
+
+    def walk(node):
+        node = resolve1(node)
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            if "S" in node:
+                order.append((node["S"].name, node.get("Alt")))
+            walk(node.get("K"))
+
+    walk(catalog.get("StructTreeRoot"))
+    return {
+        "marked": resolve1(resolve1(catalog.get("MarkInfo") or {}).get("Marked")),
+        "lang": resolve1(catalog.get("Lang")),
+        "display_title": resolve1(resolve1(catalog.get("ViewerPreferences") or {}).get("DisplayDocTitle")),
+        "xmp": resolve1(catalog["Metadata"]).get_data().decode() if "Metadata" in catalog else "",
+        "order": order,
+    }
+
+
+@pytest.mark.parametrize("language, headline, qr_words", [("ko", "폭염 경보", "QR 코드"),
+                                                          ("en", "Heat wave warning", "QR code")])
+def test_a_screen_reader_user_gets_a_tagged_letter_in_their_language(language, headline, qr_words):
+    letter = render(heat_wave(language, headline=headline), HOME, Layout())
+    pdf = pdf_structure(letter.pdf)
+    assert pdf["marked"] is True and pdf["lang"] == language.encode()
+    # The title bar shows the headline, not a file name; the file says it is PDF/UA-1.
+    assert pdf["display_title"] is True
+    assert 'pdfuaid:part="1"' in pdf["xmp"] and headline in pdf["xmp"]
+    tags = [tag for tag, _ in pdf["order"]]
+    assert tags[0] == "Document"
+    # Reading order: address, the headline, then what to do, then how to answer.
+    assert tags.index("H1") < tags.index("H2") < tags.index("Figure")
+    # The QR code is described in the resident's words, with where it leads.
+    [alt] = [alt for tag, alt in pdf["order"] if tag == "Figure"]
+    assert qr_words in decode_pdf_text(alt)
+
+
+def decode_pdf_text(raw: bytes) -> str:
+    """A PDF text string: UTF-16 behind a byte-order mark, else PDFDocEncoding (ASCII here)."""
+    return raw[2:].decode("utf-16-be") if raw.startswith(b"\xfe\xff") else raw.decode("latin-1")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from channels.base import ChannelContext, Message, Recipient
@@ -39,7 +41,7 @@ class Post:
         require_letter_fonts()
         self.events = []
         self.settings = Settings(data_dir=tmp_path / "data", printhouse=str(tmp_path / "printhouse"),
-                                 lookup_key=b"k" * 32, mail_urgent_every_s=0, **settings)
+                                 lookup_key=b"k" * 32, mail_urgent_every_s=0, **{"contact_key": b"c" * 32, **settings})
 
         async def report(event):
             self.events.append(event)
@@ -113,6 +115,56 @@ async def test_a_batch_is_what_the_print_house_accepts(tmp_path, redis):
     # Handed over: every letter is `sent`, and nothing is left in the tray.
     assert sorted(post.statuses()) == [("r1", "sent", ""), ("r2", "sent", ""), ("r3", "sent", "")]
     assert post.mail.tray.waiting() == [] and post.mail.tray.unfinished() == []
+
+
+async def test_letters_waiting_in_the_tray_show_no_name_address_or_text_on_disk(tmp_path, redis):
+    post = Post(tmp_path, redis)
+    await post.letter("r1", HOME)
+    await post.letter("r2", MOVED_AWAY)
+    letters = post.mail.tray.waiting()
+    # A crash between batching and handing over leaves a batch on disk too.
+    await asyncio.to_thread(post.mail.tray.take, letters[:1])
+    files = [p for p in post.mail.root.rglob("*") if p.is_file()]
+    assert len(files) == 4 and all(p.name.endswith(".sealed") for p in files)
+    secrets = [s.encode() for s in ("주민 r1", "주민 r2", *HOME, *MOVED_AWAY, "서울특별시", "폭염")]
+    for path in files:
+        raw = path.read_bytes()
+        assert not raw.startswith(b"%PDF") and not raw.startswith(b"{")
+        assert [s for s in secrets if s in raw] == [], path.name
+    # Sealed with the contact key: another key cannot open the tray.
+    from channels.printhouse import Tray
+    from gateway.crypto import Vault
+    assert Tray(post.mail.root, Vault(b"x" * 32, b"k" * 32)).waiting() == []
+
+
+async def test_letters_an_older_version_left_in_clear_are_sealed_and_still_posted(tmp_path, redis):
+    post = Post(tmp_path, redis)
+    await post.letter("r1", HOME)
+    # What the tray held before it was sealed: the description and the PDF in clear.
+    [letter] = post.mail.tray.waiting()
+    pdf = post.mail.tray.open(post.mail.tray.pending / letter.files[1])
+    post.mail.tray.drop(letter)
+    (post.mail.tray.pending / f"{letter.letter_id}.json").write_bytes(orjson.dumps(dataclasses.asdict(letter)))
+    (post.mail.tray.pending / letter.pdf_file).write_bytes(pdf)
+    assert [x.letter_id for x in post.mail.tray.waiting()] == [letter.letter_id]
+    assert sorted(p.name for p in post.mail.tray.pending.iterdir()) == sorted(letter.files)
+    [batch_id] = await post.mail.close_batches(post.box)
+    letters, problems = check(Path(post.settings.printhouse) / "inbox" / batch_id)
+    assert problems == [] and [x.sha256 for x in letters] == [letter.sha256]
+
+
+async def test_letters_waiting_through_a_key_rotation_go_out_after_the_old_key_is_dropped(tmp_path, redis):
+    before = Post(tmp_path, redis, contact_key=b"o" * 32)
+    await before.letter("r1", HOME)
+    await before.letter("r2", MOVED_AWAY)
+    await asyncio.to_thread(before.mail.tray.take, before.mail.tray.waiting()[:1])  # one batch not yet handed over
+    rotated = Post(tmp_path, redis, contact_key=b"n" * 32, contact_keys_old=(b"o" * 32,))
+    assert await rotated.mail.reseal_tray() == 4
+    assert await rotated.mail.reseal_tray() == 0
+    after = Post(tmp_path, redis, contact_key=b"n" * 32)
+    batches = await after.mail.close_batches(after.box)
+    letters = [x for b in batches for x in check(Path(after.settings.printhouse) / "inbox" / b)[0]]
+    assert sorted(x.resident_ref for x in letters) == ["r1", "r2"]
 
 
 async def test_the_same_send_twice_makes_one_letter_not_two(tmp_path, redis):

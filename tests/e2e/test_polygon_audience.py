@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 def vault(city) -> Vault:
-    return Vault(city.stack.settings.contact_key, city.stack.settings.lookup_key)
+    return Vault.of(city.stack.settings)
 
 
 async def preview(city, body: dict, key: str | None = None) -> tuple[int, dict]:
