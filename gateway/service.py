@@ -50,7 +50,7 @@ def urls(settings: Settings) -> Urls:
 @contextlib.asynccontextmanager
 async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
     """The API (and the pump) listening; yields the aiohttp app."""
-    tasks.configure(u.broker, u.redis)
+    tasks.configure(u.broker, u.redis, settings.broker_visibility_timeout_s)
     redis = connect(u.redis, 128)
     dispatch = tasks.Dispatch(settings.batch_size)
     engine = Engine(settings, redis, follow_up=dispatch.send_steps)
@@ -94,7 +94,7 @@ async def run_until_signalled(settings: Settings, u: Urls, *, with_pump: bool = 
 
 
 async def run_pump(settings: Settings, u: Urls) -> None:
-    tasks.configure(u.broker, u.redis)
+    tasks.configure(u.broker, u.redis, settings.broker_visibility_timeout_s)
     redis = connect(u.redis)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,7 +106,7 @@ async def run_pump(settings: Settings, u: Urls) -> None:
 
 
 def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
-    tasks.configure(u.broker, u.redis)
+    tasks.configure(u.broker, u.redis, settings.broker_visibility_timeout_s)
     # Batches can wait a moment; an agency posting an alert, Redis and the
     # providers' callbacks should not (all on one machine with `gateway run`).
     os.nice(WORKER_NICENESS)

@@ -110,6 +110,8 @@ async def test_the_control_api_sets_faults_adds_residents_and_resets(sim, async_
             stats = await resp.json()
         assert stats["requests"]["POST /2010-04-01/Accounts/{AccountSid}/Messages.json"] == 1
         assert stats["callbacks"]["duplicated"] >= 2 and stats["records"] == {"sms": {"delivered": 1}}
+        # Each provider request is also counted under the address it came from (one host here).
+        assert stats["peers"] == {"127.0.0.1": sum(stats["requests"].values())}
         async with http.get("/_sim/requests", params={"path": "Messages.json"}) as resp:
             [sent] = (await resp.json())["requests"]
         assert ["Body", "hello"] in sent["fields"]
