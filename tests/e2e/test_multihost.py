@@ -160,6 +160,10 @@ async def _scenario(broker, lan, data, api, pump, sim, agency, workers, tmp_path
 
     server = api.start("api", gateway("api", "--no-pump"), env)
     api.wait_port(API_PORT, process=server)
+    # A worker host set up with keys of its own would seal and read nothing the API can: it is refused.
+    stray = workers[0].run(gateway("worker"), env={**os.environ, **env, "GATEWAY_CONTACT_KEY": key()},
+                           capture_output=True, text=True, timeout=60)
+    assert stray.returncode == 1 and "GATEWAY_CONTACT_KEY" in stray.stderr, stray.stderr
     pump.start("pump", gateway("pump"), env)
     for w in workers:
         w.start("worker", gateway("worker"), env)
