@@ -64,12 +64,11 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-def _setns(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open(path) as f:
-        if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+def _setns(fd: int) -> None:
+    """Moves the calling thread into the network namespace `fd` names (os.setns is Python 3.12+)."""
+    if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 @dataclass
@@ -139,12 +138,13 @@ class Host:
     def entered(self):
         """Sockets this thread opens meanwhile belong to this host (setns on the thread)."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        there = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
         try:
-            _setns(f"/run/netns/{self.ns}")
+            _setns(there)
             yield self
         finally:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.setns(home, CLONE_NEWNET)
+            _setns(home)
+            os.close(there)
             os.close(home)
 
     def wait_port(self, port: int, timeout: float = 60, process: Process | None = None) -> None:
