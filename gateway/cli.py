@@ -48,11 +48,23 @@ def run(workers: int | None) -> None:
     worker = service.spawn_worker(settings, u, workers)
     console.print(f"gateway on http://{settings.api_host}:{settings.api_port}  (redis {u.redis})")
     try:
-        service.run(service.run_until_signalled(settings, u))
+        with _refusing_other_keys():
+            service.run(service.run_until_signalled(settings, u))
     finally:
         service.stop_process(worker)
         if u.embedded:
             u.embedded.stop()
+
+
+@contextlib.contextmanager
+def _refusing_other_keys():
+    """A process whose keys differ from the other processes' stops with the reason, not a traceback."""
+    from .shared_keys import KeyMismatch
+
+    try:
+        yield
+    except KeyMismatch as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command()
@@ -62,7 +74,8 @@ def api(no_pump: bool) -> None:
     from . import service
 
     settings = _settings()
-    service.run(service.run_until_signalled(settings, service.urls(settings), with_pump=not no_pump))
+    with _refusing_other_keys():
+        service.run(service.run_until_signalled(settings, service.urls(settings), with_pump=not no_pump))
 
 
 @main.command()
@@ -73,7 +86,8 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     from . import service
 
     settings = _settings()
-    service.run_worker(settings, service.urls(settings), concurrency, loglevel)
+    with _refusing_other_keys():
+        service.run_worker(settings, service.urls(settings), concurrency, loglevel)
 
 
 @main.command()
@@ -82,7 +96,8 @@ def pump() -> None:
     from . import service
 
     settings = _settings()
-    service.run(service.run_pump(settings, service.urls(settings)))
+    with _refusing_other_keys():
+        service.run(service.run_pump(settings, service.urls(settings)))
 
 
 @main.group()

@@ -79,6 +79,10 @@ class Settings:
     # batch's provider calls, another uses the core (bench/fanout.py: +10-15%).
     worker_concurrency: int = (os.cpu_count() or 1) + 1
     batch_size: int = 200
+    # On a Redis broker, a batch a dead worker had taken comes back after this
+    # long (RabbitMQ gives it back as soon as the connection drops). Longer than
+    # any batch takes (seconds), or a slow batch runs twice (harmless, but work).
+    broker_visibility_timeout_s: int = 60
     # Provider calls in flight per worker process.
     inflight_per_worker: int = 64
     max_body_bytes: int = 1_000_000
@@ -154,6 +158,7 @@ class Settings:
             twilio_from_number=env.get("TWILIO_FROM_NUMBER", ""),
             worker_concurrency=int(env.get("GATEWAY_WORKER_CONCURRENCY", (os.cpu_count() or 1) + 1)),
             batch_size=int(env.get("GATEWAY_BATCH_SIZE", "200")),
+            broker_visibility_timeout_s=int(env.get("GATEWAY_BROKER_VISIBILITY_TIMEOUT_S", "60")),
             inflight_per_worker=int(env.get("GATEWAY_INFLIGHT", "64")),
             contact_key=_key(env.get("GATEWAY_CONTACT_KEY"), data_dir, "CONTACT_KEY"),
             contact_keys_old=_old_keys(env.get("GATEWAY_CONTACT_KEYS_OLD", "")),
@@ -204,6 +209,7 @@ class Settings:
             "TWILIO_FROM_NUMBER": self.twilio_from_number,
             "GATEWAY_WORKER_CONCURRENCY": str(self.worker_concurrency),
             "GATEWAY_BATCH_SIZE": str(self.batch_size),
+            "GATEWAY_BROKER_VISIBILITY_TIMEOUT_S": str(self.broker_visibility_timeout_s),
             "GATEWAY_INFLIGHT": str(self.inflight_per_worker),
             "GATEWAY_CONTACT_KEY": _encode_key(self.contact_key),
             "GATEWAY_CONTACT_KEYS_OLD": ",".join(map(_encode_key, self.contact_keys_old)),

@@ -93,6 +93,9 @@ def replies(aid: str) -> str:
 # Pump leadership
 PUMP_LEADER = "pump:leader"
 
+# hash: settings attribute -> fingerprint of the key every process must share (gateway/shared_keys.py)
+KEY_FINGERPRINTS = "keys:fingerprints"
+
 
 
 # Geography (gateway/geo.py)

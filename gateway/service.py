@@ -16,7 +16,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from . import tasks
+from . import shared_keys, tasks
 from .api.app import make_app
 from .config import Settings
 from .egress import Egress
@@ -50,8 +50,13 @@ def urls(settings: Settings) -> Urls:
 @contextlib.asynccontextmanager
 async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
     """The API (and the pump) listening; yields the aiohttp app."""
-    tasks.configure(u.broker, u.redis)
+    tasks.configure(u.broker, u.redis, settings.broker_visibility_timeout_s)
     redis = connect(u.redis, 128)
+    try:
+        await shared_keys.check(redis, settings)
+    except shared_keys.KeyMismatch:
+        await redis.aclose()
+        raise
     dispatch = tasks.Dispatch(settings.batch_size)
     engine = Engine(settings, redis, follow_up=dispatch.send_steps)
     http = aiohttp.ClientSession()
@@ -94,8 +99,9 @@ async def run_until_signalled(settings: Settings, u: Urls, *, with_pump: bool = 
 
 
 async def run_pump(settings: Settings, u: Urls) -> None:
-    tasks.configure(u.broker, u.redis)
+    tasks.configure(u.broker, u.redis, settings.broker_visibility_timeout_s)
     redis = connect(u.redis)
+    await shared_keys.check(redis, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,7 +112,8 @@ async def run_pump(settings: Settings, u: Urls) -> None:
 
 
 def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
-    tasks.configure(u.broker, u.redis)
+    tasks.configure(u.broker, u.redis, settings.broker_visibility_timeout_s)
+    run(_check_keys(settings, u.redis))
     # Batches can wait a moment; an agency posting an alert, Redis and the
     # providers' callbacks should not (all on one machine with `gateway run`).
     os.nice(WORKER_NICENESS)
@@ -115,6 +122,14 @@ def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, logl
         "-P", "prefork", "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",
         "-n", f"gateway-{os.getpid()}@%h",
     ])
+
+
+async def _check_keys(settings: Settings, redis_url: str) -> None:
+    redis = connect(redis_url)
+    try:
+        await shared_keys.check(redis, settings)
+    finally:
+        await redis.aclose()
 
 
 def spawn_worker(settings: Settings, u: Urls, concurrency: int | None = None, **popen) -> subprocess.Popen:

@@ -7,7 +7,7 @@ when those modules are present) plus a small control API for tests and drills:
     PUT  /_sim/faults              replace them (see simulator.faults)
     POST /_sim/behaviour           add or replace residents (JSON object, list or NDJSON)
     GET  /_sim/records?resident=   what residents received (also ref=, channel=, limit=)
-    GET  /_sim/stats               requests, callbacks, duplicates per resident
+    GET  /_sim/stats               requests (also by sending address), callbacks, duplicates per resident
     GET  /_sim/requests?path=      the last API requests as sent (form fields)
     POST /_sim/reset               forget everything that happened; the city stays
 
@@ -177,7 +177,10 @@ async def _count_requests(request: web.Request, handler: Callable[..., Any]) -> 
     resource = request.match_info.route.resource
     name = resource.canonical if resource is not None else "unmatched"
     if not name.startswith("/_sim"):
-        request.app[SIM].stats[f"requests.{request.method} {name}"] += 1
+        stats = request.app[SIM].stats
+        stats[f"requests.{request.method} {name}"] += 1
+        # Per sending host: shows which gateway machines did the work (tests/e2e/test_multihost.py).
+        stats[f"peers.{request.remote}"] += 1
     return await handler(request)
 
 

@@ -216,7 +216,8 @@ class TwilioAPI:
         }
         self.messages[sid] = message
         entry = self.sim.records.add(
-            record["resident"] or to, "sms", "twilio-sms", sid, to=to, text=body, language=language_of(body), replies=[]
+            record["resident"] or to, "sms", "twilio-sms", sid, to=to, text=body, language=language_of(body), replies=[],
+            status_callback=callback,
         )
         self._schedule((message, callback, entry, record))
         return _json(_message(message), 201)
@@ -397,7 +398,7 @@ class TwilioAPI:
             behaviour=record,
             entry=self.sim.records.add(
                 record["resident"] or to, "voice", "twilio-voice", sid, to=to,
-                heard=[], pressed=[], answered_by=None, duration_s=None, errors=[],
+                heard=[], pressed=[], answered_by=None, duration_s=None, errors=[], status_callback=callback,
             ),
         )
         voice.place(self.sim, call)

@@ -106,10 +106,14 @@ async def test_the_control_api_sets_faults_adds_residents_and_resets(sim, async_
         async with http.get("/_sim/records", params={"resident": "c1"}) as resp:
             [entry] = (await resp.json())["records"]
         assert entry["ref"] == message.sid and entry["status"] == "delivered" and entry["replies"][0]["body"] == "1"
+        # The status callback names the gateway's attempt: two records with one callback are one attempt sent twice.
+        assert entry["status_callback"] == f"{gateway.url}{STATUS}"
         async with http.get("/_sim/stats") as resp:
             stats = await resp.json()
         assert stats["requests"]["POST /2010-04-01/Accounts/{AccountSid}/Messages.json"] == 1
         assert stats["callbacks"]["duplicated"] >= 2 and stats["records"] == {"sms": {"delivered": 1}}
+        # Each provider request is also counted under the address it came from (one host here).
+        assert stats["peers"] == {"127.0.0.1": sum(stats["requests"].values())}
         async with http.get("/_sim/requests", params={"path": "Messages.json"}) as resp:
             [sent] = (await resp.json())["requests"]
         assert ["Body", "hello"] in sent["fields"]
