@@ -290,3 +290,15 @@ ALERT = {
         "expires": {"type": "string", "format": "date-time"},
     },
 }
+
+REOPEN = {
+    "$id": "Reopen",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # Default: every channel the severity table allows the alert.
+        "channels": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": CHANNELS}},
+        # Also the channels and contact points the plan tried already.
+        "again": {"type": "boolean"},
+    },
+}
