@@ -25,6 +25,7 @@ from channels.base import (
 )
 
 from . import deliveries, keys
+from .alerts import drill_of
 from .crypto import Vault
 from .plan import (
     EMERGENCY,
@@ -185,8 +186,8 @@ class Engine:
         if channel is None or contact >= len(contacts):
             return Outcome("failed", "gateway", error_code="no-channel", permanent=True,
                            detail=f"{channel_name} is not available"), None, None
-        lang = pick_language(fields.get("l", ()), view.languages)
-        message = self.message(aid, view, rid, k, n, lang, token, leg)
+        lang = pick_language(fields.get("l", ()), view.languages, channel.speaks)
+        message = self.message(aid, view, rid, k, n, lang, token, leg, tuple(fields.get("l", ())))
         recipient = Recipient(rid, contacts[contact], frozenset(fields.get("n", ())), tuple(fields.get("l", ())),
                               person.get("name", ""), fields.get("by"))
         async with self._inflight:
@@ -204,10 +205,11 @@ class Engine:
         token = self.vault.link_token(aid, rid)
         if lang not in view.doc["content"]:
             lang = view.languages[0]
-        return self.message(aid, view, rid, k, n, lang, token, leg)
+        p = await self.redis.hget(keys.resident(rid), "p")
+        return self.message(aid, view, rid, k, n, lang, token, leg, tuple(orjson.loads(p)["l"]) if p else ())
 
     def message(self, aid: str, view: AlertView, rid: str, k: int, n: int, lang: str, token: str,
-                leg: int = 0) -> Message:
+                leg: int = 0, reader_languages: tuple[str, ...] = ()) -> Message:
         doc = view.doc
         content = doc["content"][lang]
         options = tuple((o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
@@ -218,7 +220,8 @@ class Engine:
             headline=content["headline"], body=content["body"], instruction=content.get("instruction", ""),
             link=content.get("link", ""), short=content.get("short", ""),
             page_url=f"{self.settings.public_url}/m/{aid}.{token}", response_options=options, leg=leg,
-            expires_at=view.expires_at,
+            expires_at=view.expires_at, drill=drill_of(doc),
+            reader_languages=reader_languages,
         )
 
     async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:

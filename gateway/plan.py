@@ -17,7 +17,7 @@ A policy may narrow the channels and change timeouts and confirmation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from .severity import rule_for
 
@@ -132,8 +132,12 @@ def initial_state(profile: Profile, policy: Policy, steps: list[Step]) -> str:
     return "planned" if steps else "unreachable"
 
 
-def pick_language(resident_languages: Iterable[str], alert_languages: Sequence[str]) -> str:
-    """The resident's first language the alert carries, matching `zh` to `zh-CN`."""
+def pick_language(resident_languages: Iterable[str], alert_languages: Sequence[str],
+                  usable: Callable[[str], bool] | None = None) -> str:
+    """The resident's first language the alert carries, matching `zh` to `zh-CN`;
+    with `usable`, the first the channel can carry too (a call needs a voice for it)."""
+    if usable is not None:
+        alert_languages = [lang for lang in alert_languages if usable(lang)] or alert_languages
     carried = {lang.lower(): lang for lang in alert_languages}
     primary = {}
     for lang in alert_languages:

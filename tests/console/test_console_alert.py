@@ -247,3 +247,20 @@ async def test_operators_see_the_sms_traffic_move_off_a_failing_provider(town, c
     page = await (await client.get("/ops/providers")).text()
     assert "Current SMS traffic split" in page
     assert "kannel" in page and "Latest switches" in page
+
+
+async def test_a_drill_is_marked_as_a_drill_in_the_alert_list_and_on_its_page(town, client):
+    await town.add(resident("v1", phone("+821055500021")), resident("v2", phone("+821055500022")))
+    real = await town.post_alert(heat_wave({"residents": ["v1"]}))
+    drill = await town.post_alert(heat_wave({"residents": ["v2"]}, status="Exercise"))
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    listing = await (await client.get("/ops/alerts")).text()
+    rows = {}
+    for aid in (real, drill):
+        at = listing.index(f'href="/ops/alerts/{aid}"')
+        rows[aid] = listing[listing.rindex("<tr>", 0, at):listing.index("</tr>", at)]
+    assert "DRILL (Exercise)" in rows[drill] and "DRILL" not in rows[real]
+    page = await (await client.get(f"/ops/alerts/{drill}")).text()
+    assert "<title>DRILL: Heat wave" in page and "This is a drill (CAP status Exercise), not a real alert" in page
+    assert "DRILL" not in await (await client.get(f"/ops/alerts/{real}")).text()
