@@ -7,7 +7,8 @@
 
 Both are said in the resident's own language when there are words for it
 (templates/notices/<lang>.json; adding a language is adding a file), and in
-the message's language otherwise.  A channel that cannot use a language (no
+the message's language otherwise.  The same files hold the words of the
+gateway's own "is this still your number?" campaign (gateway/reverify.py).  A channel that cannot use a language (no
 TTS voice for it) says so through `usable`, and gets the message's language.
 """
 

@@ -302,3 +302,14 @@ REOPEN = {
         "again": {"type": "boolean"},
     },
 }
+
+REVERIFY = {
+    "$id": "Reverify",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # Default: every district of the agency (all of them for a city-wide agency).
+        "districts": {"type": "array", "minItems": 1, "maxItems": 1000, "uniqueItems": True,
+                      "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"}},
+    },
+}

@@ -259,7 +259,8 @@ async def providers_page(request: web.Request) -> web.Response:
 @page("viewer")
 async def reach_page(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await reach.report(state["redis"], state["engine"].specs())
+    body = await reach.report(state["redis"], state["engine"].specs(),
+                              stale_days=state["settings"].contact_stale_days)
     return render("ops/reach.html", report=body, kinds=reach.KINDS, chart=charts.reach_bars(body["districts"]),
                   **await _layout(request))
 
