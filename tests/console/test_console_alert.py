@@ -10,7 +10,6 @@ import io
 import orjson
 import pytest
 
-from gateway import keys
 from gateway.console import auth, outcomes
 from tests.console.town import csrf_of, heat_wave, phone, resident, sign_in
 
