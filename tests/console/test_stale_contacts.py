@@ -107,3 +107,17 @@ async def test_a_reverification_outside_the_agencys_area_is_refused_naming_the_f
                           headers={"Authorization": f"Bearer {key}"})
     assert r.status == 422 and [e["field"] for e in (await r.json())["errors"]] == ["/districts"]
     assert not await town.redis.zcard(keys.ALERTS)
+
+
+async def test_the_console_reach_page_shows_who_has_only_unconfirmed_contacts(town, client):
+    from tests.console.town import sign_in
+
+    await town.add(resident("only", phone("+821055500031")), resident("fresh", phone("+821055500032")))
+    await age(town, "only", 0, YEAR_MS)
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    page = await (await client.get("/ops/reach")).text()
+    assert "unconfirmed for 365 days" in page and "residents with only unconfirmed contacts" in page
+    row = page[page.index('<th scope="row">11110</th>'):]
+    row = row[:row.index("</tr>")]
+    assert row.endswith('<td>1 phone</td>\n    <td class="num">1</td>')
