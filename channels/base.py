@@ -42,6 +42,11 @@ class Message:
     expires_at: float | None = None
     # Which leg of the step: legs of one step are sent together.
     leg: int = 0
+    # CAP status Test or Exercise: every channel says "this is a drill" first (channels/notices.py).
+    drill: str = ""
+    # The resident's own languages, best first: if the message's is not among
+    # them, they are told so (channels/notices.py).
+    reader_languages: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -127,6 +132,10 @@ class Channel(ABC):
 
     def available(self) -> bool:
         """False when the channel has no provider configured."""
+        return True
+
+    def speaks(self, language: str) -> bool:
+        """Whether this channel can carry a message in `language` (a call needs a TTS voice for it)."""
         return True
 
     @abstractmethod

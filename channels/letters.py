@@ -37,6 +37,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from gateway.config import TEMPLATES_DIR
 
 from .base import Message
+from .notices import notices_for
 
 LARGE_PRINT_NEEDS = frozenset({"low_vision", "large_print"})
 EASY_READ_NEEDS = frozenset({"low_literacy"})
@@ -146,7 +147,7 @@ def html(message: Message, address: Address, layout: Layout, *, reference: str =
     words = strings(message.language)
     qr = segno.make(message.page_url, error="m").svg_data_uri(scale=4, border=0) if message.page_url else ""
     return _TEMPLATES.get_template("mail/letter.html.j2").render(
-        m=message, to=address, layout=layout, w=words, qr=qr, reference=reference,
+        m=message, to=address, layout=layout, w=words, qr=qr, reference=reference, notices=notices_for(message),
         return_address=return_address or words["sender"], date=_date(today or datetime.date.today(), words),
         word=words["severity"].get(message.severity, words["severity"]["default"]),
         sentences=sentences(message.short or message.body) if layout.easy_read else [],

@@ -21,6 +21,7 @@ from gateway.problems import Problem
 
 from .base import Channel, Message, Outcome, ProviderEvent
 from .fcm import Fcm
+from .notices import notices_for
 from .sms_text import language_template
 from .webpush import WebPush
 
@@ -141,7 +142,10 @@ def notification(message: Message) -> tuple[str, str]:
     text = language_template("push", message.language).render(
         severity=message.severity, headline=message.headline, body=message.body, instruction=message.instruction)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return _cut(lines[0], TITLE_MAX_BYTES), _cut("\n".join(lines[1:]), BODY_MAX_BYTES)
+    # A drill says so in the title, and the notices open the body.
+    notices = notices_for(message)
+    title = f"[{notices.drill_tag}] {lines[0]}" if notices.drill else lines[0]
+    return _cut(title, TITLE_MAX_BYTES), _cut("\n".join(notices.lines() + lines[1:]), BODY_MAX_BYTES)
 
 
 def _cut(text: str, limit: int) -> str:

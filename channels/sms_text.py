@@ -18,6 +18,7 @@ import gsm0338  # noqa: F401  registers the "gsm03.38" codec, our source of the 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from channels.base import Message
+from channels.notices import notices_for
 from gateway.config import TEMPLATES_DIR
 
 GSM7, UCS2 = "GSM-7", "UCS-2"
@@ -171,7 +172,7 @@ def render_sms(
     placeholder = "§" * len(link)
     key = (message.language, message.event, message.severity, message.headline, message.body,
            message.instruction, message.short, message.response_options, placeholder, handset,
-           segment_budget, with_link)
+           segment_budget, with_link, notices_for(message))
     shared = _rendered.get(key)
     if shared is None:
         shared = _render_sms(replace(message, page_url=placeholder), handset=handset,
@@ -208,9 +209,11 @@ def _render_sms(
     }
     # "1" is the acknowledgement the template always asks for.
     options = [(code, _plain(label)) for code, label in message.response_options if code != "1"]
+    # "This is a drill" and "not in your language" come first, in the short form too.
+    first = "\n".join(notices_for(message).lines())
 
     def render(summary: str = "", link: str = link, options: list = options) -> str:
-        return _lines(template.render(fields, summary=summary, link=link, options=options))
+        return _lines(first + "\n" + template.render(fields, summary=summary, link=link, options=options))
 
     def done(text: str, short: bool, link: str) -> RenderedSms:
         info = encode_info(text)

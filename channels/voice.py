@@ -19,6 +19,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from .base import Channel, Outcome, ProviderEvent
 from .pacing import Bucket, Pacer, bucket_key
+from .tts_voices import voice_for
 from .twilio import Twilio
 from .voice_script import alert_twiml, gather_twiml, machine_twiml
 
@@ -63,6 +64,9 @@ class Voice(Channel):
 
     def available(self) -> bool:
         return self.twilio.configured()
+
+    def speaks(self, language: str) -> bool:
+        return voice_for(language) is not None
 
     async def send(self, message, recipient) -> Outcome:
         slow = int(speaks_slowly_to(recipient.needs, recipient.birth_year))

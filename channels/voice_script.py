@@ -9,35 +9,23 @@ renders the message itself and declares the call's other phrases (`prompt`,
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from jinja2.environment import TemplateModule
 from twilio.twiml import TwiML
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels.base import ACKNOWLEDGED, Message
+from channels.notices import notices_for, primary
 from channels.sms_text import language_template
+from channels.tts_voices import voice_for
 
-# Twilio <Say> language and voice per language. Google voices throughout:
-# Twilio offers no Polly voice for Vietnamese, and Google's accept the SSML
-# used for slow speech in every language here.
-VOICES = {
-    "ko": ("ko-KR", "Google.ko-KR-Standard-A"),
-    "en": ("en-US", "Google.en-US-Standard-C"),
-    # Twilio names Mandarin by its ISO 639-3 code.
-    "zh": ("cmn-CN", "Google.cmn-CN-Standard-A"),
-    "vi": ("vi-VN", "Google.vi-VN-Standard-A"),
-    "ja": ("ja-JP", "Google.ja-JP-Standard-B"),
-}
 ACK_KEY, REPEAT_KEY = "1", "9"
 GATHER_TIMEOUT_S = 8
 # Between sentences for residents who need slow speech (low_literacy, elderly).
 SLOW_BREAK = "1s"
 _SENTENCE_END = re.compile(r"\s*\n\s*|(?<=[.!?])\s+|(?<=[。！？])\s*")
-
-
-def voice_for(language: str) -> tuple[str, str]:
-    primary = language.strip().replace("_", "-").lower().split("-")[0]
-    return VOICES.get(primary, VOICES["en"])
 
 
 def keypad_options(message: Message) -> dict[str, str]:
@@ -49,8 +37,31 @@ def keypad_options(message: Message) -> dict[str, str]:
     }
 
 
-def _words(message: Message) -> TemplateModule:
-    return language_template("voice", message.language).make_module({
+@dataclass(frozen=True)
+class _Words:
+    """The call's words: its own phrases, in `language` (the message's, or
+    English where there is no template for it yet), and the message itself."""
+
+    module: TemplateModule
+    language: str
+    message_language: str
+
+    def __getattr__(self, phrase: str) -> list[tuple[str, str]]:
+        if phrase.startswith("_"):
+            raise AttributeError(phrase)
+        return [(str(getattr(self.module, phrase)), self.language)]
+
+    @property
+    def message(self) -> list[tuple[str, str]]:
+        """The severity's words, then the message; in one voice where both are in one language."""
+        if self.language == self.message_language:
+            return [(f"{self.module.intro}\n{self.module}", self.language)]
+        return [(str(self.module.intro), self.language), (str(self.module), self.message_language)]
+
+
+def _words(message: Message) -> _Words:
+    template = language_template("voice", message.language)
+    module = template.make_module({
         "severity": message.severity,
         "event": message.event,
         "headline": message.headline,
@@ -58,6 +69,8 @@ def _words(message: Message) -> TemplateModule:
         "instruction": message.instruction,
         "options": sorted(keypad_options(message).items()),
     })
+    own = PurePosixPath(template.name).name.split(".")[0]
+    return _Words(module, message.language if primary(own) == primary(message.language) else own, message.language)
 
 
 def _sentences(text: str) -> list[str]:
@@ -66,24 +79,33 @@ def _sentences(text: str) -> list[str]:
     return [part if part[-1] in ".!?。！？…" else part + "." for part in parts if part]
 
 
-def _say(parent: TwiML, text: str, message: Message, slow: bool) -> None:
-    language, voice = voice_for(message.language)
-    sentences = _sentences(text)
-    if not slow:
-        parent.say(" ".join(sentences), language=language, voice=voice)
-        return
-    prosody = parent.say(language=language, voice=voice).prosody(rate="slow")
-    for i, sentence in enumerate(sentences):
-        if i:
-            prosody.break_(time=SLOW_BREAK)
-        prosody.s(sentence)
+def _say(parent: TwiML, texts: list[tuple[str, str]], slow: bool) -> None:
+    """Say each (text, language) in that language's voice."""
+    for text, in_language in texts:
+        # The voice channel speaks only languages with a voice (channels/voice.py);
+        # a preview of any other is read in English.
+        language, voice = voice_for(in_language) or voice_for("en")
+        sentences = _sentences(text)
+        if not slow:
+            parent.say(" ".join(sentences), language=language, voice=voice)
+            continue
+        prosody = parent.say(language=language, voice=voice).prosody(rate="slow")
+        for i, sentence in enumerate(sentences):
+            if i:
+                prosody.break_(time=SLOW_BREAK)
+            prosody.s(sentence)
 
 
-def _listen(response: VoiceResponse, texts: list[str], message: Message, gather_action: str, slow: bool) -> None:
+def _notices(message: Message) -> list[tuple[str, str]]:
+    """"This is a drill" and "not in your language", said before the message in a language there is a voice for."""
+    notices = notices_for(message, usable=lambda lang: voice_for(lang) is not None)
+    return [("\n".join(notices.sentences()), notices.language)] if notices else []
+
+
+def _listen(response: VoiceResponse, texts: list[tuple[str, str]], gather_action: str, slow: bool) -> None:
     """Say texts while waiting for one key, which Twilio posts to gather_action."""
     gather = response.gather(num_digits=1, action=gather_action, method="POST", timeout=GATHER_TIMEOUT_S)
-    for text in texts:
-        _say(gather, text, message, slow)
+    _say(gather, texts, slow)
 
 
 def alert_twiml(message: Message, *, gather_action: str, slow: bool, repeat_count: int = 0) -> str:
@@ -96,14 +118,14 @@ def alert_twiml(message: Message, *, gather_action: str, slow: bool, repeat_coun
     words = _words(message)
     response = VoiceResponse()
     if repeat_count:
-        _say(response, words.again, message, slow)
+        _say(response, words.again, slow)
     else:
         response.pause(length=1)
-    _say(response, str(words), message, slow)
-    _listen(response, [words.prompt], message, gather_action, slow)
+    _say(response, _notices(message) + words.message, slow)
+    _listen(response, words.prompt, gather_action, slow)
     # No key pressed: read it once more, still listening, then close.
-    _listen(response, [words.again, str(words), words.prompt], message, gather_action, slow)
-    _say(response, words.goodbye, message, slow)
+    _listen(response, words.again + _notices(message) + words.message + words.prompt, gather_action, slow)
+    _say(response, words.goodbye, slow)
     response.hangup()
     return str(response)
 
@@ -120,12 +142,12 @@ def gather_twiml(message: Message, digits: str, *, gather_action: str, slow: boo
     elif key in keypad_options(message):
         meaning = f"response:{key}"
     else:
-        _say(response, words.invalid, message, slow)
-        _listen(response, [words.prompt], message, gather_action, slow)
-        _say(response, words.goodbye, message, slow)
+        _say(response, words.invalid, slow)
+        _listen(response, words.prompt, gather_action, slow)
+        _say(response, words.goodbye, slow)
         response.hangup()
         return str(response), None
-    _say(response, words.thanks, message, slow)
+    _say(response, words.thanks, slow)
     response.hangup()
     return str(response), meaning
 
@@ -134,7 +156,6 @@ def machine_twiml(message: Message, *, slow: bool) -> str:
     """For an answering machine: leave the message; nobody is there to press a key."""
     words = _words(message)
     response = VoiceResponse()
-    _say(response, str(words), message, slow)
-    _say(response, words.goodbye, message, slow)
+    _say(response, _notices(message) + words.message + words.goodbye, slow)
     response.hangup()
     return str(response)

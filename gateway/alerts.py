@@ -60,6 +60,12 @@ def expires_ms(doc: dict) -> int:
     return int(datetime.fromisoformat(doc["expires"].replace("Z", "+00:00")).timestamp() * 1000)
 
 
+def drill_of(doc: dict) -> str:
+    """The CAP status of a drill (Test, Exercise), or "" for an Actual alert."""
+    status = doc.get("status", "Actual")
+    return "" if status == "Actual" else status
+
+
 def body_digest(doc: dict) -> str:
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -68,7 +74,8 @@ def body_digest(doc: dict) -> str:
 # posted this CAP message (sender, identifier): then returns the earlier
 # alert id and its body digest for comparison.
 # KEYS: alert, idempotency key or '', ALERTS, agency alerts, ACTIVE_ALERTS, CAP index or '', CALLBACK_ALERTS
-# ARGV: aid, digest, doc, agency, created ms, expires ms, idempotency ttl, CAP field, CAP JSON, callbacks 0/1
+# ARGV: aid, digest, doc, agency, created ms, expires ms, idempotency ttl, CAP field, CAP JSON, callbacks 0/1,
+# drill (CAP status Test or Exercise, or '': read by /metrics without the document)
 _CREATE = """
 if KEYS[2] ~= '' then
   local prior = redis.call('GET', KEYS[2])
@@ -84,6 +91,7 @@ if KEYS[6] ~= '' then redis.call('HSET', KEYS[6], ARGV[8], mine) end
 redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'agency', ARGV[4], 'status', 'planning',
            'created_ms', ARGV[5], 'expires_ms', ARGV[6], 'version', 1)
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'cap', ARGV[9]) end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'drill', ARGV[11]) end
 if ARGV[10] == '1' then
   redis.call('HSET', KEYS[1], 'cb', 1)
   redis.call('SADD', KEYS[7], ARGV[1])
@@ -115,7 +123,7 @@ class Alerts:
                   keys.cap_index(agency_id) if cap else "", keys.CALLBACK_ALERTS],
             args=[aid, digest, orjson.dumps(doc), agency_id, now_ms(), expires_ms(doc), IDEMPOTENCY_TTL_S,
                   cap_field(cap["sender"], cap["identifier"]) if cap else "", orjson.dumps(cap) if cap else "",
-                  int(callbacks)],
+                  int(callbacks), drill_of(doc)],
         )
         if prior:
             prior_id, prior_digest = text(prior).split("|")[:2]
@@ -169,8 +177,8 @@ class Alerts:
             "fallbacks": counts.get("fallbacks", 0),
             "channels": channels,
         }
-        if meta["doc"].get("status", "Actual") != "Actual":
-            out["drill"] = meta["doc"]["status"]
+        if drill_of(meta["doc"]):
+            out["drill"] = drill_of(meta["doc"])
         if "parent" in meta:
             out["update_of"] = meta["parent"]
         rounds = await self.rounds(aid)

@@ -204,6 +204,38 @@ def residents_import(file: Path) -> None:
     console.print(f"imported {count} residents")
 
 
+@residents.command("reverify")
+@click.option("--agency", "agency_id", required=True, help="The agency the campaign is sent for (its id).")
+@click.option("--district", "districts", multiple=True, help="Only these districts (default: the agency's).")
+def residents_reverify(agency_id: str, districts: tuple[str, ...]) -> None:
+    """Ask residents whose numbers are unconfirmed for GATEWAY_CONTACT_STALE_DAYS
+    "is this still your number? answer 1" (a Minor alert; the workers send it)."""
+    from types import SimpleNamespace
+
+    from . import reverify, tasks
+    from .agencies import get_agency
+    from .embedded_redis import resolve_urls
+
+    settings = _settings()
+
+    async def go() -> tuple[str | None, int]:
+        async with _redis(settings) as redis:
+            agency = await get_agency(redis, agency_id)
+            if agency is None:
+                raise reverify.OutsideArea(f"no agency {agency_id}")
+            redis_url, broker_url, _ = resolve_urls(settings)
+            tasks.configure(broker_url, redis_url)
+            dispatch = SimpleNamespace(fan_out=lambda aid: tasks.fan_out.apply_async((aid,)))
+            return await reverify.start(redis, dispatch, agency, settings.contact_stale_days, frozenset(districts))
+
+    try:
+        aid, count = asyncio.run(go())
+    except reverify.OutsideArea as e:
+        console.print(f"[red]{e}[/]")
+        raise SystemExit(1)
+    console.print(f"campaign {aid} asks {count} residents" if aid else "nobody's number is stale: nothing sent")
+
+
 async def import_file(settings: Settings, file: Path, fmt: str, redis=None) -> int:
     """Validate the whole file, then write it in chunks with a progress bar."""
     if redis is None:

@@ -139,6 +139,10 @@ class Settings:
     # When set, /metrics answers only `Authorization: Bearer <token>` (Prometheus'
     # `authorization.credentials`); empty leaves it open, for a scraper on a private network.
     metrics_token: str = field(default="", repr=False)
+    # A contact point neither confirmed by a delivery nor (re)registered for
+    # this many days is stale (gateway/contact_ages.py).
+    contact_stale_days: float = 365.0
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
@@ -191,6 +195,7 @@ class Settings:
             voice_retry_backoff_s=float(env.get("GATEWAY_VOICE_RETRY_BACKOFF_S", "60")),
             callback_networks=_networks(env.get("GATEWAY_CALLBACK_NETWORKS", "")),
             metrics_token=env.get("GATEWAY_METRICS_TOKEN", ""),
+            contact_stale_days=float(env.get("GATEWAY_CONTACT_STALE_DAYS", "365")),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -241,6 +246,7 @@ class Settings:
             "GATEWAY_VOICE_RETRY_BACKOFF_S": str(self.voice_retry_backoff_s),
             "GATEWAY_CALLBACK_NETWORKS": ",".join(self.callback_networks),
             "GATEWAY_METRICS_TOKEN": self.metrics_token,
+            "GATEWAY_CONTACT_STALE_DAYS": str(self.contact_stale_days),
         }
         if self.redis_url:
             out["GATEWAY_REDIS_URL"] = self.redis_url

@@ -24,7 +24,8 @@ from channels.base import (
     Recipient,
 )
 
-from . import deliveries, keys
+from . import contact_ages, deliveries, keys
+from .alerts import drill_of
 from .crypto import Vault
 from .plan import (
     EMERGENCY,
@@ -106,13 +107,13 @@ class Engine:
         specs = self.specs()
         pipe = self.redis.pipeline(transaction=False)
         for rid in rids:
-            pipe.hmget(keys.resident(rid), "p", "x", "c")
+            pipe.hmget(keys.resident(rid), "p", "x", "c", "lc")
         rows, opened = [], {}
-        for seq, (rid, (p, x, c)) in enumerate(zip(rids, await pipe.execute()), start=first_seq):
+        for seq, (rid, (p, x, c, lc)) in enumerate(zip(rids, await pipe.execute()), start=first_seq):
             if p is None:  # erased since the alert was posted
                 rows.append((rid, seq, [], "unreachable"))
                 continue
-            prof = profile({b"p": p, b"x": x})
+            prof = profile({b"p": p, b"x": x, b"lc": lc}, self.settings.contact_stale_days)
             steps = build_plan(prof, view.policy, specs)
             state = initial_state(prof, view.policy, steps)
             rows.append((rid, seq, steps, state))
@@ -185,8 +186,8 @@ class Engine:
         if channel is None or contact >= len(contacts):
             return Outcome("failed", "gateway", error_code="no-channel", permanent=True,
                            detail=f"{channel_name} is not available"), None, None
-        lang = pick_language(fields.get("l", ()), view.languages)
-        message = self.message(aid, view, rid, k, n, lang, token, leg)
+        lang = pick_language(fields.get("l", ()), view.languages, channel.speaks)
+        message = self.message(aid, view, rid, k, n, lang, token, leg, tuple(fields.get("l", ())))
         recipient = Recipient(rid, contacts[contact], frozenset(fields.get("n", ())), tuple(fields.get("l", ())),
                               person.get("name", ""), fields.get("by"))
         async with self._inflight:
@@ -204,10 +205,11 @@ class Engine:
         token = self.vault.link_token(aid, rid)
         if lang not in view.doc["content"]:
             lang = view.languages[0]
-        return self.message(aid, view, rid, k, n, lang, token, leg)
+        p = await self.redis.hget(keys.resident(rid), "p")
+        return self.message(aid, view, rid, k, n, lang, token, leg, tuple(orjson.loads(p)["l"]) if p else ())
 
     def message(self, aid: str, view: AlertView, rid: str, k: int, n: int, lang: str, token: str,
-                leg: int = 0) -> Message:
+                leg: int = 0, reader_languages: tuple[str, ...] = ()) -> Message:
         doc = view.doc
         content = doc["content"][lang]
         options = tuple((o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
@@ -218,7 +220,8 @@ class Engine:
             headline=content["headline"], body=content["body"], instruction=content.get("instruction", ""),
             link=content.get("link", ""), short=content.get("short", ""),
             page_url=f"{self.settings.public_url}/m/{aid}.{token}", response_options=options, leg=leg,
-            expires_at=view.expires_at,
+            expires_at=view.expires_at, drill=drill_of(doc),
+            reader_languages=reader_languages,
         )
 
     async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:
@@ -236,11 +239,14 @@ class Engine:
                 channel.record(pipe, message, recipient, out)
                 used.add(channel)
         results = await pipe.execute()
-        nxt = []
-        for (rid, *_), res in zip(jobs, replies.of(results)):
+        nxt, fresh = [], []
+        for (rid, _, _, _, _, contact, *_), res in zip(jobs, replies.of(results)):
             res = text(res)
             if res.startswith("next:"):
                 nxt.append((rid, int(res[5:]), 0))
+            elif res == "confirmed":
+                fresh.append((rid, contact))
+        await contact_ages.confirmed(self.redis, fresh)
         for (rid, _, _, _, _, contact, *_), (out, _, _) in zip(jobs, sent):
             if out.contact_dead:
                 await self.registry.mark_dead(rid, contact)
@@ -263,8 +269,12 @@ class Engine:
             Event(ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status, ev.permanent, ev.provider, ev.ref,
                   ev.error_code, ev.channel, self._backoff_ms(ev.channel, ev.attempt), ev.at_ms)])
         res = text(replies.of(await pipe.execute())[0])
-        if ev.contact_dead:
-            await self._mark_dead_from_plan(ev)
+        if ev.contact_dead or res == "confirmed":
+            contact = await self._contact_of(ev)
+            if contact is not None and ev.contact_dead:
+                await self.registry.mark_dead(ev.resident_id, contact)
+            elif contact is not None:
+                await contact_ages.confirmed(self.redis, [(ev.resident_id, contact)], ev.at_ms)
         if res.startswith("next:"):
             await self._follow(ev.alert_id, [(ev.resident_id, int(res[5:]), 0)])
         return res
@@ -278,11 +288,14 @@ class Engine:
         replies = await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")
         return text(replies.of(await pipe.execute())[0])
 
-    async def _mark_dead_from_plan(self, ev: ProviderEvent) -> None:
+    async def _contact_of(self, ev: ProviderEvent) -> int | None:
+        """The contact point the event's leg was sent to."""
         plan = await self.redis.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
-        if plan:
-            legs = orjson.loads(plan)[ev.step]["l"]
-            await self.registry.mark_dead(ev.resident_id, legs[ev.leg][1])
+        if not plan:
+            return None
+        steps = orjson.loads(plan)
+        legs = steps[ev.step]["l"] if ev.step < len(steps) else []
+        return legs[ev.leg][1] if ev.leg < len(legs) else None
 
     async def _follow(self, aid: str, items: list[Item]) -> None:
         if self.follow_up is None:

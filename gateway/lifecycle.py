@@ -113,6 +113,15 @@ return 1
 """
 
 
+async def resumed(redis, aid: str) -> None:
+    """An alert that had finished runs again (residents added, deliveries
+    reopened): the pump watches it, and the agency will get another final summary."""
+    await redis.sadd(keys.ACTIVE_ALERTS, aid)
+    if await redis.hexists(keys.alert(aid), "cb"):
+        await redis.hdel(keys.alert(aid), "cb_final")
+        await redis.sadd(keys.CALLBACK_ALERTS, aid)
+
+
 def _not_found() -> Problem:
     return Problem(404, "Not found", "No such alert.")
 
@@ -242,10 +251,7 @@ class Lifecycle:
             size = engine.settings.batch_size
             work.added = [(last + 1 + i, added[i:i + size]) for i in range(0, len(added), size)]
             if status == "done" and await r.eval(_ACTIVATE, 1, keys.alert(aid), "", "done"):
-                await r.sadd(keys.ACTIVE_ALERTS, aid)
-                if cb:  # its final summary went out: there will be another
-                    await r.hdel(keys.alert(aid), "cb_final")
-                    await r.sadd(keys.CALLBACK_ALERTS, aid)
+                await resumed(r, aid)
 
         # Earlier rounds still going get the new content too; their residents
         # are not told again in a new round.

@@ -61,19 +61,28 @@ async def tallies(redis, aid: str) -> dict:
     }
 
 
+# Every series of alerts and their deliveries carries `cap_status`: Actual,
+# Exercise or Test, so a drill is never counted as a real alert.
+ACTUAL = "Actual"
+
+
 @dataclass
 class Snapshot:
-    alerts: dict = field(default_factory=dict)  # status -> count
-    deliveries: dict = field(default_factory=dict)  # state -> count
-    confirmed: dict = field(default_factory=dict)  # channel -> count
-    in_progress: dict = field(default_factory=dict)  # channel of the current step -> count
-    events: dict = field(default_factory=dict)  # (channel, status) -> count
-    fallbacks: int = 0
+    alerts: dict = field(default_factory=dict)  # (cap status, status) -> count
+    deliveries: dict = field(default_factory=dict)  # (cap status, state) -> count
+    confirmed: dict = field(default_factory=dict)  # (cap status, channel) -> count
+    in_progress: dict = field(default_factory=dict)  # (cap status, channel of the current step) -> count
+    events: dict = field(default_factory=dict)  # (cap status, channel, status) -> count
+    fallbacks: dict = field(default_factory=dict)  # cap status -> count
     providers: dict = field(default_factory=dict)  # provider -> {"outcomes", "answer"}
-    ttc: dict = field(default_factory=dict)  # channel -> buckets
+    ttc: dict = field(default_factory=dict)  # (cap status, channel) -> buckets
     queues: dict = field(default_factory=dict)  # queue -> depth
     timer_lag_s: float = 0.0
     timers: int = 0
+
+
+def _add(counts: dict, key, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
 
 
 async def snapshot(state: dict) -> Snapshot:
@@ -83,23 +92,25 @@ async def snapshot(state: dict) -> Snapshot:
     active = {text(a) for a in await redis.smembers(keys.ACTIVE_ALERTS)}
     pipe = redis.pipeline(transaction=False)
     for aid in aids:
-        pipe.hget(keys.alert(aid), "status")
+        pipe.hmget(keys.alert(aid), "status", "drill")
         pipe.hgetall(keys.alert_counts(aid))
         pipe.get(ops_keys.tallies(aid))
     res = await pipe.execute()
-    for aid, status, counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
-        status = text(status or b"gone")
-        snap.alerts[status] = snap.alerts.get(status, 0) + 1
+    kinds = {}
+    for aid, (status, drill), counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
+        status, kind = text(status or b"gone"), text(drill or ACTUAL)
+        kinds[aid] = kind
+        _add(snap.alerts, (kind, status), 1)
         for f, v in ((text(f), int(v)) for f, v in counts.items()):
             if f in STATES:
-                snap.deliveries[f] = snap.deliveries.get(f, 0) + v
+                _add(snap.deliveries, (kind, f), v)
             elif f.startswith("by:"):
-                snap.confirmed[f[3:]] = snap.confirmed.get(f[3:], 0) + v
+                _add(snap.confirmed, (kind, f[3:]), v)
             elif f.startswith("a:"):
                 _, channel, st = f.split(":", 2)
-                snap.events[(channel, st)] = snap.events.get((channel, st), 0) + v
+                _add(snap.events, (kind, channel, st), v)
             elif f == "fallbacks":
-                snap.fallbacks += v
+                _add(snap.fallbacks, kind, v)
         finished = aid not in active and status not in ("planning", "active")
         if kept:
             t = orjson.loads(kept)
@@ -107,21 +118,21 @@ async def snapshot(state: dict) -> Snapshot:
             t = await tallies(redis, aid)
             if finished:
                 await redis.set(ops_keys.tallies(aid), orjson.dumps(t))
-        _add_tallies(snap, t)
+        _add_tallies(snap, t, kind)
     for aid in active:
-        await _running(redis, aid, snap)
+        await _running(redis, aid, snap, kinds.get(aid, ACTUAL))
     snap.queues = await queue_depths()
     return snap
 
 
-def _add_tallies(snap: Snapshot, t: dict) -> None:
+def _add_tallies(snap: Snapshot, t: dict, kind: str) -> None:
     for name, p in t["providers"].items():
         mine = snap.providers.setdefault(name, {"outcomes": {}, "answer": None})
         for k, n in p["outcomes"].items():
             mine["outcomes"][k] = mine["outcomes"].get(k, 0) + n
         mine["answer"] = _sum_buckets(mine["answer"], p["answer"])
     for ch, b in t["ttc"].items():
-        snap.ttc[ch] = _sum_buckets(snap.ttc.get(ch), b)
+        snap.ttc[(kind, ch)] = _sum_buckets(snap.ttc.get((kind, ch)), b)
 
 
 def _sum_buckets(a: dict | None, b: dict) -> dict:
@@ -131,7 +142,7 @@ def _sum_buckets(a: dict | None, b: dict) -> dict:
             "count": a["count"] + b["count"]}
 
 
-async def _running(redis, aid: str, snap: Snapshot) -> None:
+async def _running(redis, aid: str, snap: Snapshot, kind: str) -> None:
     """A running alert: its in-progress deliveries by channel, and how late its timers are."""
     first = await redis.zrange(keys.alert_timers(aid), 0, 0, withscores=True)
     snap.timers += await redis.zcard(keys.alert_timers(aid))
@@ -143,8 +154,7 @@ async def _running(redis, aid: str, snap: Snapshot) -> None:
         pipe.hmget(keys.delivery(aid, rid), "k", "p")
     for k, p in await pipe.execute():
         if p is not None:
-            channel = label(orjson.loads(p)[int(k)])
-            snap.in_progress[channel] = snap.in_progress.get(channel, 0) + 1
+            _add(snap.in_progress, (kind, label(orjson.loads(p)[int(k)])), 1)
 
 
 async def queue_depths() -> dict:
@@ -177,18 +187,23 @@ class SnapshotCollector(Collector):
 
     def collect(self):
         s = self.snap
-        yield _gauge("gateway_alerts", "Alerts by status", ["status"], s.alerts)
-        yield _gauge("gateway_deliveries", "Deliveries by state", ["state"], s.deliveries)
-        yield _gauge("gateway_deliveries_confirmed", "Confirmed deliveries by confirming channel", ["channel"],
-                     s.confirmed)
+        yield _gauge("gateway_alerts", "Alerts by CAP status (drills apart) and status", ["cap_status", "status"],
+                     s.alerts)
+        yield _gauge("gateway_deliveries", "Deliveries by CAP status of their alert and state", ["cap_status", "state"],
+                     s.deliveries)
+        yield _gauge("gateway_deliveries_confirmed", "Confirmed deliveries by confirming channel",
+                     ["cap_status", "channel"], s.confirmed)
         yield _gauge("gateway_deliveries_in_progress", "Deliveries of running alerts by the channel of their step",
-                     ["channel"], s.in_progress)
+                     ["cap_status", "channel"], s.in_progress)
         events = CounterMetricFamily("gateway_attempt_events", "Attempt status events by channel and status",
-                                     labels=["channel", "status"])
-        for (channel, status), n in sorted(s.events.items()):
-            events.add_metric([channel, status], n)
+                                     labels=["cap_status", "channel", "status"])
+        for key, n in sorted(s.events.items()):
+            events.add_metric(list(key), n)
         yield events
-        yield CounterMetricFamily("gateway_fallbacks", "Moves to a plan's next step", value=s.fallbacks)
+        fallbacks = CounterMetricFamily("gateway_fallbacks", "Moves to a plan's next step", labels=["cap_status"])
+        for kind, n in sorted(s.fallbacks.items()):
+            fallbacks.add_metric([kind], n)
+        yield fallbacks
         attempts = CounterMetricFamily("gateway_provider_attempts", "Attempts by provider, channel and outcome",
                                        labels=["provider", "channel", "outcome"])
         answer = HistogramMetricFamily("gateway_provider_answer_seconds",
@@ -201,9 +216,10 @@ class SnapshotCollector(Collector):
         yield attempts
         yield answer
         ttc = HistogramMetricFamily("gateway_time_to_confirmation_seconds",
-                                    "From the alert to each confirmation, by confirming channel", labels=["channel"])
-        for channel, b in sorted(s.ttc.items()):
-            ttc.add_metric([channel], _histogram(b, TTC_BUCKETS), b["sum"])
+                                    "From the alert to each confirmation, by confirming channel",
+                                    labels=["cap_status", "channel"])
+        for key, b in sorted(s.ttc.items()):
+            ttc.add_metric(list(key), _histogram(b, TTC_BUCKETS), b["sum"])
         yield ttc
         yield _gauge("gateway_queue_depth", "Tasks waiting in each Celery queue", ["queue"], s.queues)
         yield GaugeMetricFamily("gateway_timer_lag_seconds", "How far the oldest due timer is behind",
@@ -214,7 +230,7 @@ class SnapshotCollector(Collector):
 def _gauge(name: str, doc: str, labels: list[str], values: dict) -> GaugeMetricFamily:
     g = GaugeMetricFamily(name, doc, labels=labels)
     for key, n in sorted(values.items()):
-        g.add_metric([key], n)
+        g.add_metric(list(key) if isinstance(key, tuple) else [key], n)
     return g
 
 

@@ -17,7 +17,7 @@ A policy may narrow the channels and change timeouts and confirmation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from .severity import rule_for
 
@@ -52,6 +52,8 @@ class Profile:
     non_emergency: bool = True
     # The resident's own order of channels; empty: the default rules decide.
     preferred: tuple[str, ...] = ()
+    # Indexes of contact points not confirmed for GATEWAY_CONTACT_STALE_DAYS (gateway/contact_ages.py).
+    stale: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Policy:
     max_attempts: int = 3
     # Hold a resident's first step while they are in their quiet hours.
     quiet_hours: bool = False
+    # A re-verification campaign (gateway/reverify.py) asks on stale contact points only.
+    stale_only: bool = False
 
     @classmethod
     def from_alert(cls, alert: Mapping) -> "Policy":
@@ -79,6 +83,7 @@ class Policy:
             parallel_first=p.get("parallel_first", rule.parallel_first),
             max_attempts=p.get("max_attempts_per_step", 3),
             quiet_hours=rule.quiet_hours,
+            stale_only=alert.get("purpose") == "reverify",
         )
 
     @property
@@ -115,7 +120,7 @@ def build_plan(profile: Profile, policy: Policy, channels: Mapping[str, ChannelS
     for name in channel_order(profile.needs, [c for c in policy.channels if c in channels], profile.preferred):
         spec = channels[name]
         for i, contact in enumerate(profile.contacts):
-            if i not in profile.dead and _usable(spec, contact):
+            if i not in profile.dead and _usable(spec, contact) and (not policy.stale_only or i in profile.stale):
                 legs.append((name, i))
     steps: list[Step] = [{"l": [[ch, i]], "t": int(policy.timeouts[ch])} for ch, i in legs]
     if policy.parallel_first and len(steps) >= 2:
@@ -132,8 +137,12 @@ def initial_state(profile: Profile, policy: Policy, steps: list[Step]) -> str:
     return "planned" if steps else "unreachable"
 
 
-def pick_language(resident_languages: Iterable[str], alert_languages: Sequence[str]) -> str:
-    """The resident's first language the alert carries, matching `zh` to `zh-CN`."""
+def pick_language(resident_languages: Iterable[str], alert_languages: Sequence[str],
+                  usable: Callable[[str], bool] | None = None) -> str:
+    """The resident's first language the alert carries, matching `zh` to `zh-CN`;
+    with `usable`, the first the channel can carry too (a call needs a voice for it)."""
+    if usable is not None:
+        alert_languages = [lang for lang in alert_languages if usable(lang)] or alert_languages
     carried = {lang.lower(): lang for lang in alert_languages}
     primary = {}
     for lang in alert_languages:

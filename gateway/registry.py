@@ -7,6 +7,8 @@ In Redis a resident is one hash:
   c  AES-GCM sealed {"name", "contacts"} (gateway/crypto.py): only a send opens it
   h  keyed hashes of the phone numbers (to drop their lookups on replace)
   x  indexes of dead contact points, comma-separated
+  lc when each contact point last confirmed a delivery, or was registered
+     (gateway/contact_ages.py)
   rt the send the resident's next SMS reply answers (kept across a replace)
 """
 
@@ -15,13 +17,14 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 import phonenumbers
 from redis.commands.core import AsyncScript
 
-from . import keys
+from . import contact_ages, keys
 from .crypto import Vault
 from .plan import Contact, Profile
 from .problems import field_errors, invalid
@@ -61,7 +64,8 @@ def _e164(number: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def encode(resident: dict, vault: Vault, preferred: list[str] = ()) -> dict[str, bytes | str]:
+def encode(resident: dict, vault: Vault, preferred: list[str] = (), ages: bytes | None = None
+           ) -> dict[str, bytes | str]:
     rid = resident["id"]
     consent = resident.get("consent", {})
     profile = {
@@ -82,14 +86,17 @@ def encode(resident: dict, vault: Vault, preferred: list[str] = ()) -> dict[str,
         profile["qh"] = resident["quiet_hours"]
     sealed = vault.seal({"name": resident.get("name", ""), "contacts": resident.get("contacts", [])}, bound_to=rid)
     phones = [vault.lookup_hash(cp["number"]) for cp in resident.get("contacts", []) if cp["type"] == "phone"]
-    return {"p": orjson.dumps(profile), "c": sealed, "h": ",".join(phones), "x": ""}
+    return {"p": orjson.dumps(profile), "c": sealed, "h": ",".join(phones), "x": "",
+            "lc": contact_ages.carried_over(vault, resident.get("contacts", []), ages)}
 
 
-def profile(fields: dict) -> Profile:
-    """The planner's view of a stored resident (no decryption)."""
+def profile(fields: dict, stale_days: float | None = None) -> Profile:
+    """The planner's view of a stored resident (no decryption); with
+    `stale_days`, which contact points are stale (fields then holds b"lc")."""
     p = orjson.loads(fields[b"p"])
     dead = fields.get(b"x") or b""
     return Profile(
+        stale=contact_ages.stale(fields.get(b"lc"), stale_days) if stale_days is not None else frozenset(),
         languages=tuple(p["l"]),
         contacts=tuple(Contact(t, h) for t, h in p["k"]),
         needs=frozenset(p["n"]),
@@ -118,7 +125,12 @@ def decode(rid: str, fields: dict, vault: Vault) -> dict:
         out["quiet_hours"] = p["qh"]
     dead = fields.get(b"x") or b""
     out["dead_contacts"] = [int(i) for i in dead.split(b",") if i]
+    out["contacts_confirmed_at"] = [_iso(ms) for ms in contact_ages.ages_ms(fields.get(b"lc"))]
     return out
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -133,12 +145,12 @@ class Registry:
         pipe = self.redis.pipeline(transaction=True)
         for resident in residents:
             rid = resident["id"]
-            old_district, old_phones, preferred = olds[rid]
+            old_district, old_phones, preferred, ages = olds[rid]
             for digest in old_phones:
                 pipe.delete(keys.phone_lookup(digest))
             if old_district:
                 pipe.srem(keys.district(old_district), rid)
-            fields = encode(resident, self.vault, preferred)
+            fields = encode(resident, self.vault, preferred, ages)
             # Overwrites what the agency owns; the reply target (rt) stays.
             pipe.hset(keys.resident(rid), mapping=fields)
             pipe.sadd(keys.district(resident["district"]), rid)
@@ -152,15 +164,17 @@ class Registry:
             _changed(pipe, rid)
         await pipe.execute()
 
-    async def _old_indexes(self, rids: list[str]) -> dict[str, tuple[str | None, list[str], list[str]]]:
-        """(district, phone digests, preferred channel order) as stored now."""
+    async def _old_indexes(self, rids: list[str]
+                           ) -> dict[str, tuple[str | None, list[str], list[str], bytes | None]]:
+        """(district, phone digests, preferred channel order, contact ages) as stored now."""
         pipe = self.redis.pipeline(transaction=False)
         for rid in rids:
-            pipe.hmget(keys.resident(rid), "p", "h")
+            pipe.hmget(keys.resident(rid), "p", "h", "lc")
         out = {}
-        for rid, (p, h) in zip(rids, await pipe.execute()):
+        for rid, (p, h, lc) in zip(rids, await pipe.execute()):
             profile = orjson.loads(p) if p else {}
-            out[rid] = (profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [])
+            out[rid] = (profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [],
+                        lc)
         return out
 
     async def homes(self, rids: list[str]) -> dict[str, tuple[str, dict | None] | None]:
@@ -183,7 +197,7 @@ class Registry:
 
     async def delete(self, rid: str) -> bool:
         """Erase the resident and every index that could lead back to them."""
-        district, phones, _ = (await self._old_indexes([rid]))[rid]
+        district, phones, _, _ = (await self._old_indexes([rid]))[rid]
         if district is None:
             return False
         pipe = self.redis.pipeline(transaction=True)

@@ -23,8 +23,10 @@ from aiohttp import web
 from redis.exceptions import WatchError
 
 from channels.base import ProviderEvent
+from channels.notices import notices
 
 from . import deliveries, keys
+from .alerts import drill_of
 from .api.http import STATE, posted_form
 from .api.routing import Route
 from .config import TEMPLATES_DIR
@@ -122,8 +124,10 @@ async def _render_message(request, aid, token, rid, doc, lang, *, form_expired: 
     acknowledged = any(line.split("|")[4] == "acknowledged" for line in history)
     options = [(o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
                for o in doc.get("response_options", [])]
+    readers = (await _profile(redis, rid))["l"]
     return render("resident/message.html", status=403 if form_expired else 200, lang=lang, t=words(lang),
                   aid=aid, token=token, content=doc["content"][lang], severity=doc["severity"],
+                  notices=notices(lang, drill_of(doc), readers),
                   choices=[(c, endonym(c)) for c in doc["content"]], options=options,
                   acknowledged=acknowledged, ended=status in ("cancelled", "expired"), form_expired=form_expired,
                   nonce=make_nonce(request, aid, token))

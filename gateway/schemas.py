@@ -309,3 +309,26 @@ ALERT = {
         "expires": {"type": "string", "format": "date-time"},
     },
 }
+
+REOPEN = {
+    "$id": "Reopen",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # Default: every channel the severity table allows the alert.
+        "channels": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": CHANNELS}},
+        # Also the channels and contact points the plan tried already.
+        "again": {"type": "boolean"},
+    },
+}
+
+REVERIFY = {
+    "$id": "Reverify",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # Default: every district of the agency (all of them for a city-wide agency).
+        "districts": {"type": "array", "minItems": 1, "maxItems": 1000, "uniqueItems": True,
+                      "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"}},
+    },
+}

@@ -16,6 +16,7 @@
 --   y  confirming channel and level ("sms:delivered")
 --   e  time of the terminal state (ms)
 --   h  history, a line per event: at_ms|step|attempt|leg|status|provider|ref|code
+--      (an operator's reopen writes `reopened` with the operator in the provider column)
 -- A bitmap per state (`:bits:<state>`) marks sequence numbers; `:seq:<n>`
 -- hashes map them back to residents, 128 to a block (gateway/deliveries.py).
 -- Attempt status ranks: queued 1, sent 2, posted 3, delivered 4, acknowledged 5.
@@ -271,6 +272,27 @@ local function close(rid, state, now)
   return finish(rid, d, state, now)
 end
 
+-- reopen: an unreachable delivery gets more steps, appended to its plan, and
+-- goes back in progress on the first of them (retry in place: the alert's
+-- figures stay one story).  The step is sent by the caller at once; the
+-- retry timer at now + lease sends it should that hand-off be lost.
+-- Anything but `unreachable` is left alone, so a second reopen sends nothing twice.
+local function reopen(rid, steps, who, now, lease)
+  local d = load(rid)
+  if not d or d.s ~= 'unreachable' then return 'noop' end
+  local plan = plan_of(d)
+  local k = #plan
+  for _, step in ipairs(cjson.decode(steps)) do plan[#plan + 1] = step end
+  move(rid, d.q, 'unreachable', 'in_progress')
+  redis.call('HSET', dkey(rid), 's', 'in_progress', 'p', cjson.encode(plan), 'k', k, 'n', 0, 'b', 0,
+             'f', string.rep('0', #plan[k + 1].l), 'd', 0)
+  redis.call('HDEL', dkey(rid), 'c', 'w', 'e')
+  redis.call('HINCRBY', A .. ':count', 'reopened', 1)
+  redis.call('ZADD', A .. ':timers', now + lease, rid .. '|' .. k .. '|r|0')
+  history(rid, now, k, 0, '*', 'reopened', who)
+  return 'reopened:' .. k
+end
+
 -- The ops below take many deliveries of this alert per call and return a reply for each, in order.
 
 -- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
@@ -307,6 +329,22 @@ if op == 'timer' then
     end
     out[#out + 1] = res
   end
+  return out
+end
+
+-- reopen: ARGV = op, now, lease_ms, operator, then (rid, steps_json) repeated.  An alert
+-- cancelled or expired reopens nothing ('closed'); a finished one (done) runs again.
+if op == 'reopen' then
+  local now, lease, who, out = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], {}
+  local a = redis.call('HMGET', A, 'status', 'expires_ms')
+  local ex = tonumber(a[2] or '0')
+  local closed = a[1] == 'cancelled' or a[1] == 'expired' or (ex > 0 and now >= ex)
+  local any = false
+  for i = 5, #ARGV, 2 do
+    out[#out + 1] = closed and 'closed' or reopen(ARGV[i], ARGV[i + 1], who, now, lease)
+    any = any or string.sub(out[#out], 1, 9) == 'reopened:'
+  end
+  if a[1] == 'done' and any then redis.call('HSET', A, 'status', 'active') end
   return out
 end
 

@@ -66,6 +66,12 @@ class Transitions:
         [b"ok", legs JSON, step, attempt]; else the state or b"noop"."""
         return await self._queue(pipe, aid, ["timer", now_ms(), CLAIM_LEASE_MS], [[m] for m in members])
 
+    async def reopen(self, pipe, aid: str, items: Iterable[tuple[str, list]], who: str) -> "Replies":
+        """items: (resident id, steps to append).  Reply per item: b"reopened:<step>",
+        b"noop" (not unreachable: reopened already, or reached) or b"closed" (the alert ended)."""
+        return await self._queue(pipe, aid, ["reopen", now_ms(), CLAIM_LEASE_MS, who],
+                                 [[rid, orjson.dumps(steps)] for rid, steps in items])
+
     async def close(self, pipe, aid: str, rids: Iterable[str], state: str) -> "Replies":
         return await self._queue(pipe, aid, ["close", now_ms(), state], [[rid] for rid in rids])
 

@@ -107,3 +107,14 @@ def test_a_resident_who_chose_voice_first_is_called_first():
 def test_a_deaf_resident_is_never_called_whatever_order_they_chose():
     profile = Profile(("ko",), SMARTPHONE, needs=frozenset({"deaf"}), preferred=("voice", "push"))
     assert ["voice"] not in channels_of(build_plan(profile, Policy.from_alert({"severity": "Moderate"}), CHANNELS))
+
+
+def test_a_call_is_made_in_the_first_language_the_resident_reads_that_has_a_voice():
+    from channels.tts_voices import voice_for
+
+    speaks = lambda lang: voice_for(lang) is not None  # noqa: E731
+    # Mongolian first, but Twilio has no Mongolian voice: the call is in Russian, the resident's second.
+    assert pick_language(["mn", "ru"], ["ko", "mn", "ru"], speaks) == "ru"
+    assert pick_language(["mn", "ru"], ["ko", "mn", "ru"]) == "mn"  # a text message needs no voice
+    # None of the alert's languages the resident reads has a voice: the alert's first that has one.
+    assert pick_language(["mn"], ["mn", "en"], speaks) == "en"

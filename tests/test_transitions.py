@@ -44,3 +44,87 @@ async def test_a_cancelled_alert_plans_without_claiming(redis):
     pipe = redis.pipeline(transaction=False)
     replies = await t.claim(pipe, "a3", [(f"r{i:04d}", 0, 0) for i in range(5)])
     assert [r[0] for r in replies.of(await pipe.execute())] == [b"cancelled"] * 5
+
+
+MAIL = [{"l": [["mail", 1]], "t": 90}]
+
+
+async def unreachable(t: Transitions, redis, aid: str, n: int) -> None:
+    """n residents planned on STEPS, all of whom ended unreachable; the alert finished."""
+    await t.plan(aid, 4, 2, rows(n))
+    pipe = redis.pipeline(transaction=False)
+    await t.close(pipe, aid, [f"r{i:04d}" for i in range(n)], "unreachable")
+    await pipe.execute()
+    await redis.hset(keys.alert(aid), "status", "done")
+
+
+async def reopen(t: Transitions, redis, aid: str, rids, steps=MAIL, who="mina") -> list[bytes]:
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.reopen(pipe, aid, [(rid, steps) for rid in rids], who)
+    return replies.of(await pipe.execute())
+
+
+async def test_reopening_the_unreachable_puts_them_back_in_progress_in_the_same_alert(redis):
+    t = Transitions(redis)
+    await unreachable(t, redis, "a4", 3)
+    assert await reopen(t, redis, "a4", ["r0000", "r0001"]) == [b"reopened:2", b"reopened:2"]
+    counts = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.alert_counts("a4"))).items()}
+    # One story: nobody is added, unreachable falls by those reopened.
+    assert (counts["targeted"], counts["unreachable"], counts["in_progress"], counts["reopened"]) == (3, 1, 2, 2)
+    assert await redis.hget(keys.alert("a4"), "status") == b"active"
+    d = await redis.hgetall(keys.delivery("a4", "r0000"))
+    assert (d[b"s"], d[b"k"], d[b"n"]) == (b"in_progress", b"2", b"0") and b"e" not in d
+    assert d[b"p"].count(b'"mail"') == 1 and d[b"p"].count(b'"sms"') == 1
+    assert d[b"h"].split(b"\n")[-1].split(b"|")[1:6] == [b"2", b"0", b"*", b"reopened", b"mina"]
+    # The new step is sent by whoever reopened it, or by the pump after the claim lease.
+    assert await redis.zscore(keys.alert_timers("a4"), "r0000|2|r|0") is not None
+    pipe = redis.pipeline(transaction=False)
+    claimed = await t.claim(pipe, "a4", [("r0000", 2, 0)])
+    assert claimed.of(await pipe.execute())[0] == [b"ok", b'[["mail",1]]']
+
+
+async def test_a_second_reopen_sends_nothing_twice(redis):
+    t = Transitions(redis)
+    await unreachable(t, redis, "a5", 1)
+    assert await reopen(t, redis, "a5", ["r0000"]) == [b"reopened:2"]
+    assert await reopen(t, redis, "a5", ["r0000"]) == [b"noop"]
+    d = await redis.hgetall(keys.delivery("a5", "r0000"))
+    assert d[b"p"].count(b'"mail"') == 1 and d[b"h"].count(b"reopened") == 1
+    assert int(await redis.hget(keys.alert_counts("a5"), "reopened")) == 1
+
+
+async def test_a_reopened_step_that_times_out_ends_unreachable_again(redis):
+    t = Transitions(redis)
+    await unreachable(t, redis, "a6", 1)
+    await reopen(t, redis, "a6", ["r0000"])
+    pipe = redis.pipeline(transaction=False)
+    await t.claim(pipe, "a6", [("r0000", 2, 0)])
+    await pipe.execute()
+    await redis.hset(keys.delivery("a6", "r0000"), "d", 1)  # the deadline passed
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.timer(pipe, "a6", ["r0000|2|t"])
+    assert replies.of(await pipe.execute()) == [b"unreachable"]
+    counts = await redis.hgetall(keys.alert_counts("a6"))
+    assert (counts[b"unreachable"], counts[b"in_progress"], counts[b"targeted"]) == (b"1", b"0", b"1")
+
+
+async def test_a_confirmed_delivery_is_not_reopened(redis):
+    t = Transitions(redis)
+    await t.plan("a7", 4, 2, rows(1))
+    pipe = redis.pipeline(transaction=False)
+    await t.close(pipe, "a7", ["r0000"], "confirmed")
+    await pipe.execute()
+    assert await reopen(t, redis, "a7", ["r0000"]) == [b"noop"]
+    assert await redis.hget(keys.delivery("a7", "r0000"), "s") == b"confirmed"
+
+
+async def test_a_cancelled_or_expired_alert_reopens_nothing(redis):
+    t = Transitions(redis)
+    await unreachable(t, redis, "a8", 1)
+    await redis.hset(keys.alert("a8"), "status", "cancelled")
+    assert await reopen(t, redis, "a8", ["r0000"]) == [b"closed"]
+    await unreachable(t, redis, "a9", 1)
+    await redis.hset(keys.alert("a9"), "expires_ms", 1)
+    assert await reopen(t, redis, "a9", ["r0000"]) == [b"closed"]
+    assert await redis.hget(keys.delivery("a9", "r0000"), "s") == b"unreachable"
+    assert await redis.hget(keys.alert("a9"), "status") == b"done"

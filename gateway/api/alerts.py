@@ -11,8 +11,9 @@ from .. import deliveries, keys
 from ..alerts import Alerts
 from ..deliveries import delivery_view
 from ..lifecycle import Lifecycle
-from ..problems import Problem, invalid
-from ..schemas import ALERT
+from ..problems import Problem, check, invalid
+from ..reopen import CannotReopen, reopen_unreached
+from ..schemas import ALERT, REOPEN
 from ..transitions import STATES, text
 from .audience import checked_alert
 from .cap import CAP_BODY, CAP_TYPES, POLICY_HEADER, post_cap
@@ -126,6 +127,24 @@ async def cancel_alert(request: web.Request) -> web.Response:
     return json_response(await Alerts(state["redis"]).summary(aid), status=202)
 
 
+async def reopen_alert(request: web.Request) -> web.Response:
+    """Retry in place: the unreachable go back in progress on steps their plan did not try."""
+    agency = await require(request, "alerts:write")
+    aid, _ = await _owned(request, agency)
+    body = await json_body(request) if request.can_read_body else {}
+    check(REOPEN, body)
+    state = request.app[STATE]
+    try:
+        done = await reopen_unreached(state["redis"], state["engine"], state["dispatch"], aid, body.get("channels"),
+                                      again=body.get("again", False), who=f"agency:{agency.id}")
+    except CannotReopen as e:
+        if e.field:
+            raise invalid([{"field": f"/{e.field}", "detail": str(e)}]) from None
+        raise Problem(409, "Alert has ended", f"Nothing was reopened: {e}.") from None
+    summary = await Alerts(state["redis"]).summary(aid)
+    return json_response({**summary, "reopened": done.reopened, "nothing_new": done.nothing_new}, status=202)
+
+
 _DELIVERY_QUERY = {
     "state": ("Only deliveries in this state", {"enum": list(STATES)}),
     "after": ("Sequence number of the last delivery of the previous page", {"type": "integer"}),
@@ -149,6 +168,11 @@ ROUTES = [
     Route("POST", "/v1/alerts/{aid}/update", update_alert,
           "Replace the content: pending steps send it, the confirmed are told again", "alerts:write",
           body={"application/json": ALERT}, responses={202: "Updating", 409: "The alert is cancelled or expired"}),
+    Route("POST", "/v1/alerts/{aid}/reopen", reopen_alert,
+          "Reopen the unreachable in place on channels or contact points their plan did not try", "alerts:write",
+          body={"application/json": REOPEN},
+          responses={202: "Reopened: the alert's counts, `reopened` and `nothing_new` (residents with nothing "
+                          "left to try)", 409: "The alert is cancelled or expired"}),
     Route("POST", "/v1/alerts/{aid}/cancel", cancel_alert, "Cancel: no further step starts", "alerts:write",
           responses={202: "Cancelling"}),
 ]

@@ -110,7 +110,10 @@ async def preview(engine, doc: dict, resident: dict) -> dict:
         legs = []
         for leg, (name, index) in enumerate(step["l"]):
             channel = engine.channels[name]
-            message = engine.message(PREVIEW_ALERT_ID, view, rid, k, 0, language, PREVIEW_TOKEN, leg)
+            message = engine.message(PREVIEW_ALERT_ID, view, rid, k, 0,
+                                     pick_language(resident["languages"], view.languages, channel.speaks),
+                                     PREVIEW_TOKEN, leg,
+                                     tuple(resident["languages"]))
             recipient = Recipient(rid, contacts[index], needs, tuple(resident["languages"]),
                                   resident.get("name", ""), resident.get("birth_year"))
             legs.append({"channel": name, "contact": masked(contacts[index]),

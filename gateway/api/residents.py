@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import reverify
 from ..agencies import Agency
 from ..console.auth import audit
-from ..problems import Problem, invalid
+from ..problems import Problem, check, invalid
 from ..registry import check_import, normalise, parse_import
-from ..schemas import RESIDENT
+from ..schemas import RESIDENT, REVERIFY
 from .http import STATE, json_body, json_response, require
 from .routing import Route
 
@@ -99,6 +100,23 @@ async def import_residents(request: web.Request) -> web.Response:
     return json_response({"imported": len(residents)})
 
 
+async def reverify_stale(request: web.Request) -> web.Response:
+    """Ask residents whose numbers went stale whether they are still theirs (gateway/reverify.py)."""
+    agency = await require(request, "alerts:write")
+    body = await json_body(request) if request.can_read_body else {}
+    check(REVERIFY, body)
+    state = request.app[STATE]
+    try:
+        aid, count = await reverify.start(state["redis"], state["dispatch"], agency,
+                                          state["settings"].contact_stale_days, frozenset(body.get("districts", ())))
+    except reverify.OutsideArea as e:
+        raise invalid([{"field": "/districts", "detail": str(e)}]) from None
+    if aid is None:
+        return json_response({"id": None, "residents": 0})
+    return json_response({"id": aid, "residents": count, "href": f"/v1/alerts/{aid}"}, status=202,
+                         headers={"Location": f"/v1/alerts/{aid}"})
+
+
 ROUTES = [
     Route("PUT", "/v1/residents/{rid}", put_resident,
           "Create or replace a resident of your agency's area", "residents:write",
@@ -108,6 +126,11 @@ ROUTES = [
     Route("DELETE", "/v1/residents/{rid}", delete_resident,
           "Erase a resident of your agency's area and their contact data (audited)",
           "residents:write", responses={204: "Erased"}),
+    Route("POST", "/v1/residents/reverify", reverify_stale,
+          "Start a re-verification campaign: residents whose numbers are unconfirmed for "
+          "GATEWAY_CONTACT_STALE_DAYS are asked to answer 1 (a Minor alert of its own)", "alerts:write",
+          body={"application/json": REVERIFY},
+          responses={200: "Nobody's number is stale: nothing sent", 202: "The campaign's alert, and residents asked"}),
     Route("POST", "/v1/residents/import", import_residents,
           "Bulk import (NDJSON or CSV) into your agency's area, all or nothing", "residents:write",
           body={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}},

@@ -33,11 +33,6 @@ def welfare(aid: str) -> str:
     return f"{{a:{aid}}}:welfare"
 
 
-def follow_ups(aid: str) -> str:
-    """list of the follow-up alert ids that retried this alert's unreached."""
-    return f"{{a:{aid}}}:followups"
-
-
 def tallies(aid: str) -> str:
     """A finished alert's metrics tallies, JSON, so a scrape does not rescan it."""
     return f"{{a:{aid}}}:tallies"

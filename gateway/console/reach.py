@@ -1,6 +1,7 @@
 """The reach report: per district, who only one channel can reach and who none,
-which contact points went stale, and how long confirmation takes by channel
-and by age.
+which contact points went stale (found dead by a failure, or unconfirmed for
+GATEWAY_CONTACT_STALE_DAYS), and how long confirmation takes by channel and
+by age.
 
 Reach is the plan each resident would get today (gateway.plan.build_plan,
 default policy, the channels this gateway has), so it counts needs and dead
@@ -46,7 +47,8 @@ def reach_kind(plan: list) -> str:
     return "several" if len(channels) > 1 else channels.pop()
 
 
-async def report(redis, specs: dict, districts: frozenset[str] = frozenset(), scope: str = "all") -> dict:
+async def report(redis, specs: dict, districts: frozenset[str] = frozenset(), scope: str = "all",
+                 stale_days: float = 365.0) -> dict:
     """The report for the whole city (`scope` all), or for one agency: its `districts` and its alerts.
 
     Cached a minute per scope: it reads every resident.
@@ -57,30 +59,39 @@ async def report(redis, specs: dict, districts: frozenset[str] = frozenset(), sc
     body = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "channels": sorted(specs),
-        "districts": await _districts(redis, specs, districts),
+        "stale_after_days": stale_days,
+        "districts": await _districts(redis, specs, districts, stale_days),
         "time_to_confirmation": await _times(redis, scope),
     }
     await redis.set(ops_keys.reach(scope), orjson.dumps(body), ex=CACHE_S)
     return body
 
 
-async def _districts(redis, specs: dict, only: frozenset[str]) -> list[dict]:
+async def _districts(redis, specs: dict, only: frozenset[str], stale_days: float) -> list[dict]:
     policy = Policy()
     reach: dict[str, Counter] = defaultdict(Counter)
     stale: dict[str, Counter] = defaultdict(Counter)
+    unconfirmed: dict[str, Counter] = defaultdict(Counter)
     rids = await every_resident_id(redis)
     for i in range(0, len(rids), CHUNK):
         pipe = redis.pipeline(transaction=False)
         for rid in rids[i:i + CHUNK]:
-            pipe.hmget(keys.resident(rid), "p", "x")
-        for p, x in await pipe.execute():
+            pipe.hmget(keys.resident(rid), "p", "x", "lc")
+        for p, x, lc in await pipe.execute():
             if p is None:
                 continue
             fields = orjson.loads(p)
             district = fields["d"]
             if only and district not in only:
                 continue
-            prof = profile({b"p": p, b"x": x})
+            prof = profile({b"p": p, b"x": x, b"lc": lc}, stale_days)
+            live = set(range(len(prof.contacts))) - prof.dead
+            old = live & prof.stale
+            for index in old:
+                unconfirmed[district][prof.contacts[index].type] += 1
+            # Nothing fresher to fall back on: their data may be wrong and nobody would know.
+            if live and old == live:
+                unconfirmed[district]["residents_only_stale"] += 1
             reach[district][reach_kind(build_plan(prof, policy, specs))] += 1
             if prof.dead:
                 stale[district]["residents"] += 1
@@ -92,9 +103,12 @@ async def _districts(redis, specs: dict, only: frozenset[str]) -> list[dict]:
         counts = {kind: reach[district][kind] for kind in KINDS}
         total = sum(counts.values())
         points = {k: v for k, v in sorted(stale[district].items()) if k != "residents"}
+        old = {k: v for k, v in sorted(unconfirmed[district].items()) if k != "residents_only_stale"}
         out.append({"district": district, "residents": total, "counts": counts,
                     "shares": {kind: round(n / total, 4) for kind, n in counts.items()},
-                    "stale": {"residents": stale[district]["residents"], "contact_points": points}})
+                    "stale": {"residents": stale[district]["residents"], "contact_points": points},
+                    "unconfirmed": {"residents_only_stale": unconfirmed[district]["residents_only_stale"],
+                                    "contact_points": old}})
     return out
 
 
@@ -136,11 +150,13 @@ async def get_reach(request: web.Request) -> web.Response:
     agency = await require(request, "alerts:read")
     state = request.app[STATE]
     # An agency sees its own districts and the times of its own alerts.
-    return json_response(await report(state["redis"], state["engine"].specs(), agency.districts, agency.id))
+    return json_response(await report(state["redis"], state["engine"].specs(), agency.districts, agency.id,
+                                      state["settings"].contact_stale_days))
 
 
 ROUTES = [
     Route("GET", "/v1/reports/reach", get_reach,
-          "Per district: who only SMS, voice or mail can reach and who none; stale contact points; "
+          "Per district: who only SMS, voice or mail can reach and who none; contact points found dead or "
+          "unconfirmed for GATEWAY_CONTACT_STALE_DAYS, and who has nothing fresher; "
           "median time to confirmation by channel and age band", "alerts:read", tag="reports"),
 ]

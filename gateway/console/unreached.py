@@ -23,7 +23,7 @@ from .outcomes import label
 # Most urgent first: nothing more will be tried for the unreachable.
 OPEN_STATES = ("unreachable", "in_progress", "planned")
 CSV_COLUMNS = ["resident", "name", "district", "state", "lives_alone", "needs", "why", "next", "deadline",
-               "welfare_visit", "follow_up"]
+               "welfare_visit"]
 
 
 @dataclass
@@ -38,8 +38,6 @@ class Row:
     deadline_ms: int = 0
     # {"by", "at_ms", "note"} once an operator recorded the visit.
     welfare: dict | None = None
-    # (follow-up alert id, the resident's state in it)
-    follow_up: tuple[str, str] | None = None
 
     @property
     def lives_alone(self) -> bool:
@@ -58,10 +56,8 @@ async def rows(redis, vault, aid: str, rids: list[str]) -> list[Row]:
         pipe.hgetall(keys.delivery(aid, rid))
         pipe.hgetall(keys.resident(rid))
     pipe.hmget(ops_keys.welfare(aid), *rids)
-    pipe.lrange(ops_keys.follow_ups(aid), 0, -1)
     res = await pipe.execute()
-    welfare, follow_ups = res[-2], [text(f) for f in res[-1]]
-    later = await _follow_up_states(redis, follow_ups, rids)
+    welfare = res[-1]
     out = []
     for i, rid in enumerate(rids):
         d = {text(k): text(v) for k, v in res[2 * i].items()}
@@ -77,26 +73,7 @@ async def rows(redis, vault, aid: str, rids: list[str]) -> list[Row]:
             row.name = "(erased from the registry)"
         if welfare[i]:
             row.welfare = orjson.loads(welfare[i])
-        row.follow_up = later.get(rid)
         out.append(row)
-    return out
-
-
-async def _follow_up_states(redis, follow_ups: list[str], rids: list[str]) -> dict[str, tuple[str, str]]:
-    """The latest follow-up alert that planned each resident, and their state there."""
-    if not follow_ups:
-        return {}
-    pipe = redis.pipeline(transaction=False)
-    for fid in follow_ups:
-        for rid in rids:
-            pipe.hget(keys.delivery(fid, rid), "s")
-    states = iter(await pipe.execute())
-    out = {}
-    for fid in follow_ups:
-        for rid in rids:
-            s = next(states)
-            if s is not None:
-                out[rid] = (fid, text(s))
     return out
 
 
@@ -118,7 +95,7 @@ def describe(rid: str, d: dict, history: list[str]) -> Row:
         row.next = f"step {k + 1} of {len(plan)} on {label(plan[k])}, {after}"
         row.deadline_ms = int(d.get("d") or 0)
     else:
-        row.next = "nothing more is planned: an operator follows up"
+        row.next = "nothing more is planned: an operator reopens it on another channel or follows up"
     return row
 
 
@@ -131,10 +108,9 @@ def to_csv_lines(rows: list[Row], header: bool) -> str:
         visit = ""
         if r.welfare:
             visit = f"{r.welfare['by']} {clock(r.welfare['at_ms'])} {r.welfare.get('note', '')}".strip()
-        follow = f"{r.follow_up[0]} {r.follow_up[1]}" if r.follow_up else ""
         out.writerow([_cell(x) for x in (r.rid, r.name, r.district, r.state, "yes" if r.lives_alone else "",
                                          ";".join(r.needs), " / ".join(r.why), r.next, clock(r.deadline_ms),
-                                         visit, follow)])
+                                         visit)])
     return buf.getvalue()
 
 

@@ -14,12 +14,11 @@ from aiohttp import web
 
 from channels.routing import current_split
 
-from .. import keys
+from .. import keys, reopen
 from ..alerts import Alerts
 from ..api.http import STATE, posted_form
 from ..transitions import STATES, text
 from . import actions, auth, charts, outcomes, providers, reach, unreached
-from . import keys as ops_keys
 from .auth import FORM, SESSION, page
 from .html import render, render_error
 
@@ -144,7 +143,6 @@ async def alert_page(request: web.Request) -> web.Response:
     page_no = _page_number(request, pages)
     start = (page_no - 1) * ROWS_PER_PAGE
     rows = await unreached.rows(redis, state["engine"].vault, aid, rids[start:start + ROWS_PER_PAGE])
-    follow_ups = [await store.summary(text(f)) for f in await redis.lrange(ops_keys.follow_ups(aid), 0, -1)]
     return render(
         "ops/alert.html", alert=summary, doc=meta["doc"], meta=meta, states=STATES,
         running=meta["status"] in LIVE_STATES,
@@ -152,7 +150,7 @@ async def alert_page(request: web.Request) -> web.Response:
         ttc={ch: outcomes.median(v) for ch, v in flow.ttc.items()},
         tallies=sorted(tallies.values(), key=lambda t: -t.attempts),
         sampled=sampled, quantile=providers.quantile, rows=rows, total=len(rids), page=page_no,
-        pages=pages, welfare_only=welfare_only, follow_ups=follow_ups,
+        pages=pages, welfare_only=welfare_only, reopened=int(await redis.hget(keys.alert_counts(aid), "reopened") or 0),
         retry_channels=sorted(state["engine"].specs()), **await _layout(request))
 
 
@@ -196,29 +194,35 @@ async def cancel_from_console(request: web.Request) -> web.Response:
     state, session = request.app[STATE], request[SESSION]
     done = await actions.cancel(state, aid)
     await auth.audit(state["redis"], session.operator.name, "cancel alert", aid,
-                     f"cancelled {', '.join(done)}" if done else "nothing was open")
+                     "cancelled" if done else "nothing was open")
     await auth.flash(state["redis"], session, "Alert cancelled: no further step starts." if done
                      else "The alert had already ended; nothing was changed.")
     raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
 
 
 @page("operator")
-async def retry_unreached(request: web.Request) -> web.Response:
+async def reopen_unreached(request: web.Request) -> web.Response:
     found = await _alert_or_404(request)
     if isinstance(found, web.Response):
         return found
     aid, _ = found
-    state, session = request.app[STATE], request[SESSION]
-    channel = str(request[FORM].get("channel", ""))
+    state, session, form = request.app[STATE], request[SESSION], request[FORM]
+    channel = str(form.get("channel", ""))
+    again = form.get("again") == "1"
     try:
-        fid, count = await actions.retry(state, aid, channel)
-    except actions.ActionError as e:
-        await auth.flash(state["redis"], session, f"Not retried: {e}.")
+        done = await reopen.reopen_unreached(state["redis"], state["engine"], state["dispatch"], aid,
+                                             [channel] if channel != "any" else None, again=again,
+                                             who=session.operator.name)
+    except reopen.CannotReopen as e:
+        await auth.flash(state["redis"], session, f"Not reopened: {e}.")
         raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
-    await auth.audit(state["redis"], session.operator.name, "retry unreached", aid,
-                     f"{count} residents on {channel} as {fid}" if fid else f"nobody reachable on {channel}")
-    await auth.flash(state["redis"], session, f"Follow-up {fid} sends {count} residents a {channel} message."
-                     if fid else f"No unreachable resident has a usable {channel} contact point.")
+    on = "any channel" if channel == "any" else channel
+    await auth.audit(state["redis"], session.operator.name, "reopen unreached", aid,
+                     f"{done.reopened} residents on {on}{' (again)' if again else ''}; "
+                     f"{done.nothing_new} with nothing left to try")
+    await auth.flash(state["redis"], session,
+                     f"Reopened {done.reopened} residents on {on}." + (
+                         f" {done.nothing_new} have nothing left to try on {on}." if done.nothing_new else ""))
     raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
 
 
@@ -255,7 +259,8 @@ async def providers_page(request: web.Request) -> web.Response:
 @page("viewer")
 async def reach_page(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await reach.report(state["redis"], state["engine"].specs())
+    body = await reach.report(state["redis"], state["engine"].specs(),
+                              stale_days=state["settings"].contact_stale_days)
     return render("ops/reach.html", report=body, kinds=reach.KINDS, chart=charts.reach_bars(body["districts"]),
                   **await _layout(request))
 

@@ -14,6 +14,14 @@
       label.textContent = words;
       return;
     }
+    // "This is a drill" (or "not in your language") first, in its own language.
+    var notices = document.getElementById("notices");
+    if (notices) {
+      var first = new SpeechSynthesisUtterance(notices.innerText);
+      first.lang = notices.lang;
+      first.rate = 0.9;
+      speech.speak(first);
+    }
     var utterance = new SpeechSynthesisUtterance(message.innerText);
     utterance.lang = document.documentElement.lang;
     utterance.rate = 0.9;

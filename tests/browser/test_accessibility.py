@@ -16,7 +16,7 @@ FOCUSABLE = ("a[href], button:not([hidden]), input:not([type=hidden]), select, t
 
 @pytest.fixture
 async def busy(town):
-    """An alert half-way: confirmed, waiting, unreachable, one who lives alone; and a follow-up."""
+    """An alert half-way: confirmed, waiting, unreachable, one who lives alone."""
     await town.add(resident("ok", phone("+821055500001"), name="Kim Ok"),
                    resident("wait", phone("+821055500002"), name="Jung Waiting", languages=["en"]),
                    resident("alone", phone("+821055500003"), name="Choi Alone", needs=["lives_alone"]),
@@ -28,9 +28,16 @@ async def busy(town):
     return aid
 
 
-async def test_console_pages_have_no_wcag_violations(town, site, browser, busy):
+@pytest.fixture
+async def drill(town, busy):
+    """A drill, marked on every page, to a resident who reads Thai: told so before the message."""
+    await town.add(resident("thai", phone("+821055500009"), name="Somchai", languages=["th"]))
+    return await town.post_alert(heat_wave({"residents": ["wait", "thai"]}, status="Exercise"))
+
+
+async def test_console_pages_have_no_wcag_violations(town, site, browser, busy, drill):
     page = await signed_in(browser, site, "root", bypass_csp=True)  # axe is injected as a script
-    for path in CONSOLE_PAGES:
+    for path in CONSOLE_PAGES + [f"/ops/alerts/{drill}"]:
         await page.goto(site + path.format(aid=busy))
         assert await axe_violations(page) == [], path
     await page.goto(f"{site}/ops/alerts")
@@ -39,11 +46,11 @@ async def test_console_pages_have_no_wcag_violations(town, site, browser, busy):
     assert await axe_violations(page) == [], "login"
 
 
-async def test_resident_pages_have_no_wcag_violations(town, site, browser, busy):
+async def test_resident_pages_have_no_wcag_violations(town, site, browser, busy, drill):
     ctx = await browser.new_context(bypass_csp=True, viewport={"width": 390, "height": 844})
     page = await ctx.new_page()
-    for rid in ("wait", "alone"):
-        base = f"{site}/m/{busy}.{await town.token(busy, rid)}"
+    for aid, rid in ((busy, "wait"), (busy, "alone"), (drill, "thai")):
+        base = f"{site}/m/{aid}.{await town.token(aid, rid)}"
         for path in ("", "?lang=ko", "?lang=en"):
             await page.goto(base + path)
             assert await axe_violations(page) == [], base + path

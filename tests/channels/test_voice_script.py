@@ -5,7 +5,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from channels.base import Message
-from channels.voice_script import alert_twiml, gather_twiml, machine_twiml, voice_for
+from channels.tts_voices import voice_for
+from channels.voice_script import alert_twiml, gather_twiml, machine_twiml
 
 ACTION = "https://gw.example/hooks/twilio/gather/al1/rs1/2/1"
 
@@ -43,12 +44,17 @@ def test_korean_resident_hears_korean_voice():
 
 @pytest.mark.parametrize(
     "language, twilio_language",
-    [("ko", "ko-KR"), ("ko-KR", "ko-KR"), ("en", "en-US"), ("zh", "cmn-CN"), ("vi-VN", "vi-VN"), ("ja", "ja-JP"), ("sw", "en-US")],
+    [("ko", "ko-KR"), ("ko-KR", "ko-KR"), ("en", "en-US"), ("zh", "cmn-CN"), ("vi-VN", "vi-VN"), ("ja", "ja-JP"),
+     ("th", "th-TH"), ("zh-TW", "cmn-TW"), ("ru-RU", "ru-RU"), ("tl", "fil-PH")],
 )
 def test_each_language_has_a_voice_of_its_own(language, twilio_language):
     lang, voice = voice_for(language)
     assert lang == twilio_language
     assert voice.startswith(("Google.", "Polly."))
+
+
+def test_a_language_twilio_has_no_voice_for_gets_none_rather_than_a_wrong_one():
+    assert voice_for("mn") is None and voice_for("km-KH") is None
 
 
 def test_call_opens_with_a_pause_then_reads_the_message():
@@ -152,3 +158,16 @@ def test_language_without_voice_template_is_read_in_english():
     root = parse(alert_twiml(create_message("sw"), gather_action=ACTION, slow=False))
     assert root.find("Say").get("language") == "en-US"
     assert "press 1" in spoken(root.find("Gather"))
+
+
+def test_an_alert_in_a_language_we_have_no_call_words_for_is_read_in_its_own_voice():
+    # The agency wrote Thai; the call's own phrases are English, each in its own voice.
+    thai = create_message("th", event="คลื่นความร้อน", headline="เตือนภัยคลื่นความร้อน",
+                          body="วันนี้อุณหภูมิสูงถึง 38 องศา", instruction="ดื่มน้ำบ่อยๆ", reader_languages=("th",))
+    root = parse(alert_twiml(thai, gather_action=ACTION, slow=False))
+    said = [(say.get("language"), "".join(say.itertext())) for say in root.iter("Say")]
+    assert said[0] == ("en-US", "This is an emergency alert.")
+    assert said[1][0] == "th-TH" and "เตือนภัยคลื่นความร้อน" in said[1][1]
+    assert said[2][0] == "en-US" and "press 1" in said[2][1]
+    assert all(voice.startswith("Google.th-TH") for lang, voice in
+               ((s.get("language"), s.get("voice")) for s in root.iter("Say")) if lang == "th-TH")

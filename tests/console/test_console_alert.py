@@ -10,7 +10,6 @@ import io
 import orjson
 import pytest
 
-from gateway import keys
 from gateway.console import auth, outcomes
 from tests.console.town import csrf_of, heat_wave, phone, resident, sign_in
 
@@ -99,45 +98,70 @@ async def test_an_operator_records_a_welfare_visit(town, client, street):
     assert "Not recorded" in await r.text()
 
 
-async def test_retrying_the_unreachable_on_voice_sends_a_follow_up_to_those_it_can_reach(town, client, street):
+async def test_reopening_the_unreachable_on_voice_reaches_them_in_the_same_alert(town, client):
+    await town.add(resident("t1", phone("+821055500011"), name="Han Textonly"),
+                   resident("t2", phone("+821055500012"), name="Yoon Textonly"),
+                   resident("nc2", name="Kang Nocontact"))
+    town.sms.script.update({"t1": "failed", "t2": "failed"})
+    town.voice.script.update({"t1": "delivered", "t2": "failed"})
+    aid = await town.post_alert(heat_wave({"residents": ["t1", "t2", "nc2"]},
+                                          policy={"confirmation": "delivered", "channels": ["sms"]}))
+    assert (await town.summary(aid))["deliveries"]["unreachable"] == 3
     await town.operator("jun", "operator")
     await sign_in(client, "jun")
-    town.voice.script.update({"alone": "delivered", "evil": "delivered"})
-    r = await client.post(f"/ops/alerts/{street}/retry", data={"csrf": await csrf_of(client), "channel": "voice"})
-    assert "sends 2 residents a voice message" in await r.text()
+    r = await client.post(f"/ops/alerts/{aid}/reopen", data={"csrf": await csrf_of(client), "channel": "any"})
+    assert "Reopened 2 residents on any channel. 1 have nothing left to try on any channel." in await r.text()
     await town.dispatch.settle()
-    follow_up = (await town.redis.lrange(f"{{a:{street}}}:followups", 0, -1))[0].decode()
-    doc = orjson.loads(await town.redis.hget(keys.alert(follow_up), "doc"))
-    assert sorted(doc["audience"]["residents"]) == ["alone", "evil"]  # nc1 has no phone at all
-    assert doc["policy"]["channels"] == ["voice"]
-    assert (await town.delivery(follow_up, "alone"))["s"] == "confirmed"
-    page = await (await client.get(f"/ops/alerts/{street}")).text()
-    assert f"Follow-up <a href=\"/ops/alerts/{follow_up}\">{follow_up}</a>: confirmed" in page
-    follow_page = await (await client.get(f"/ops/alerts/{follow_up}")).text()
-    assert f"/ops/alerts/{street}" in follow_page
+    summary = await town.summary(aid)
+    assert summary["targeted"] == 3 and summary["deliveries"]["confirmed"] == 1
+    assert summary["deliveries"]["unreachable"] == 2  # t2's call failed too; nc2 has nothing to try
+    assert (await town.delivery(aid, "t1"))["y"] == "voice:delivered"
+    assert [rid for rid, _ in town.voice.sent] == ["t1", "t2"]
+    page = await (await client.get(f"/ops/alerts/{aid}")).text()
+    assert "2 deliveries reopened by an operator" in page
+    assert "step 2 voice: failed (30003)" in page[page.index('id="unreached-h"'):]
     entry = (await auth.audit_log(town.redis))[0]
-    assert entry["action"] == "retry unreached" and "2 residents on voice" in entry["detail"]
-
-
-async def test_a_retry_on_a_channel_the_gateway_lacks_is_refused(town, client, street):
-    await town.operator("jun", "operator")
-    await sign_in(client, "jun")
-    r = await client.post(f"/ops/alerts/{street}/retry", data={"csrf": await csrf_of(client), "channel": "mail"})
-    assert "Not retried: mail is not available" in await r.text()
-    assert not await town.redis.exists(f"{{a:{street}}}:followups")
-
-
-async def test_cancelling_also_cancels_the_follow_ups(town, client, street):
-    await town.operator("jun", "operator")
-    await sign_in(client, "jun")
-    town.voice.script.update({"alone": "sent"})
-    await client.post(f"/ops/alerts/{street}/retry", data={"csrf": await csrf_of(client), "channel": "voice"})
+    assert entry["action"] == "reopen unreached" and "2 residents on any channel" in entry["detail"]
+    # Clicking again tries nothing new: voice and SMS were both tried.
+    r = await client.post(f"/ops/alerts/{aid}/reopen", data={"csrf": await csrf_of(client), "channel": "any"})
+    assert "Reopened 0 residents" in await r.text()
     await town.dispatch.settle()
-    follow_up = (await town.redis.lrange(f"{{a:{street}}}:followups", 0, -1))[0].decode()
+    assert len(town.voice.sent) == 2
+
+
+async def test_reopening_again_on_a_channel_already_tried_calls_once_more(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
+    town.voice.script.update({"alone": "delivered"})
+    csrf = await csrf_of(client)
+    r = await client.post(f"/ops/alerts/{street}/reopen", data={"csrf": csrf, "channel": "voice"})
+    assert "Reopened 0 residents on voice." in await r.text()
+    calls = len(town.voice.sent)
+    r = await client.post(f"/ops/alerts/{street}/reopen", data={"csrf": csrf, "channel": "voice", "again": "1"})
+    assert "Reopened 2 residents on voice." in await r.text()  # nc1 has no phone at all
+    await town.dispatch.settle()
+    assert sorted(rid for rid, _ in town.voice.sent[calls:]) == ["alone", "evil"]
+    assert (await town.delivery(street, "alone"))["s"] == "confirmed"
+    assert (await town.summary(street))["targeted"] == 6
+
+
+async def test_a_reopen_on_a_channel_the_gateway_lacks_is_refused(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
+    r = await client.post(f"/ops/alerts/{street}/reopen", data={"csrf": await csrf_of(client), "channel": "mail"})
+    assert "Not reopened: mail is not available" in await r.text()
+    assert (await town.delivery(street, "alone"))["s"] == "unreachable"
+
+
+async def test_a_cancelled_alert_is_not_reopened(town, client, street):
+    await town.operator("jun", "operator")
+    await sign_in(client, "jun")
     await client.post(f"/ops/alerts/{street}/cancel", data={"csrf": await csrf_of(client)})
     await town.dispatch.settle()
-    assert (await town.redis.hget(keys.alert(follow_up), "status")) == b"cancelled"
-    assert (await town.delivery(street, "wait1"))["s"] == "cancelled"
+    r = await client.post(f"/ops/alerts/{street}/reopen", data={"csrf": await csrf_of(client), "channel": "voice",
+                                                                "again": "1"})
+    assert "Not reopened: the alert has been cancelled" in await r.text()
+    assert (await town.delivery(street, "alone"))["s"] == "unreachable"
 
 
 async def test_live_progress_streams_each_alert_summary(town, client, street):
@@ -222,3 +246,20 @@ async def test_operators_see_the_sms_traffic_move_off_a_failing_provider(town, c
     page = await (await client.get("/ops/providers")).text()
     assert "Current SMS traffic split" in page
     assert "kannel" in page and "Latest switches" in page
+
+
+async def test_a_drill_is_marked_as_a_drill_in_the_alert_list_and_on_its_page(town, client):
+    await town.add(resident("v1", phone("+821055500021")), resident("v2", phone("+821055500022")))
+    real = await town.post_alert(heat_wave({"residents": ["v1"]}))
+    drill = await town.post_alert(heat_wave({"residents": ["v2"]}, status="Exercise"))
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    listing = await (await client.get("/ops/alerts")).text()
+    rows = {}
+    for aid in (real, drill):
+        at = listing.index(f'href="/ops/alerts/{aid}"')
+        rows[aid] = listing[listing.rindex("<tr>", 0, at):listing.index("</tr>", at)]
+    assert "DRILL (Exercise)" in rows[drill] and "DRILL" not in rows[real]
+    page = await (await client.get(f"/ops/alerts/{drill}")).text()
+    assert "<title>DRILL: Heat wave" in page and "This is a drill (CAP status Exercise), not a real alert" in page
+    assert "DRILL" not in await (await client.get(f"/ops/alerts/{real}")).text()

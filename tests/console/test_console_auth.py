@@ -98,13 +98,14 @@ async def test_a_viewer_sees_no_actions_and_can_take_none(town, client):
     await town.operator("mina", "viewer")
     await sign_in(client, "mina")
     page = await (await client.get(f"/ops/alerts/{aid}")).text()
-    assert "Cancel this alert" not in page and "Retry the unreachable" not in page and "Visit done" not in page
+    assert "Cancel this alert" not in page and "Reopen the unreachable" not in page and "Visit done" not in page
     csrf = await csrf_of(client)
-    for action, form in (("cancel", {}), ("retry", {"channel": "sms"}), ("welfare", {"resident": "r1"})):
+    for action, form in (("cancel", {}), ("reopen", {"channel": "sms", "again": "1"}), ("welfare", {"resident": "r1"})):
         r = await client.post(f"/ops/alerts/{aid}/{action}", data={"csrf": csrf, **form}, allow_redirects=False)
         assert r.status == 403, action
     assert (await town.redis.hget(keys.alert(aid), "status")) == b"active"
-    assert not await town.redis.exists(ops_keys.welfare(aid), ops_keys.follow_ups(aid))
+    assert not await town.redis.exists(ops_keys.welfare(aid))
+    assert (await town.delivery(aid, "r1"))["s"] == "unreachable"
 
 
 async def test_a_forged_csrf_token_is_refused_and_changes_nothing(town, client):

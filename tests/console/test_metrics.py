@@ -10,6 +10,9 @@ from gateway.console import keys as ops_keys
 from tests.console.town import heat_wave, phone, resident
 
 
+A = ("cap_status", "Actual")
+
+
 def samples(body: str) -> dict:
     out = {}
     for family in text_string_to_metric_families(body):
@@ -28,17 +31,31 @@ async def test_metrics_count_deliveries_attempts_and_confirmation_times(town, cl
     r = await client.get("/metrics")
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
     m = samples(await r.text())
-    assert m[("gateway_deliveries", (("state", "confirmed"),))] == 2
-    assert m[("gateway_deliveries", (("state", "in_progress"),))] == 1
-    assert m[("gateway_deliveries_in_progress", (("channel", "sms"),))] == 1
-    assert m[("gateway_deliveries_confirmed", (("channel", "voice"),))] == 1
-    assert m[("gateway_attempt_events_total", (("channel", "sms"), ("status", "failed")))] == 1
-    assert m[("gateway_fallbacks_total", ())] == 1
+    assert m[("gateway_deliveries", (A, ("state", "confirmed")))] == 2
+    assert m[("gateway_deliveries", (A, ("state", "in_progress")))] == 1
+    assert m[("gateway_deliveries_in_progress", (A, ("channel", "sms")))] == 1
+    assert m[("gateway_deliveries_confirmed", (A, ("channel", "voice")))] == 1
+    assert m[("gateway_attempt_events_total", (A, ("channel", "sms"), ("status", "failed")))] == 1
+    assert m[("gateway_fallbacks_total", (A,))] == 1
     assert m[("gateway_provider_attempts_total", (("channel", "sms"), ("outcome", "failed"),
                                                   ("provider", "fake-sms")))] == 1
-    assert m[("gateway_time_to_confirmation_seconds_count", (("channel", "sms"),))] == 1
+    assert m[("gateway_time_to_confirmation_seconds_count", (A, ("channel", "sms")))] == 1
     assert m[("gateway_timer_lag_seconds", ())] > 1000  # the made-up timer is due since 1970
-    assert m[("gateway_alerts", (("status", "active"),))] == 1
+    assert m[("gateway_alerts", (A, ("status", "active")))] == 1
+
+
+async def test_a_drill_is_counted_apart_from_real_alerts(town, client):
+    await town.add(resident("a", phone("+821055500001")), resident("d", phone("+821055500002")))
+    town.sms.script.update({"a": "delivered", "d": "delivered"})
+    await town.post_alert(heat_wave({"residents": ["a"]}))
+    await town.post_alert(heat_wave({"residents": ["d"]}, status="Exercise"))
+    m = samples(await (await client.get("/metrics")).text())
+    drill = ("cap_status", "Exercise")
+    assert m[("gateway_deliveries", (A, ("state", "confirmed")))] == 1
+    assert m[("gateway_deliveries", (drill, ("state", "confirmed")))] == 1
+    assert m[("gateway_deliveries_confirmed", (drill, ("channel", "sms")))] == 1
+    assert m[("gateway_alerts", (A, ("status", "active")))] == 1
+    assert m[("gateway_alerts", (drill, ("status", "active")))] == 1
 
 
 async def test_a_finished_alert_is_tallied_once(town, client):

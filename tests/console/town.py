@@ -148,6 +148,9 @@ class Town:
         await self.dispatch.settle()
         return aid
 
+    async def summary(self, aid: str) -> dict:
+        return await Alerts(self.redis).summary(aid)
+
     async def token(self, aid: str, rid: str) -> str:
         """The token of the resident's page link, as their messages carry it."""
         assert await self.redis.exists(keys.delivery(aid, rid)), "the resident is not in that alert"
