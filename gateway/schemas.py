@@ -290,3 +290,23 @@ ALERT = {
         "expires": {"type": "string", "format": "date-time"},
     },
 }
+
+
+# What the API answers (the OpenAPI document's response bodies). ------------------
+
+def record(required: dict, optional: dict | None = None) -> dict:
+    """An answer object: these keys always, those sometimes, nothing else."""
+    return {"type": "object", "additionalProperties": False, "required": list(required),
+            "properties": {**required, **(optional or {})}}
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+STRINGS = {"type": "array", "items": STRING}
+
+# The resident as GET and PUT give it back: as sent, contacts opened, and which
+# contact points a provider said are dead (indexes into `contacts`).
+STORED_RESIDENT = {**{k: v for k, v in RESIDENT.items() if k != "$id"},
+                   "properties": {**RESIDENT["properties"],
+                                  "dead_contacts": {"type": "array", "items": INTEGER}}}

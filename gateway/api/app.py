@@ -16,7 +16,8 @@ from ..egress import Egress
 from ..problems import Problem
 from . import agency_callbacks, alerts, audience, cap, openapi, preview, residents
 from .http import STATE, json_response
-from .routing import Route
+from ..schemas import record
+from .routing import Route, returns
 
 log = logging.getLogger("gateway.api")
 
@@ -46,7 +47,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 BASE_ROUTES = [
-    Route("GET", "/healthz", healthz, "Liveness and Redis reachability", tag="ops"),
+    Route("GET", "/healthz", healthz, "Liveness and Redis reachability", tag="ops",
+          responses={200: returns("Redis answers", record({"status": {"enum": ["ok"]}}))}),
 ]
 
 
@@ -54,7 +56,8 @@ def routes() -> list[Route]:
     # cap before alerts: GET /v1/alerts/{aid}.cap would otherwise match /v1/alerts/{aid}.
     return BASE_ROUTES + residents.ROUTES + preview.ROUTES + cap.ROUTES + alerts.ROUTES + audience.ROUTES \
         + agency_callbacks.ROUTES + reach.ROUTES + console.ROUTES + resident_pages.ROUTES + metrics.ROUTES + [
-        Route("GET", "/v1/openapi.json", openapi.serve, "This OpenAPI 3.1 document", tag="meta")]
+        Route("GET", "/v1/openapi.json", openapi.serve, "This OpenAPI 3.1 document", tag="meta",
+              responses={200: returns("OpenAPI 3.1", {"type": "object", "required": ["openapi", "paths"]})})]
 
 
 def make_app(settings, redis, engine, dispatch) -> web.Application:

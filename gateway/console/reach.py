@@ -17,7 +17,8 @@ from aiohttp import web
 
 from .. import deliveries, keys
 from ..api.http import STATE, json_response, require
-from ..api.routing import Route
+from ..api.routing import Route, returns
+from ..schemas import COUNTS, INTEGER, STRING, STRINGS, record
 from ..plan import Policy, build_plan
 from ..registry import every_resident_id, profile
 from ..transitions import text
@@ -139,8 +140,21 @@ async def get_reach(request: web.Request) -> web.Response:
     return json_response(await report(state["redis"], state["engine"].specs(), agency.districts, agency.id))
 
 
+_MEDIANS = {"type": "object", "additionalProperties": record({"confirmed": INTEGER, "median_s": {"type": "number"}})}
+REPORT = record({
+    "generated_at": {"type": "string", "format": "date-time"}, "channels": STRINGS,
+    "districts": {"type": "array", "items": record({
+        "district": STRING, "residents": INTEGER, "counts": COUNTS,
+        "shares": {"type": "object", "additionalProperties": {"type": "number"}},
+        "stale": record({"residents": INTEGER, "contact_points": COUNTS})})},
+    "time_to_confirmation": record({"alerts": INTEGER, "by_channel": _MEDIANS, "by_age_band": _MEDIANS,
+                                    "by_channel_and_age_band": {"type": "object", "additionalProperties": _MEDIANS},
+                                    "age_bands": STRINGS}),
+})
+
 ROUTES = [
     Route("GET", "/v1/reports/reach", get_reach,
           "Per district: who only SMS, voice or mail can reach and who none; stale contact points; "
-          "median time to confirmation by channel and age band", "alerts:read", tag="reports"),
+          "median time to confirmation by channel and age band", "alerts:read", tag="reports",
+          responses={200: returns("The report (cached for a short while)", REPORT)}),
 ]
