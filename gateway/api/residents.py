@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
 from ..problems import Problem, invalid
-from ..registry import check_import, normalise, parse_import
-from ..schemas import RESIDENT
+from ..registry import check_import, normalise, parse_import, sort_import
+from ..schemas import RESIDENT, STORED_RESIDENT, STRING, record
 from .http import STATE, json_body, json_response, require
-from .routing import Route
+from .routing import Route, returns
 
 IMPORT_TYPES = {"application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "text/csv": "csv"}
 
@@ -45,29 +47,55 @@ async def delete_resident(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+BAD_ROWS = ("refuse", "skip")
+
+
 async def import_residents(request: web.Request) -> web.Response:
-    """NDJSON or CSV; all or nothing: one bad line and nothing is imported."""
+    """NDJSON or CSV. All or nothing by default: one bad line and nothing is imported.
+    With `bad_rows=skip` the good lines land and each bad one is named. Either way a
+    resident that is already stored as the file says is left alone, so a re-run writes nothing."""
     await require(request, "residents:write")
+    bad_rows = request.query.get("bad_rows", "refuse")
+    if bad_rows not in BAD_ROWS:
+        raise invalid([{"field": "bad_rows", "detail": f"one of {list(BAD_ROWS)}"}])
     fmt = IMPORT_TYPES.get(request.content_type)
     if fmt is None:
         raise Problem(415, "Unsupported media type", "Send application/x-ndjson or text/csv.",
                       errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
-    data = await request.read()
-    residents = check_import(parse_import(data, fmt))
+    records = parse_import(await request.read(), fmt)
+    if bad_rows == "refuse":
+        residents, errors = check_import(records), []
+    else:
+        residents, errors = sort_import(records)
     registry = request.app[STATE]["engine"].registry
+    counts = Counter()
     for i in range(0, len(residents), 1000):
-        await registry.put_many(residents[i:i + 1000])
-    return json_response({"imported": len(residents)})
+        counts += await registry.import_many(residents[i:i + 1000])
+    body = {"imported": len(residents), "created": counts["created"], "updated": counts["updated"],
+            "unchanged": counts["unchanged"]}
+    if bad_rows == "skip":
+        body |= {"bad_lines": len({e["line"] for e in errors}), "errors": errors}
+    return json_response(body)
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+IMPORTED = record({"imported": _COUNT, "created": _COUNT, "updated": _COUNT, "unchanged": _COUNT},
+                  {"bad_lines": _COUNT, "errors": {"type": "array", "items": record(
+                      {"line": _COUNT, "field": STRING, "detail": STRING})}})
 
 
 ROUTES = [
     Route("PUT", "/v1/residents/{rid}", put_resident, "Create or replace a resident", "residents:write",
-          body={"application/json": RESIDENT}, responses={200: "Replaced", 201: "Created"}),
-    Route("GET", "/v1/residents/{rid}", get_resident, "A resident, contact points opened", "residents:write"),
+          body={"application/json": RESIDENT}, responses={200: returns("Replaced", STORED_RESIDENT), 201: returns("Created", STORED_RESIDENT)}),
+    Route("GET", "/v1/residents/{rid}", get_resident, "A resident, contact points opened", "residents:write",
+          responses={200: returns("The resident", STORED_RESIDENT)}),
     Route("DELETE", "/v1/residents/{rid}", delete_resident, "Erase a resident and their contact data",
           "residents:write", responses={204: "Erased"}),
-    Route("POST", "/v1/residents/import", import_residents, "Bulk import (NDJSON or CSV), all or nothing",
-          "residents:write",
+    Route("POST", "/v1/residents/import", import_residents,
+          "Bulk import (NDJSON or CSV): all or nothing, or with bad_rows=skip the good lines", "residents:write",
           body={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}},
-          responses={200: "Imported"}),
+          query={"bad_rows": ("refuse (default): one bad line and nothing is imported (a 422 naming each); "
+                              "skip: the good lines land and `errors` names each bad line and field",
+                              {"enum": list(BAD_ROWS)})},
+          responses={200: returns("Imported: how many were new, changed, or already so", IMPORTED)}),
 ]

@@ -140,7 +140,7 @@ async def test_csv_import_works_like_ndjson(city):
            "c1,Nguyen Van An,vi;ko,11140,010-5550-0001,feature_phone\n"
            "c2,박영자,ko,11140,02-725-0002,landline\n").encode()
     status, _, body = await call(city, "POST", "/v1/residents/import", data=csv, headers={"Content-Type": "text/csv"})
-    assert status == 200 and body == {"imported": 2}
+    assert status == 200 and body == {"imported": 2, "created": 2, "updated": 0, "unchanged": 0}
     _, _, c2 = await call(city, "GET", "/v1/residents/c2")
     assert c2["contacts"][0] == {"type": "phone", "number": "+8227250002", "handset": "landline"}
 
