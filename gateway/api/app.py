@@ -13,6 +13,7 @@ from aiohttp import web
 from .. import console, metrics, resident_pages
 from ..console import reach
 from ..egress import Egress
+from ..engine import UnknownAlert
 from ..problems import Problem
 from . import agency_callbacks, alerts, audience, cap, openapi, preview, residents
 from .http import STATE, json_response
@@ -28,6 +29,9 @@ async def problems(request: web.Request, handler):
         return await handler(request)
     except Problem as p:
         return p.response()
+    except UnknownAlert:
+        # Only a provider webhook reaches the engine with a URL's alert id; signed or not, none such exists.
+        return Problem(404, "Not found", "No such alert.").response()
     except web.HTTPRequestEntityTooLarge:
         return Problem(413, "Body too large", f"The limit is {request.app[STATE]['settings'].max_body_bytes} bytes."
                        ).response()

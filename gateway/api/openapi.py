@@ -71,7 +71,8 @@ def build(routes, webhooks, server_url: str) -> dict:
     paths: dict[str, dict] = {}
     for r in routes:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
-    for method, path, channel, handler in webhooks:
+    for method, route_path, channel, handler in webhooks:
+        path = re.sub(r"{(\w+):[^/]+}", r"{\1}", route_path)  # OpenAPI names the parameter, not its pattern
         paths.setdefault(path, {})[method.lower()] = {
             "summary": (handler.__doc__ or f"{channel} provider webhook").strip().splitlines()[0],
             "tags": ["provider webhooks"], "operationId": f"{channel}_{handler.__name__}",
