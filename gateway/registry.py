@@ -337,10 +337,17 @@ def parse_import(data: bytes, fmt: str) -> Iterator[tuple[int, Any]]:
             yield data.count(b"\n", 0, e.start) + 1, ValueError(
                 f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as CSV UTF-8")
             return
-        reader = csv.DictReader(io.StringIO(decoded))
-        for n, row in enumerate(reader, start=2):
-            yield n, _csv_row(row)
-        return
+        # newline="": the csv module reads \r, \n and \r\n itself, inside quotes too.
+        reader = csv.DictReader(io.StringIO(decoded, newline=""))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # e.g. a NUL byte, or a field over the csv module's size limit
+                yield reader.line_num, ValueError(f"not CSV: {e}")
+                continue
+            yield reader.line_num, _csv_row(row)
     for n, line in enumerate(data.splitlines(), start=1):
         if line.strip():
             try:
