@@ -176,7 +176,7 @@ ALERT = {
                     "maxItems": 1000,
                     "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"},
                 },
-                "everyone": {"const": True},
+                "everyone": {"type": "boolean", "enum": [True]},  # not `const`: a client generator miswrites it
                 # Geographic targets, as CAP <area> carries them (gateway/cap.py).
                 # Polygon points are [lat, lon] (CAP order, WGS 84). JSON Schema
                 # cannot say "first point == last point": cap.area_problems() does.
@@ -202,8 +202,10 @@ ALERT = {
                                                 {"type": "number", "minimum": -90, "maximum": 90},
                                                 {"type": "number", "minimum": -180, "maximum": 180},
                                             ],
-                                            "items": False,
+                                            # maxItems rather than `items: false`: client generators
+                                            # read no boolean schemas.
                                             "minItems": 2,
+                                            "maxItems": 2,
                                         },
                                     },
                                 },
