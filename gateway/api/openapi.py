@@ -78,8 +78,13 @@ def build(routes, webhooks, server_url: str) -> dict:
             "tags": ["provider webhooks"], "operationId": f"{channel}_{handler.__name__}",
             "parameters": _params(path),
             "description": "Signed by the provider; an unsigned or tampered call gets 403 and changes nothing.",
-            "responses": {"200": {"description": "Accepted"}, "204": {"description": "Accepted"},
-                          "403": {"description": "Bad signature"}},
+            "responses": {"200": {"description": "Accepted; TwiML for Twilio, the reply's text for Kannel",
+                                  "content": {t: {"schema": {"type": "string"}} for t in ("application/xml",
+                                                                                           "text/plain")}},
+                          "204": {"description": "Accepted"},
+                          **{str(code): {"description": desc, "content": PROBLEM_ERROR} for code, desc in (
+                              (400, "Malformed"), (403, "Bad signature"), (404, "No such alert, step or token"),
+                              (413, "Body too large"))}},
         }
     return {
         "openapi": "3.1.0",
