@@ -13,6 +13,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, ClassVar
 
+# Where a provider's events about one attempt arrive: alert, resident, step, attempt, leg.
+# The numbers are digits in the route itself, so a URL no gateway handed out is a 404, not a crash.
+ATTEMPT_PATH = "{aid}/{rid}/{k:[0-9]{1,4}}/{n:[0-9]{1,4}}/{leg:[0-9]{1,2}}"
+
 # Attempt statuses, weakest to strongest; `failed` and `timed_out` end an attempt.
 QUEUED, SENT, POSTED, DELIVERED, ACKNOWLEDGED = "queued", "sent", "posted", "delivered", "acknowledged"
 FAILED, TIMED_OUT = "failed", "timed_out"

@@ -220,7 +220,7 @@ class Mail(Channel):
         names = await box.answers()
         for name in names:
             content = await box.fetch(name)
-            answers = read_answer(name, content)
+            answers = await self._of_the_batch(batch_of(name), read_answer(name, content))
             if name.endswith(REJECTED_SUFFIX):
                 await self._refused(batch_of(name), answers)
             else:
@@ -234,9 +234,23 @@ class Mail(Channel):
             await box.remove(name)
         return len(names)
 
-    async def _refused(self, batch_id: str, answers) -> None:
+    async def _of_the_batch(self, batch_id: str, answers: list) -> list:
+        """Only answers about letters of the batch the file names count: its name must
+        echo a batch id we handed over (random, unguessable), and the letter ids ours
+        in that batch. Anything else (a forged or misfiled file) changes nothing."""
         raw = await self.ctx.redis.get(batch_key(batch_id))
-        ids = orjson.loads(raw) if raw else [a.letter_id for a in answers if a.letter_id]
+        ours = set(orjson.loads(raw)) if raw else set()
+        kept = [a for a in answers if a.letter_id in ours or (ours and not a.letter_id)]
+        if len(kept) < len(answers):
+            log.warning("print house answer for batch %s: %d lines about letters not in a batch of ours ignored",
+                        batch_id, len(answers) - len(kept))
+        return kept
+
+    async def _refused(self, batch_id: str, answers) -> None:
+        if not answers:
+            return
+        raw = await self.ctx.redis.get(batch_key(batch_id))
+        ids = orjson.loads(raw)
         reasons = {a.letter_id: a.reason for a in answers if a.letter_id}
         whole = "; ".join(a.reason for a in answers if not a.letter_id)
         log.warning("print house refused batch %s: %s", batch_id, whole or reasons)

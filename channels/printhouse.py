@@ -162,7 +162,7 @@ class Tray:
         """Move letters into a new batch folder; returns the letters it got."""
         self._ready()
         now = datetime.datetime.now(datetime.timezone.utc)
-        batch_id = f"B{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+        batch_id = f"B{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(8)}"  # echoed in the answer: unguessable
         folder = self.batches / f".{batch_id}.partial"
         folder.mkdir(mode=0o700)
         taken = []

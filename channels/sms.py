@@ -24,7 +24,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway import keys
 
-from .base import Channel, Message, Outcome, ProviderEvent, Recipient
+from .base import ATTEMPT_PATH, Channel, Message, Outcome, ProviderEvent, Recipient
 from .kannel import Kannel, read_report
 from .pacing import Bucket, Pacer, bucket_key
 from .replies import classify_reply, reply_confirmation
@@ -167,9 +167,9 @@ class Sms(Channel):
     def routes(self) -> list:
         return [
             web.post("/hooks/twilio/sms/inbound", self.inbound),
-            web.post("/hooks/twilio/sms/{aid}/{rid}/{k}/{n}/{leg}", self.status),
+            web.post(f"/hooks/twilio/sms/{ATTEMPT_PATH}", self.status),
             web.get("/hooks/kannel/inbound", self.kannel_inbound),
-            web.get("/hooks/kannel/dlr/{aid}/{rid}/{k}/{n}/{leg}", self.kannel_report),
+            web.get(f"/hooks/kannel/dlr/{ATTEMPT_PATH}", self.kannel_report),
         ]
 
     # Delivery reports ----------------------------------------------------------

@@ -17,7 +17,7 @@ from xml.etree import ElementTree
 from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
-from .base import Channel, Outcome, ProviderEvent
+from .base import ATTEMPT_PATH, Channel, Outcome, ProviderEvent
 from .pacing import Bucket, Pacer, bucket_key
 from .tts_voices import voice_for
 from .twilio import Twilio
@@ -95,7 +95,7 @@ class Voice(Channel):
         }
 
     def routes(self) -> list:
-        path = "{aid}/{rid}/{k}/{n}/{leg}"
+        path = ATTEMPT_PATH
         return [
             web.post(f"/hooks/twilio/voice/{path}", self.answered),
             web.post(f"/hooks/twilio/gather/{path}", self.pressed),

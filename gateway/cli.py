@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -189,19 +190,26 @@ def residents() -> None:
 
 @residents.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def residents_import(file: Path) -> None:
-    """Import NDJSON or CSV (by extension); all or nothing."""
+@click.option("--skip-bad-rows", is_flag=True,
+              help="Import the good lines and name each bad one (default: one bad line and nothing is imported).")
+def residents_import(file: Path, skip_bad_rows: bool) -> None:
+    """Import NDJSON or CSV (by extension); all or nothing unless --skip-bad-rows."""
     from .problems import Problem
 
     fmt = "csv" if file.suffix.lower() == ".csv" else "ndjson"
     try:
-        count = asyncio.run(import_file(_settings(), file, fmt))
+        counts, errors = asyncio.run(import_file(_settings(), file, fmt, skip_bad_rows=skip_bad_rows))
     except Problem as p:
         console.print(f"[red]{p.detail}[/]")
         for e in p.errors:
             console.print(f"  {e['field']}: {e['detail']}")
         raise SystemExit(1)
-    console.print(f"imported {count} residents")
+    for e in errors:
+        console.print(f"  line {e['line']}: {e['field']}: {e['detail']}" if e["field"] else
+                      f"  line {e['line']}: {e['detail']}")
+    bad = len({e["line"] for e in errors})
+    console.print(f"imported {counts.total()} residents: {counts['created']} new, {counts['updated']} changed, "
+                  f"{counts['unchanged']} already so" + (f"; {bad} bad lines skipped" if bad else ""))
 
 
 @residents.command("reverify")
@@ -236,23 +244,27 @@ def residents_reverify(agency_id: str, districts: tuple[str, ...]) -> None:
     console.print(f"campaign {aid} asks {count} residents" if aid else "nobody's number is stale: nothing sent")
 
 
-async def import_file(settings: Settings, file: Path, fmt: str, redis=None) -> int:
-    """Validate the whole file, then write it in chunks with a progress bar."""
+async def import_file(settings: Settings, file: Path, fmt: str, redis=None, *,
+                      skip_bad_rows: bool = False) -> tuple[Counter, list[dict]]:
+    """Validate the whole file, then write it in chunks with a progress bar:
+    (created/updated/unchanged counts, the bad lines' errors when skipping them)."""
     if redis is None:
         async with _redis(settings) as redis:
-            return await import_file(settings, file, fmt, redis)
-    from .registry import Registry, check_import, parse_import
+            return await import_file(settings, file, fmt, redis, skip_bad_rows=skip_bad_rows)
+    from .registry import Registry, check_import, parse_import, sort_import
 
     with _progress() as progress:
         task = progress.add_task("checking", total=None)
-        residents = check_import(parse_import(file.read_bytes(), fmt))
+        records = parse_import(file.read_bytes(), fmt)
+        residents, errors = sort_import(records) if skip_bad_rows else (check_import(records), [])
         progress.update(task, description="importing", total=len(residents), completed=0)
         registry = Registry(redis, Vault.of(settings))
+        counts = Counter()
         for i in range(0, len(residents), 1000):
             chunk = residents[i:i + 1000]
-            await registry.put_many(chunk)
+            counts += await registry.import_many(chunk)
             progress.advance(task, len(chunk))
-    return len(residents)
+    return counts, errors
 
 
 def _progress() -> Progress:

@@ -45,6 +45,10 @@ Item = tuple[str, int, int]
 FollowUp = Callable[[str, list[Item]], Awaitable[None] | None]
 
 
+class UnknownAlert(LookupError):
+    """A provider asked about an alert this gateway never had (a URL nobody handed out)."""
+
+
 @dataclass
 class AlertView:
     doc: dict
@@ -94,6 +98,8 @@ class Engine:
             if await self.redis.hget(keys.alert(aid), "version") == view.version:
                 return view
         raw, version, expires = await self.redis.hmget(keys.alert(aid), "doc", "version", "expires_ms")
+        if raw is None:
+            raise UnknownAlert(aid)
         doc = orjson.loads(raw)
         view = AlertView(doc, Policy.from_alert(doc), list(doc["content"]), now_ms(), version,
                          int(expires) / 1000 if expires and int(expires) else None)

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from . import deliveries, keys, tasks
 from .api.http import STATE, bearer
-from .api.routing import Route
+from .api.routing import Route, returns
 from .console import keys as ops_keys
 from .console.outcomes import label, scan
 from .console.providers import alert_tallies
@@ -253,5 +253,5 @@ async def scrape(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("GET", "/metrics", scrape, "Prometheus metrics, read from Redis at scrape time", tag="ops",
-          responses={200: "Metrics in the Prometheus text format"}),
+          responses={200: returns("Metrics in the Prometheus text format", {"type": "string"}, "text/plain")}),
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
@@ -66,7 +67,20 @@ def _e164(number: str) -> str | None:
 
 def encode(resident: dict, vault: Vault, preferred: list[str] = (), ages: bytes | None = None
            ) -> dict[str, bytes | str]:
-    rid = resident["id"]
+    sealed = vault.seal(_private(resident), bound_to=resident["id"])
+    return {"p": orjson.dumps(_profile(resident, preferred)), "c": sealed, "h": _phone_hashes(resident, vault), "x": "",
+            "lc": contact_ages.carried_over(vault, resident.get("contacts", []), ages)}
+
+
+def _private(resident: dict) -> dict:
+    return {"name": resident.get("name", ""), "contacts": resident.get("contacts", [])}
+
+
+def _phone_hashes(resident: dict, vault: Vault) -> str:
+    return ",".join(vault.lookup_hash(cp["number"]) for cp in resident.get("contacts", []) if cp["type"] == "phone")
+
+
+def _profile(resident: dict, preferred: list[str]) -> dict:
     consent = resident.get("consent", {})
     profile = {
         "l": resident["languages"],
@@ -84,10 +98,7 @@ def encode(resident: dict, vault: Vault, preferred: list[str] = (), ages: bytes 
         profile["loc"] = [resident["location"]["lat"], resident["location"]["lon"]]
     if "quiet_hours" in resident:
         profile["qh"] = resident["quiet_hours"]
-    sealed = vault.seal({"name": resident.get("name", ""), "contacts": resident.get("contacts", [])}, bound_to=rid)
-    phones = [vault.lookup_hash(cp["number"]) for cp in resident.get("contacts", []) if cp["type"] == "phone"]
-    return {"p": orjson.dumps(profile), "c": sealed, "h": ",".join(phones), "x": "",
-            "lc": contact_ages.carried_over(vault, resident.get("contacts", []), ages)}
+    return profile
 
 
 def profile(fields: dict, stale_days: float | None = None) -> Profile:
@@ -163,6 +174,34 @@ class Registry:
                 pipe.zrem(keys.RESIDENT_GEO, rid)
             _changed(pipe, rid)
         await pipe.execute()
+
+    async def import_many(self, residents: list[dict]) -> Counter:
+        """put_many for those that differ from what is stored, so a second run of
+        the same file writes nothing; counts created, updated and unchanged."""
+        pipe = self.redis.pipeline(transaction=False)
+        for resident in residents:
+            pipe.hmget(keys.resident(resident["id"]), "p", "c", "h", "x")
+        counts, changed = Counter(created=0, updated=0, unchanged=0), []
+        for resident, stored in zip(residents, await pipe.execute()):
+            if stored[0] is None:
+                counts["created"] += 1
+            elif self._same(resident, *stored):
+                counts["unchanged"] += 1
+                continue
+            else:
+                counts["updated"] += 1
+            changed.append(resident)
+        if changed:
+            await self.put_many(changed)
+        return counts
+
+    def _same(self, resident: dict, p: bytes, c: bytes, h: bytes | None, x: bytes | None) -> bool:
+        """What put_many would write is what is stored (the sealed part compared opened:
+        sealing again draws a new nonce). Dead contact marks count: a re-import clears them."""
+        stored = orjson.loads(p)
+        return (stored == _profile(resident, stored.get("co") or [])
+                and (h or b"").decode() == _phone_hashes(resident, self.vault) and not x
+                and self.vault.open(c, bound_to=resident["id"]) == _private(resident))
 
     async def _old_indexes(self, rids: list[str]
                            ) -> dict[str, tuple[str | None, list[str], list[str], bytes | None]]:
@@ -350,10 +389,17 @@ def parse_import(data: bytes, fmt: str) -> Iterator[tuple[int, Any]]:
             yield data.count(b"\n", 0, e.start) + 1, ValueError(
                 f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as CSV UTF-8")
             return
-        reader = csv.DictReader(io.StringIO(decoded))
-        for n, row in enumerate(reader, start=2):
-            yield n, _csv_row(row)
-        return
+        # newline="": the csv module reads \r, \n and \r\n itself, inside quotes too.
+        reader = csv.DictReader(io.StringIO(decoded, newline=""))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # e.g. a NUL byte, or a field over the csv module's size limit
+                yield reader.line_num, ValueError(f"not CSV: {e}")
+                continue
+            yield reader.line_num, _csv_row(row)
     for n, line in enumerate(data.splitlines(), start=1):
         if line.strip():
             try:
@@ -375,28 +421,38 @@ async def every_resident_id(redis, page: int = 5_000) -> list[str]:
         start = "(" + chunk[-1]
 
 
-def check_import(records: Iterable[tuple[int, Any]],
-                 also: Callable[[dict], list[dict]] = lambda resident: []) -> list[dict]:
-    """Every resident of an import file, or a 422 naming line and field of each
-    error; `also` finds more in a well-formed resident (the agency's area)."""
+def sort_import(records: Iterable[tuple[int, Any]], also: Callable[[dict], list[dict]] = lambda resident: []
+                ) -> tuple[list[dict], list[dict]]:
+    """The good residents of an import file, and each error of the bad lines as
+    {"line", "field", "detail"}; `also` finds more in a well-formed resident (the
+    agency's area). A line with any error is bad as a whole."""
     good, errors, seen = [], [], {}
     for line, doc in records:
         if isinstance(doc, ValueError):
-            errors.append({"field": f"line {line}", "detail": str(doc)})
+            errors.append({"line": line, "field": "", "detail": str(doc)})
             continue
+        line_errors = []
         if isinstance(doc, dict) and "_unknown_columns" in doc:
-            for col in doc.pop("_unknown_columns"):
-                errors.append({"field": f"line {line}: column {col}", "detail": "unknown column"})
+            line_errors += [{"line": line, "field": f"column {col}", "detail": "unknown column"}
+                            for col in doc.pop("_unknown_columns")]
         resident, errs = normalise(doc)
-        for e in errs if errs else also(resident):
-            errors.append({"field": f"line {line}: {e['field']}", "detail": e["detail"]})
-        if resident:
-            if resident["id"] in seen:
-                errors.append({"field": f"line {line}: /id", "detail": f"duplicate of line {seen[resident['id']]}"})
+        line_errors += [{"line": line, **e} for e in (errs if errs else also(resident))]
+        if resident and resident["id"] in seen:
+            line_errors.append({"line": line, "field": "/id", "detail": f"duplicate of line {seen[resident['id']]}"})
+        if resident and not line_errors:
             seen[resident["id"]] = line
             good.append(resident)
+        errors += line_errors
+    return good, errors
+
+
+def check_import(records: Iterable[tuple[int, Any]],
+                 also: Callable[[dict], list[dict]] = lambda resident: []) -> list[dict]:
+    """Every resident of an import file, or a 422 naming line and field of each error."""
+    good, errors = sort_import(records, also)
     if errors:
-        shown = errors[:IMPORT_ERRORS_SHOWN]
+        shown = [{"field": f"line {e['line']}: {e['field']}" if e["field"] else f"line {e['line']}",
+                  "detail": e["detail"]} for e in errors[:IMPORT_ERRORS_SHOWN]]
         more = len(errors) - len(shown)
         raise invalid(shown, f"{len(errors)} errors; nothing was imported" + (f" ({more} not shown)" if more else ""))
     return good

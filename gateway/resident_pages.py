@@ -30,7 +30,7 @@ from .alerts import drill_of
 from .api.http import STATE, posted_form
 from .api.routing import Route
 from .config import TEMPLATES_DIR
-from .console.html import form_body, render
+from .console.html import HTML_PAGE, form_body, render
 from .plan import DEFAULT_ORDER, pick_language
 from .schemas import NEEDS
 from .transitions import text
@@ -258,14 +258,14 @@ TAG = "resident pages"
 LANG = {"lang": ("A language the alert carries", {"type": "string"})}
 ROUTES = [
     Route("GET", "/m/{aid}.{token}", message_page, "The alert, in the resident's language, with \"I got this\"",
-          tag=TAG, query=LANG, responses={200: "HTML page", 404: "No such link"}),
+          tag=TAG, query=LANG, responses={200: HTML_PAGE, 404: "No such link"}),
     Route("POST", "/m/{aid}.{token}", acknowledge, "\"I got this\" (or a response option): acknowledged",
           tag=TAG, body=form_body({"nonce": "The page's nonce", "lang": "Language shown",
                                    "answer": "1, or a response option code"}, ("nonce",)),
           responses={303: "Back to the page, which thanks", 403: "Nonce wrong or too old", 404: "No such link"}),
     Route("GET", "/r/{aid}.{token}", preferences_page, "The resident's settings", tag=TAG,
           query={**LANG, "saved": ("1 after saving", {"enum": ["1"]})},
-          responses={200: "HTML page", 404: "No such link"}),
+          responses={200: HTML_PAGE, 404: "No such link"}),
     Route("POST", "/r/{aid}.{token}", save_preferences_form, "Save languages, channels, needs, quiet hours, consent",
           tag=TAG, body=form_body({"nonce": "The page's nonce", "lang": "Language shown", "lang1": "First language",
                                    "lang2": "Second language", "lang3": "Third language",

@@ -195,7 +195,7 @@ ALERT = {
                     "maxItems": 1000,
                     "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"},
                 },
-                "everyone": {"const": True},
+                "everyone": {"type": "boolean", "enum": [True]},  # not `const`: a client generator miswrites it
                 # Geographic targets, as CAP <area> carries them (gateway/cap.py).
                 # Polygon points are [lat, lon] (CAP order, WGS 84). JSON Schema
                 # cannot say "first point == last point": cap.area_problems() does.
@@ -221,8 +221,10 @@ ALERT = {
                                                 _LAT,
                                                 {"type": "number", "minimum": -180, "maximum": 180},
                                             ],
-                                            "items": False,
+                                            # maxItems rather than `items: false`: client generators
+                                            # read no boolean schemas.
                                             "minItems": 2,
+                                            "maxItems": 2,
                                         },
                                     },
                                 },
@@ -332,3 +334,25 @@ REVERIFY = {
                       "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"}},
     },
 }
+
+# What the API answers (the OpenAPI document's response bodies). ------------------
+
+def record(required: dict, optional: dict | None = None) -> dict:
+    """An answer object: these keys always, those sometimes, nothing else."""
+    return {"type": "object", "additionalProperties": False, "required": list(required),
+            "properties": {**required, **(optional or {})}}
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+STRINGS = {"type": "array", "items": STRING}
+
+# The resident as GET and PUT give it back: as sent, contacts opened, and which
+# contact points a provider said are dead (indexes into `contacts`).
+STORED_RESIDENT = {**{k: v for k, v in RESIDENT.items() if k != "$id"},
+                   "properties": {**RESIDENT["properties"],
+                                  "dead_contacts": {"type": "array", "items": INTEGER},
+                                  # When each contact point last confirmed a delivery, or was registered.
+                                  "contacts_confirmed_at": {"type": "array", "items": {
+                                      "type": ["string", "null"], "format": "date-time"}}}}

@@ -17,7 +17,8 @@ from ..agencies import (
 )
 from ..problems import Problem, check, invalid
 from .http import STATE, json_body, json_response, require
-from .routing import Route
+from ..schemas import INTEGER, STRING, STRINGS, record
+from .routing import Route, returns
 
 CALLBACK = {
     "$id": "AgencyCallback",
@@ -98,15 +99,30 @@ async def replay_dead(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+AGENCY = record({"id": STRING, "name": STRING, "scopes": STRINGS,
+                 "area": record({"districts": STRINGS, "polygons": {"type": "array", "items": {
+                     "type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}),
+                 "callback": {"anyOf": [record({"url": STRING}), {"type": "null"}]}})
+REGISTERED = record({"url": STRING, "signature": STRING}, {"secret": STRING})
+DEAD_LETTERS = record({"dead_letters": {"type": "array", "items": record(
+    {"id": STRING, "alert": STRING, "url": STRING, "attempts": INTEGER, "failed_at": STRING,
+     "last_error": STRING, "events": {"type": "array", "items": {"type": "object"}}})}})
+REPLAYED = record({"replayed": INTEGER, "failed": INTEGER, "errors": STRINGS}, {"remaining": INTEGER})
+
 ROUTES = [
-    Route("GET", "/v1/agency", get_agency_info, "This agency: scopes, area, callback URL", "alerts:read"),
+    Route("GET", "/v1/agency", get_agency_info, "This agency: scopes, area, callback URL", "alerts:read",
+          responses={200: returns("The agency", AGENCY)}),
     Route("PUT", "/v1/agency/callback", put_callback,
           "Register the URL that hears of every delivery and of each alert's progress (signed)", "alerts:write",
-          body={"application/json": CALLBACK}),
+          body={"application/json": CALLBACK},
+          responses={200: returns("Registered; `secret` only when the gateway made it", REGISTERED)}),
     Route("DELETE", "/v1/agency/callback", delete_callback, "Stop callbacks", "alerts:write",
           responses={204: "Removed"}),
     Route("GET", "/v1/agency/callbacks/dead", list_dead, "Callback batches that failed every retry, newest first",
-          "alerts:read", query={"limit": ("How many", {"type": "integer", "minimum": 1, "maximum": 1000})}),
+          "alerts:read", query={"limit": ("How many", {"type": "integer", "minimum": 1, "maximum": 1000})},
+          responses={200: returns("Newest first", DEAD_LETTERS)}),
     Route("POST", "/v1/agency/callbacks/dead/replay", replay_dead, "Send dead letters again (oldest first)",
-          "alerts:write", body={"application/json": REPLAY}),
+          "alerts:write", body={"application/json": REPLAY},
+          responses={200: returns("What was sent and what failed again", REPLAYED),
+                     409: "No callback URL is registered"}),
 ]

@@ -13,12 +13,12 @@ from ..deliveries import delivery_view
 from ..lifecycle import Lifecycle
 from ..problems import Problem, check, invalid
 from ..reopen import CannotReopen, reopen_unreached
-from ..schemas import ALERT, REOPEN
+from ..schemas import ALERT, COUNTS, INTEGER, REOPEN, STRING, STRINGS, record
 from ..transitions import STATES, text
 from .audience import checked_alert
 from .cap import CAP_BODY, CAP_TYPES, POLICY_HEADER, post_cap
 from .http import STATE, json_body, json_response, require
-from .routing import Route
+from .routing import Route, returns
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 PAGE_MAX = 1000
@@ -145,6 +145,40 @@ async def reopen_alert(request: web.Request) -> web.Response:
     return json_response({**summary, "reopened": done.reopened, "nothing_new": done.nothing_new}, status=202)
 
 
+ACCEPTED = record({"id": STRING, "status": {"enum": ["accepted", "already accepted"]}, "href": STRING},
+                  {"cap": record({"identifier": STRING, "sender": STRING, "msg_type": {"enum": ["Alert"]}}),
+                   "warnings": STRINGS})
+# An update or cancel, from JSON (`update`) or a CAP Update/Cancel (which adds `cap` and `warnings`).
+CHANGED = record({"id": STRING, "status": STRING, "href": STRING},
+                 {"version": INTEGER, "repeated": {"type": "boolean"}, "warnings": STRINGS,
+                  "cap": record({"identifier": STRING, "sender": STRING, "msg_type": {"enum": ["Update", "Cancel"]}})})
+_SUMMARY_FIELDS = {
+    "id": STRING, "status": STRING, "event": STRING, "severity": STRING,
+    "created_at": {"type": "string", "format": "date-time"}, "version": INTEGER,
+    "targeted": INTEGER, "planned": INTEGER, "terminal": INTEGER,
+    "deliveries": record({s: INTEGER for s in STATES}),
+    "fallbacks": INTEGER,
+    # channel -> attempt status -> count, and `confirmed_by`.
+    "channels": {"type": "object", "additionalProperties": COUNTS},
+}
+_SUMMARY_EXTRAS = {"drill": STRING, "update_of": STRING}
+ROUND = record(_SUMMARY_FIELDS, _SUMMARY_EXTRAS)
+SUMMARY = record(_SUMMARY_FIELDS, {**_SUMMARY_EXTRAS, "update_rounds": {"type": "array", "items": ROUND}})
+REOPENED = record(_SUMMARY_FIELDS, {**_SUMMARY_EXTRAS, "update_rounds": {"type": "array", "items": ROUND},
+                                    "reopened": INTEGER, "nothing_new": INTEGER})
+ALERT_NOW = record(_SUMMARY_FIELDS, {**_SUMMARY_EXTRAS, "update_rounds": {"type": "array", "items": ROUND},
+                                     "alert": ALERT})
+DELIVERY_PAGE = record({"deliveries": {"type": "array", "items": record(
+    {"resident": STRING, "state": {"enum": list(STATES)}, "seq": INTEGER})}}, {"next": STRING})
+DELIVERY_PATH = record(
+    {"resident": STRING, "state": {"enum": list(STATES)}, "step": INTEGER,
+     "plan": {"type": "array", "items": record({"channels": STRINGS, "timeout_s": {"type": "number"}})},
+     "attempts": {"type": "array", "items": record(
+         {"step": INTEGER, "attempt": INTEGER, "channel": STRING, "provider": STRING, "provider_ref": STRING,
+          "statuses": {"type": "array", "items": record({"status": STRING, "at_ms": INTEGER},
+                                                        {"error_code": STRING})}})}},
+    {"confirmed_by": record({"channel": STRING, "level": STRING}), "reasons": STRINGS})
+
 _DELIVERY_QUERY = {
     "state": ("Only deliveries in this state", {"enum": list(STATES)}),
     "after": ("Sequence number of the last delivery of the previous page", {"type": "integer"}),
@@ -154,25 +188,31 @@ _DELIVERY_QUERY = {
 ROUTES = [
     Route("POST", "/v1/alerts", post_alert, "Post an alert (JSON or CAP 1.2); returns at once", "alerts:write",
           body={"application/json": ALERT, "application/cap+xml": CAP_BODY},
-          responses={202: "Accepted (a CAP Update or Cancel: applied to the alert it references)",
+          responses={202: returns("Accepted (a CAP Update or Cancel: applied to the alert it references)",
+                                  {"anyOf": [ACCEPTED, CHANGED]}),
                      409: "Idempotency key or CAP identifier reused with another body",
                      415: "Neither JSON nor CAP"},
           headers={"Idempotency-Key": "Same key and body return the same alert",
                    POLICY_HEADER: "CAP only: the delivery policy as JSON (the `policy` of an Alert)"}),
-    Route("GET", "/v1/alerts", list_alerts, "This agency's latest alerts", "alerts:read"),
-    Route("GET", "/v1/alerts/{aid}", get_alert, "Counts by delivery state and by channel, live", "alerts:read"),
+    Route("GET", "/v1/alerts", list_alerts, "This agency's latest alerts", "alerts:read",
+          responses={200: returns("The latest 100, newest first", record(
+              {"alerts": {"type": "array", "items": SUMMARY}}))}),
+    Route("GET", "/v1/alerts/{aid}", get_alert, "Counts by delivery state and by channel, live", "alerts:read",
+          responses={200: returns("The counts and the alert as it stands", ALERT_NOW)}),
     Route("GET", "/v1/alerts/{aid}/deliveries", list_deliveries, "Deliveries, paged, optionally by state",
-          "alerts:read", query=_DELIVERY_QUERY),
+          "alerts:read", query=_DELIVERY_QUERY, responses={200: returns("One page; `next` while more", DELIVERY_PAGE)}),
     Route("GET", "/v1/alerts/{aid}/deliveries/{rid}", get_delivery, "One resident's path and attempts",
-          "alerts:read"),
+          "alerts:read", responses={200: returns("The plan, each attempt and, at the end, why", DELIVERY_PATH)}),
     Route("POST", "/v1/alerts/{aid}/update", update_alert,
           "Replace the content: pending steps send it, the confirmed are told again", "alerts:write",
-          body={"application/json": ALERT}, responses={202: "Updating", 409: "The alert is cancelled or expired"}),
+          body={"application/json": ALERT},
+          responses={202: returns("Updating", CHANGED), 409: "The alert is cancelled or expired"}),
     Route("POST", "/v1/alerts/{aid}/reopen", reopen_alert,
           "Reopen the unreachable in place on channels or contact points their plan did not try", "alerts:write",
           body={"application/json": REOPEN},
-          responses={202: "Reopened: the alert's counts, `reopened` and `nothing_new` (residents with nothing "
-                          "left to try)", 409: "The alert is cancelled or expired"}),
+          responses={202: returns("Reopened: the alert's counts, `reopened` and `nothing_new` (residents with "
+                                  "nothing left to try)", REOPENED),
+                     409: "The alert is cancelled or expired"}),
     Route("POST", "/v1/alerts/{aid}/cancel", cancel_alert, "Cancel: no further step starts", "alerts:write",
-          responses={202: "Cancelling"}),
+          responses={202: returns("Cancelling: the counts as they stand", SUMMARY)}),
 ]

@@ -13,10 +13,12 @@ from aiohttp import web
 from .. import console, metrics, resident_pages
 from ..console import reach
 from ..egress import Egress
+from ..engine import UnknownAlert
 from ..problems import Problem
 from . import agency_callbacks, alerts, audience, cap, openapi, preview, residents
 from .http import STATE, json_response
-from .routing import Route
+from ..schemas import record
+from .routing import Route, returns
 
 log = logging.getLogger("gateway.api")
 
@@ -27,6 +29,9 @@ async def problems(request: web.Request, handler):
         return await handler(request)
     except Problem as p:
         return p.response()
+    except UnknownAlert:
+        # Only a provider webhook reaches the engine with a URL's alert id; signed or not, none such exists.
+        return Problem(404, "Not found", "No such alert.").response()
     except web.HTTPRequestEntityTooLarge:
         return Problem(413, "Body too large", f"The limit is {request.app[STATE]['settings'].max_body_bytes} bytes."
                        ).response()
@@ -46,7 +51,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 BASE_ROUTES = [
-    Route("GET", "/healthz", healthz, "Liveness and Redis reachability", tag="ops"),
+    Route("GET", "/healthz", healthz, "Liveness and Redis reachability", tag="ops",
+          responses={200: returns("Redis answers", record({"status": {"enum": ["ok"]}}))}),
 ]
 
 
@@ -54,7 +60,8 @@ def routes() -> list[Route]:
     # cap before alerts: GET /v1/alerts/{aid}.cap would otherwise match /v1/alerts/{aid}.
     return BASE_ROUTES + residents.ROUTES + preview.ROUTES + cap.ROUTES + alerts.ROUTES + audience.ROUTES \
         + agency_callbacks.ROUTES + reach.ROUTES + console.ROUTES + resident_pages.ROUTES + metrics.ROUTES + [
-        Route("GET", "/v1/openapi.json", openapi.serve, "This OpenAPI 3.1 document", tag="meta")]
+        Route("GET", "/v1/openapi.json", openapi.serve, "This OpenAPI 3.1 document", tag="meta",
+              responses={200: returns("OpenAPI 3.1", {"type": "object", "required": ["openapi", "paths"]})})]
 
 
 def make_app(settings, redis, engine, dispatch) -> web.Application:

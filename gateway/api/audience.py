@@ -26,10 +26,10 @@ from ..cap import area_problems
 from ..geo import DISTRICT_GEOCODES, ResidentIndex, Snapshot, Targets, audience_problems
 from ..plan import Contact, Policy, Profile, build_plan, initial_state
 from ..problems import check, invalid
-from ..schemas import ALERT
+from ..schemas import ALERT, COUNTS, INTEGER, STRING, STRINGS, record
 from ..severity import quiet_until
 from .http import STATE, json_body, json_response, require
-from .routing import Route
+from .routing import Route, returns
 
 log = logging.getLogger("gateway.api.audience")
 
@@ -256,8 +256,13 @@ async def preview(request: web.Request) -> web.Response:
     return json_response(out)
 
 
+REACH = record({"targeted": INTEGER, "reachable": INTEGER, "unreachable": INTEGER, "opted_out": INTEGER,
+                "by_first_channel": COUNTS, "by_district": COUNTS, "without_location": INTEGER,
+                "summary": STRING, "channels": STRINGS, "took_ms": {"type": "number"}},
+               {"held_for_quiet_hours": INTEGER, "drill": STRING})
+
 ROUTES = [
     Route("POST", "/v1/audience/preview", preview,
           "How many residents an audience reaches, by district and by first channel (nothing is sent)",
-          "alerts:write", body={"application/json": PREVIEW}),
+          "alerts:write", body={"application/json": PREVIEW}, responses={200: returns("Who it would reach, how", REACH)}),
 ]

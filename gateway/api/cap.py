@@ -30,7 +30,7 @@ from ..problems import Problem, field_errors, invalid
 from ..schemas import ALERT
 from .audience import checked_alert
 from .http import STATE, json_response, require
-from .routing import Route
+from .routing import Route, returns
 
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 POLICY_HEADER = "Gateway-Policy"
@@ -204,5 +204,5 @@ async def get_alert_cap(request: web.Request) -> web.Response:
 ROUTES = [
     # Before GET /v1/alerts/{aid}, which would take "al_x.cap" as an id.
     Route("GET", "/v1/alerts/{aid}.cap", get_alert_cap, "The alert as a CAP 1.2 message", "alerts:read",
-          responses={200: "CAP 1.2 (application/cap+xml)"}),
+          responses={200: returns("CAP 1.2", {"type": "string"}, "application/cap+xml")}),
 ]

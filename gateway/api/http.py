@@ -13,11 +13,12 @@ STATE = web.AppKey("state", dict)
 
 
 async def posted_form(request: web.Request):
-    """The posted form; an empty one when its bytes are not UTF-8 text (no browser
-    or provider sends that), so the caller's CSRF, nonce or signature check refuses it."""
+    """The posted form; an empty one when its bytes are not text in the charset it
+    names, or it names one nobody knows (no browser or provider sends either), so the
+    caller's CSRF, nonce or signature check refuses it."""
     try:
         return await request.post()
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, LookupError):
         return MultiDictProxy(MultiDict())
 
 

@@ -21,10 +21,10 @@ from ..engine import AlertView
 from ..plan import Contact, Policy, Profile, build_plan, initial_state, pick_language
 from ..problems import Problem, field_errors, invalid
 from ..registry import normalise
-from ..schemas import ALERT, RESIDENT
+from ..schemas import ALERT, CONFIRMATIONS, INTEGER, RESIDENT, STRING, record
 from ..transitions import now_ms
 from .http import STATE, json_body, json_response, require
-from .routing import Route
+from .routing import Route, returns
 
 # Placeholders as long as a real alert id and page token, so the SMS link
 # costs what it will cost.
@@ -146,8 +146,18 @@ def masked(contact: dict) -> dict:
     return {"type": kind}
 
 
+WOULD_SEND = record({
+    "resident": STRING, "language": STRING, "confirmation": {"enum": CONFIRMATIONS},
+    "max_attempts_per_step": INTEGER, "initial_state": STRING,
+    "steps": {"type": "array", "items": record({
+        "step": INTEGER, "timeout_s": {"type": "number"},
+        # `preview` is the channel's own: the SMS text and segments, the TwiML, the push payload, the letter.
+        "legs": {"type": "array", "items": record({"channel": STRING, "contact": {"type": "object"},
+                                                  "preview": {"type": ["object", "null"]}})}})},
+})
+
 ROUTES = [
     Route("POST", "/v1/alerts/preview", preview_alert,
           "What one resident would receive on each step of their plan; nothing is sent", "alerts:write",
-          body={"application/json": PREVIEW}, responses={200: "Each step and leg with what it would send"}),
+          body={"application/json": PREVIEW}, responses={200: returns("Each step and leg with what it would send", WOULD_SEND)}),
 ]

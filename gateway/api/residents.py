@@ -10,16 +10,18 @@ agency registers residents only inside its area. Every erasure is audited.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
 from .. import reverify
 from ..agencies import Agency
 from ..console.auth import audit
 from ..problems import Problem, check, invalid
-from ..registry import check_import, normalise, parse_import
-from ..schemas import RESIDENT, REVERIFY
+from ..registry import check_import, normalise, parse_import, sort_import
+from ..schemas import RESIDENT, REVERIFY, STORED_RESIDENT, STRING, record
 from .http import STATE, json_body, json_response, require
-from .routing import Route
+from .routing import Route, returns
 
 IMPORT_TYPES = {"application/x-ndjson": "ndjson", "application/ndjson": "ndjson", "text/csv": "csv"}
 
@@ -74,9 +76,18 @@ async def delete_resident(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+BAD_ROWS = ("refuse", "skip")
+
+
 async def import_residents(request: web.Request) -> web.Response:
-    """NDJSON or CSV; all or nothing: one bad line and nothing is imported."""
+    """NDJSON or CSV, into the agency's area. All or nothing by default: one bad line
+    and nothing is imported. With `bad_rows=skip` the good lines land and each bad one
+    is named. Either way a resident that is already stored as the file says is left
+    alone, so a re-run writes nothing."""
     agency = await require(request, "residents:write")
+    bad_rows = request.query.get("bad_rows", "refuse")
+    if bad_rows not in BAD_ROWS:
+        raise invalid([{"field": "bad_rows", "detail": f"one of {list(BAD_ROWS)}"}])
     fmt = IMPORT_TYPES.get(request.content_type)
     if fmt is None:
         raise Problem(415, "Unsupported media type", "Send application/x-ndjson or text/csv.",
@@ -94,10 +105,24 @@ async def import_residents(request: web.Request) -> web.Response:
             return [{"field": "/id", "detail": "taken by a resident outside your agency's area"}]
         return agency.outside_problems(resident)
 
-    residents = check_import(records, outside)
+    if bad_rows == "refuse":
+        residents, errors = check_import(records, outside), []
+    else:
+        residents, errors = sort_import(records, outside)
+    counts = Counter()
     for i in range(0, len(residents), 1000):
-        await registry.put_many(residents[i:i + 1000])
-    return json_response({"imported": len(residents)})
+        counts += await registry.import_many(residents[i:i + 1000])
+    body = {"imported": len(residents), "created": counts["created"], "updated": counts["updated"],
+            "unchanged": counts["unchanged"]}
+    if bad_rows == "skip":
+        body |= {"bad_lines": len({e["line"] for e in errors}), "errors": errors}
+    return json_response(body)
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+IMPORTED = record({"imported": _COUNT, "created": _COUNT, "updated": _COUNT, "unchanged": _COUNT},
+                  {"bad_lines": _COUNT, "errors": {"type": "array", "items": record(
+                      {"line": _COUNT, "field": STRING, "detail": STRING})}})
 
 
 async def reverify_stale(request: web.Request) -> web.Response:
@@ -120,9 +145,11 @@ async def reverify_stale(request: web.Request) -> web.Response:
 ROUTES = [
     Route("PUT", "/v1/residents/{rid}", put_resident,
           "Create or replace a resident of your agency's area", "residents:write",
-          body={"application/json": RESIDENT}, responses={200: "Replaced", 201: "Created"}),
+          body={"application/json": RESIDENT},
+          responses={200: returns("Replaced", STORED_RESIDENT), 201: returns("Created", STORED_RESIDENT)}),
     Route("GET", "/v1/residents/{rid}", get_resident,
-          "A resident of your agency's area, contact points opened", "residents:write"),
+          "A resident of your agency's area, contact points opened", "residents:write",
+          responses={200: returns("The resident", STORED_RESIDENT)}),
     Route("DELETE", "/v1/residents/{rid}", delete_resident,
           "Erase a resident of your agency's area and their contact data (audited)",
           "residents:write", responses={204: "Erased"}),
@@ -132,7 +159,11 @@ ROUTES = [
           body={"application/json": REVERIFY},
           responses={200: "Nobody's number is stale: nothing sent", 202: "The campaign's alert, and residents asked"}),
     Route("POST", "/v1/residents/import", import_residents,
-          "Bulk import (NDJSON or CSV) into your agency's area, all or nothing", "residents:write",
+          "Bulk import (NDJSON or CSV) into your agency's area: all or nothing, or with bad_rows=skip the good lines",
+          "residents:write",
           body={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}},
-          responses={200: "Imported"}),
+          query={"bad_rows": ("refuse (default): one bad line and nothing is imported (a 422 naming each); "
+                              "skip: the good lines land and `errors` names each bad line and field",
+                              {"enum": list(BAD_ROWS)})},
+          responses={200: returns("Imported: how many were new, changed, or already so", IMPORTED)}),
 ]

@@ -7,20 +7,20 @@ import asyncio
 
 from aiohttp import web
 
-from ..api.routing import Route
+from ..api.routing import Route, returns
 from . import admin, sse, views
-from .html import form_body, static_file
+from .html import HTML_PAGE, form_body, static_file
 
 TAG = "operator console"
 CSRF = {"csrf": "The form's CSRF token"}
-PAGE = {200: "HTML page", 303: "To /ops/login without a session"}
+PAGE = {200: HTML_PAGE, 303: "To /ops/login without a session"}
 ACTION = {303: "Back to the page, which says what happened; to /ops/login without a session",
           403: "Role too low, or the CSRF token is wrong"}
 
 ROUTES = [
     Route("GET", "/ops", views.console_home, "The console: goes to the alerts", tag=TAG,
           responses={303: "To /ops/alerts"}),
-    Route("GET", "/ops/login", views.sign_in_form, "Sign-in form", tag=TAG, responses={200: "HTML page"},
+    Route("GET", "/ops/login", views.sign_in_form, "Sign-in form", tag=TAG, responses={200: HTML_PAGE},
           query={"next": ("Console page to return to", {"type": "string"})}),
     Route("POST", "/ops/login", views.sign_in, "Sign in; starts a fresh session", tag=TAG,
           body=form_body({**CSRF, "name": "Operator name", "password": "Password", "next": "Console page to return to"},
@@ -31,14 +31,14 @@ ROUTES = [
     Route("GET", "/ops/alerts", views.alerts_page, "Latest alerts with live progress", tag=TAG, responses=PAGE),
     Route("GET", "/ops/live", sse.live_progress, "Server-sent events: each alert's summary every second", tag=TAG,
           query={"alert": ("Alert id; repeat for more", {"type": "string"})},
-          responses={200: "text/event-stream of `summary` events", 303: PAGE[303]}),
+          responses={200: returns("`summary` events", {"type": "string"}, "text/event-stream"), 303: PAGE[303]}),
     Route("GET", "/ops/alerts/{aid}", views.alert_page,
           "One alert: flow through the channels, time to confirmation, outcomes, who is unreached", tag=TAG,
           query={"page": ("Page of the unreached list", {"type": "integer", "minimum": 1}),
                  "welfare": ("1: only residents who live alone", {"enum": ["1"]})}, responses=PAGE),
     Route("GET", "/ops/alerts/{aid}/unreached.csv", views.unreached_csv,
           "Residents not yet confirmed, by name, why and what next (audited)", tag=TAG,
-          responses={200: "text/csv", 303: PAGE[303]}),
+          responses={200: returns("The unreached, one a row", {"type": "string"}, "text/csv"), 303: PAGE[303]}),
     Route("POST", "/ops/alerts/{aid}/cancel", views.cancel_from_console,
           "Cancel the alert and its update rounds (operator; audited)", tag=TAG, body=form_body(CSRF, ("csrf",)),
           responses=ACTION),
@@ -67,7 +67,8 @@ ROUTES = [
           body=form_body({**CSRF, "role": "viewer, operator or admin", "disabled": "1 to disable, 0 to enable"},
                          ("csrf",)), responses=ACTION),
     Route("GET", "/static/{name}", static_file, "CSS and JS of the console and resident pages", tag=TAG,
-          responses={200: "text/css or text/javascript", 304: "Not modified"}),
+          responses={200: {"description": "CSS or JavaScript", "content": {
+              t: {"schema": {"type": "string"}} for t in ("text/css", "text/javascript")}}, 304: "Not modified"}),
 ]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from ..api.routing import returns
 from ..config import TEMPLATES_DIR
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -88,6 +89,9 @@ async def static_file(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=content_type, charset="utf-8",
                         headers={"ETag": etag, "Cache-Control": "public, max-age=3600",
                                  "X-Content-Type-Options": "nosniff"})
+
+
+HTML_PAGE = returns("HTML page", {"type": "string"}, "text/html")
 
 
 def form_body(fields: dict[str, str], required: tuple[str, ...] = ()) -> dict:

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from .. import deliveries, keys
 from ..api.http import STATE, json_response, require
-from ..api.routing import Route
+from ..api.routing import Route, returns
+from ..schemas import COUNTS, INTEGER, STRING, STRINGS, record
 from ..plan import Policy, build_plan
 from ..registry import every_resident_id, profile
 from ..transitions import text
@@ -154,9 +155,24 @@ async def get_reach(request: web.Request) -> web.Response:
                                       state["settings"].contact_stale_days))
 
 
+_MEDIANS = {"type": "object", "additionalProperties": record({"confirmed": INTEGER, "median_s": {"type": "number"}})}
+REPORT = record({
+    "generated_at": {"type": "string", "format": "date-time"}, "channels": STRINGS,
+    "stale_after_days": {"type": "number"},
+    "districts": {"type": "array", "items": record({
+        "district": STRING, "residents": INTEGER, "counts": COUNTS,
+        "shares": {"type": "object", "additionalProperties": {"type": "number"}},
+        "stale": record({"residents": INTEGER, "contact_points": COUNTS}),
+        "unconfirmed": record({"residents_only_stale": INTEGER, "contact_points": COUNTS})})},
+    "time_to_confirmation": record({"alerts": INTEGER, "by_channel": _MEDIANS, "by_age_band": _MEDIANS,
+                                    "by_channel_and_age_band": {"type": "object", "additionalProperties": _MEDIANS},
+                                    "age_bands": STRINGS}),
+})
+
 ROUTES = [
     Route("GET", "/v1/reports/reach", get_reach,
           "Per district: who only SMS, voice or mail can reach and who none; contact points found dead or "
           "unconfirmed for GATEWAY_CONTACT_STALE_DAYS, and who has nothing fresher; "
-          "median time to confirmation by channel and age band", "alerts:read", tag="reports"),
+          "median time to confirmation by channel and age band", "alerts:read", tag="reports",
+          responses={200: returns("The report (cached for a short while)", REPORT)}),
 ]

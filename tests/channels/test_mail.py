@@ -257,6 +257,33 @@ async def test_answers_about_letters_we_never_sent_change_nothing(tmp_path, redi
     assert post.events == []
 
 
+async def test_a_forged_answer_file_with_real_letter_ids_but_no_batch_of_ours_changes_nothing(tmp_path, redis):
+    """Letter ids are in every manifest; only the batch id the file must echo was never guessable."""
+    post = Post(tmp_path, redis)
+    letter = await post.letter("r1", HOME)
+    outbox = Path(post.settings.printhouse) / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "B20260701T000000Z-000000.response.csv").write_text(f"letter_id,status,at\n{letter},posted,\n")
+    (outbox / "Bmadeup.rejected.csv").write_text(f"letter_id,pdf_file,reason\n{letter},x.pdf,forged\n")
+    await post.mail.read_answers(post.box)
+    assert post.events == []
+
+
+async def test_an_answer_about_a_letter_of_another_batch_is_ignored_and_the_rest_counts(tmp_path, redis):
+    post = Post(tmp_path, redis)
+    first = await post.letter("r1", HOME)
+    [batch_1] = await post.mail.close_batches(post.box)
+    second = await post.letter("r2", MOVED_AWAY)
+    [_] = await post.mail.close_batches(post.box)
+    post.events.clear()
+    outbox = Path(post.settings.printhouse) / "outbox"
+    outbox.mkdir(parents=True, exist_ok=True)
+    (outbox / f"{batch_1}.response.csv").write_text(
+        f"letter_id,status,at\n{first},posted,\n{second},posted,\n")
+    await post.mail.read_answers(post.box)
+    assert post.statuses() == [("r1", "posted", "")]
+
+
 def test_answer_files_are_read_as_the_print_house_writes_them():
     rows = read_answer("B1.response.csv", b"letter_id,status,at\nL1,posted,2025-07-01T01:02:03Z\nL2,returned,\n")
     assert [(a.letter_id, a.status) for a in rows] == [("L1", "posted"), ("L2", "returned")]
