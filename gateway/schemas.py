@@ -355,4 +355,4 @@ STORED_RESIDENT = {**{k: v for k, v in RESIDENT.items() if k != "$id"},
                                   "dead_contacts": {"type": "array", "items": INTEGER},
                                   # When each contact point last confirmed a delivery, or was registered.
                                   "contacts_confirmed_at": {"type": "array", "items": {
-                                      "type": ["string", "null"], "format": "date-time"}}}}
+                                      "type": "string", "format": "date-time"}}}}

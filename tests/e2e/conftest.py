@@ -5,7 +5,6 @@ loopback, spoken to by the unchanged twilio library."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,9 @@ from gateway.agencies import create_agency
 from gateway.config import Settings
 from gateway.store import connect
 from simulator import SimConfig, simulator_of, start
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, FROM, free_port
 
-ACCOUNT_SID = "AC" + "0" * 31 + "1"
-AUTH_TOKEN = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
-FROM = "+15005550006"
 TIME_SCALE = 0.01
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

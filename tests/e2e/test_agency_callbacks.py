@@ -21,7 +21,7 @@ from capkit import (
     placed,
     post_cap,
 )
-from conftest import free_port
+from stackkit import free_port
 
 from gateway import callbacks
 

@@ -33,7 +33,7 @@ from gateway.store import connect
 from simulator.city import generate
 from tests.hosts import Lan, rabbitmq_server, unavailable
 
-from conftest import ACCOUNT_SID, AUTH_TOKEN, FROM
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, FROM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.multihost]
 
