@@ -107,9 +107,3 @@ class Vault:
     def lookup_hash(self, value: str) -> str:
         return hmac.new(self._lookup_key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
-
-def mask_phone(number: str) -> str:
-    """+821012345678 -> +8210****5678, for logs and operator views."""
-    if len(number) <= 6:
-        return "*" * len(number)
-    return number[:5] + "*" * (len(number) - 9) + number[-4:]
