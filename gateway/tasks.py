@@ -20,7 +20,7 @@ from .alerts import resolve_audience
 from .config import Settings
 from .engine import Engine
 from .lifecycle import Lifecycle, activate, plan_and_start
-from .store import connect
+from .store import SENTINEL_SCHEME, SentinelUrl, connect
 from .transitions import text
 
 log = logging.getLogger("gateway.tasks")
@@ -67,9 +67,13 @@ app.conf.update(
 
 
 def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -> Celery:
+    options: dict = {"visibility_timeout": visibility_timeout_s}
+    if broker_url.startswith(SENTINEL_SCHEME):
+        broker_url, sentinel_options = SentinelUrl.parse(broker_url).broker()
+        options.update(sentinel_options)
     app.conf.broker_url = broker_url
     app.conf.gateway_redis_url = redis_url
-    app.conf.broker_transport_options = {"visibility_timeout": visibility_timeout_s}
+    app.conf.broker_transport_options = options
     return app
 
 
