@@ -122,7 +122,7 @@ class SentinelUrl:
         joined by ';', and the service named in the transport options."""
         auth = f"{self.username or ''}:{self.password}@" if self.password else ""
         url = ";".join(f"sentinel://{auth}{host}:{port}/{self.db}" for host, port in self.sentinels)
-        return url, {"master_name": self.service, "sentinel_kwargs": {"socket_timeout": 1}}
+        return url, {"master_name": self.service, "sentinel_kwargs": {"socket_timeout": 5}}
 
 
 class _SentinelConnection(_HiredisPacking, SentinelManagedConnection):
@@ -149,13 +149,15 @@ def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     a burst of webhooks should queue for a moment, not error."""
     if url.startswith(SENTINEL_SCHEME):
         target = SentinelUrl.parse(url)
-        sentinel = Sentinel(target.sentinels, sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1})
+        # Timeouts with room for a busy event loop: shorter ones turned a busy
+        # moment into "no primary found" for every connection at once.
+        sentinel = Sentinel(target.sentinels, sentinel_kwargs={"socket_timeout": 5, "socket_connect_timeout": 5})
         # A command cut off by the failover is sent again to the new primary:
         # every transition checks the state it moves from, so a repeat moves nothing.
         pool = _SentinelPool(target.service, sentinel, connection_class=_SentinelConnection,
                              max_connections=max_connections, timeout=30, db=target.db,
                              username=target.username, password=target.password,
-                             socket_connect_timeout=2, retry=_FAILOVER_RETRY)
+                             socket_connect_timeout=5, retry=_FAILOVER_RETRY)
     else:
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
         pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)

@@ -60,6 +60,9 @@ app.conf.update(
     # A killed worker's batch comes back after this; batches take seconds.
     broker_transport_options={"visibility_timeout": 60},
     broker_connection_retry_on_startup=True,
+    # A task published while the broker fails over (a Sentinel election takes
+    # seconds) waits for the new primary instead of being dropped.
+    task_publish_retry_policy={"max_retries": 60, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
     task_ignore_result=True,
