@@ -154,3 +154,11 @@ def test_the_image_carries_the_code_and_nothing_local():
             copied.update(s.rstrip("/") for s in sources if not s.startswith("--"))
     assert copied == admitted
     assert not admitted & {".env", "docker", "var", ".venv", "tests"}
+
+
+def test_the_readmes_settings_table_names_every_variable_the_gateway_reads():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Settings"):readme.index("### When Redis fails over")]
+    named = {name for row in table.splitlines() if row.startswith("| `")
+             for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+    assert named == variables()
