@@ -21,7 +21,7 @@ from redis_sentinel import DOWN_AFTER_MS, SentinelGroup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-RESIDENTS = 2_000
+RESIDENTS = 3_000
 # What asynchronous replication can lose: the writes of about the last second
 # (on loopback the replica is microseconds behind; over a city's network, more).
 LOSS_WINDOW_S = 1.0
