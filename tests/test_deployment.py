@@ -6,11 +6,16 @@ image is built the way a security review expects."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import click
@@ -162,3 +167,38 @@ def test_the_readmes_settings_table_names_every_variable_the_gateway_reads():
     named = {name for row in table.splitlines() if row.startswith("| `")
              for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
     assert named == variables()
+
+
+def test_the_simulator_service_serves_and_writes_what_the_gateway_services_read(tmp_path):
+    # The compose command with its container paths moved under tmp_path and a free port.
+    command = gateway_services()["simulator"]["command"]
+    port = socket_free_port()
+    args = [str(tmp_path / a[len("/srv/"):]) if a.startswith("/srv/") else a for a in command]
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    args[args.index("--residents") + 1] = "20"
+    gateway_env = gateway_services()["api"]["environment"]
+    account = tmp_path / gateway_env["GATEWAY_FCM_SERVICE_ACCOUNT"].split(":-")[1].rstrip("}")[len("/srv/"):]
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", *args], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/stats", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "the simulator did not answer within 60 s"
+                time.sleep(0.2)
+        assert json.loads(account.read_text())["type"] == "service_account"
+        assert (tmp_path / "simulator" / "city" / "residents.ndjson").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def socket_free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
