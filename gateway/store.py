@@ -17,7 +17,7 @@ from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConn
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError, NoScriptError
 
 SENTINEL_SCHEME = "redis+sentinel://"
 
@@ -141,7 +141,9 @@ class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
 # How long a command keeps trying while the sentinels elect a new primary:
 # down-after-milliseconds plus the election, with room (about 30 s in all).
-_FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 40)
+# Only on a refused or broken connection: a command that timed out may still
+# run, and sending it again under load only adds to the load.
+_FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 40, supported_errors=(ConnectionError,))
 
 
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
