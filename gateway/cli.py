@@ -368,17 +368,25 @@ def vapid_public() -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("var/city"), show_default=True)
 @click.option("--serve/--no-serve", default=False, help="Then serve the provider simulator.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where the simulator listens (0.0.0.0 in a container).")
 @click.option("--port", type=int, default=8900, show_default=True)
+@click.option("--public-url", default=None, help="How the gateway reaches the simulator (its Web Push endpoints); "
+              "default http://127.0.0.1:PORT.")
 @click.option("--gateway-url", default="http://127.0.0.1:8080", show_default=True)
 @click.option("--time-scale", type=float, default=1.0, show_default=True)
-def simulate(count: int, seed: int, out: Path, serve: bool, port: int, gateway_url: str, time_scale: float) -> None:
+@click.option("--printhouse-dir", type=click.Path(file_okay=False), default=None,
+              help="Serve a print house on this drop box (the gateway's GATEWAY_PRINTHOUSE).")
+@click.option("--fcm-service-account", type=click.Path(dir_okay=False), default=None,
+              help="Write the FCM service account here (the gateway's GATEWAY_FCM_SERVICE_ACCOUNT).")
+def simulate(count: int, seed: int, out: Path, serve: bool, host: str, port: int, public_url: str | None,
+             gateway_url: str, time_scale: float, printhouse_dir: str | None, fcm_service_account: str | None) -> None:
     """Create a virtual city (residents.ndjson for `gateway residents import`,
     behaviour.ndjson for the simulator) and optionally serve the simulator."""
     from simulator.city import generate
 
     with _progress() as progress:
         task = progress.add_task("city", total=count)
-        files = generate(count, seed, out, sim_base_url=f"http://127.0.0.1:{port}",
+        files = generate(count, seed, out, sim_base_url=public_url or f"http://127.0.0.1:{port}",
                          on_progress=lambda done, total: progress.update(task, completed=done))
     console.print(f"{files.count} residents: {files.residents}  behaviour: {files.behaviour}")
     if serve:
@@ -386,8 +394,9 @@ def simulate(count: int, seed: int, out: Path, serve: bool, port: int, gateway_u
         from simulator.app import SimConfig
 
         settings = _settings()
-        config = SimConfig(port=port, gateway_url=gateway_url, time_scale=time_scale, seed=seed,
-                           behaviour_file=str(files.behaviour),
+        config = SimConfig(host=host, port=port, gateway_url=gateway_url, time_scale=time_scale, seed=seed,
+                           behaviour_file=str(files.behaviour), printhouse_dir=printhouse_dir,
+                           fcm_service_account=fcm_service_account,
                            **({"account_sid": settings.twilio_account_sid, "auth_token": settings.twilio_auth_token}
                               if settings.twilio_account_sid else {}))
         asyncio.run(serve_sim(config))

@@ -203,7 +203,7 @@ class Settings:
 
     def env(self) -> dict[str, str]:
         """The environment that makes a child process build these same settings."""
-        out = {
+        return {
             "GATEWAY_DATA_DIR": str(self.data_dir),
             "GATEWAY_PUBLIC_URL": self.public_url,
             "GATEWAY_HOST": self.api_host,
@@ -247,9 +247,13 @@ class Settings:
             "GATEWAY_CALLBACK_NETWORKS": ",".join(self.callback_networks),
             "GATEWAY_METRICS_TOKEN": self.metrics_token,
             "GATEWAY_CONTACT_STALE_DAYS": str(self.contact_stale_days),
+            # Empty reads as unset: the embedded Redis, and the state Redis as broker.
+            "GATEWAY_REDIS_URL": self.redis_url or "",
+            "GATEWAY_BROKER_URL": self.broker_url or "",
         }
-        if self.redis_url:
-            out["GATEWAY_REDIS_URL"] = self.redis_url
-        if self.broker_url:
-            out["GATEWAY_BROKER_URL"] = self.broker_url
-        return out
+
+
+def variables() -> frozenset[str]:
+    """Every environment variable the gateway reads: the names `env()` writes,
+    so docker/.env.example and the README's table are checked against one list."""
+    return frozenset(Settings().env())

@@ -107,7 +107,8 @@ def resolve_urls(settings) -> tuple[str, str, EmbeddedRedis | None]:
 
 
 def _broker_from_redis_url(url: str) -> str:
-    """The state Redis, one database up, as Celery's broker."""
+    """The state Redis, one database up, as Celery's broker (a Sentinel URL
+    stays one: gateway.tasks.configure gives it to Celery in kombu's form)."""
     if url.startswith("unix://"):
         return f"redis+socket://{url[len('unix://'):]}?virtual_host=1"
     base, _, db = url.rpartition("/")

@@ -1,12 +1,25 @@
-"""Connecting to the state Redis, the same way in every process."""
+"""Connecting to the state Redis, the same way in every process.
+
+A URL is redis://, rediss://, unix:// (one server) or, for a primary watched
+by Redis Sentinel, redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]:
+the sentinels are asked where the primary is, and asked again after a failover.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
-from redis.exceptions import NoScriptError
+from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, NoScriptError
+
+SENTINEL_SCHEME = "redis+sentinel://"
 
 
 class _HiredisPacking:
@@ -74,9 +87,80 @@ class _Redis(aioredis.Redis):
         return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
+@dataclass(frozen=True)
+class SentinelUrl:
+    """redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db].
+    The password is the Redis servers' (primary and replicas); the sentinels are asked without one."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "SentinelUrl":
+        if not url.startswith(SENTINEL_SCHEME):
+            raise ValueError(f"not a {SENTINEL_SCHEME} URL")
+        rest = url[len(SENTINEL_SCHEME):]
+        credentials, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        service, _, db = path.strip("/").partition("/")
+        if not hosts or not service or (db and not db.isdigit()):
+            raise ValueError(f"GATEWAY_REDIS_URL: {url!r} is not "
+                             f"{SENTINEL_SCHEME}[:password@]host:port[,host:port...]/service_name[/db]")
+        username, _, password = credentials.partition(":") if credentials else ("", "", "")
+        sentinels = []
+        for host in hosts.split(","):
+            name, _, port = host.rpartition(":")
+            sentinels.append((name.strip("[]") or host, int(port) if port.isdigit() else 26379))
+        return cls(tuple(sentinels), unquote(service), int(db or 0), unquote(username) or None,
+                   unquote(password) or None)
+
+    def broker(self) -> tuple[str, dict]:
+        """Celery's (kombu's) form of the same: one sentinel:// URL per sentinel
+        joined by ';', and the service named in the transport options."""
+        auth = f"{self.username or ''}:{self.password}@" if self.password else ""
+        url = ";".join(f"sentinel://{auth}{host}:{port}/{self.db}" for host, port in self.sentinels)
+        return url, {"master_name": self.service, "sentinel_kwargs": {"socket_timeout": 5}}
+
+
+class _SentinelConnection(_HiredisPacking, SentinelManagedConnection):
+    async def send_packed_command(self, command, check_health: bool = True) -> None:
+        # redis-py (8.1) reconnects a dropped connection here to the address it
+        # last had, the dead primary, without asking the sentinels again.
+        if not self.is_connected:
+            await self.connect()
+        await super().send_packed_command(command, check_health)
+
+
+class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Finds the primary through the sentinels, and waits for a free connection
+    like the single-server pool."""
+
+
+# How long a command keeps trying while the sentinels elect a new primary:
+# down-after-milliseconds plus the election, with room (about 30 s in all).
+# Only on a refused or broken connection: a command that timed out may still
+# run, and sending it again under load only adds to the load.
+_FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 40, supported_errors=(ConnectionError,))
+
+
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client whose pool waits for a free connection instead of failing:
     a burst of webhooks should queue for a moment, not error."""
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
-    pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
+    if url.startswith(SENTINEL_SCHEME):
+        target = SentinelUrl.parse(url)
+        # Timeouts with room for a busy event loop: shorter ones turned a busy
+        # moment into "no primary found" for every connection at once.
+        sentinel = Sentinel(target.sentinels, sentinel_kwargs={"socket_timeout": 5, "socket_connect_timeout": 5})
+        # A command cut off by the failover is sent again to the new primary:
+        # every transition checks the state it moves from, so a repeat moves nothing.
+        pool = _SentinelPool(target.service, sentinel, connection_class=_SentinelConnection,
+                             max_connections=max_connections, timeout=30, db=target.db,
+                             username=target.username, password=target.password,
+                             socket_connect_timeout=5, retry=_FAILOVER_RETRY)
+    else:
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+        pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return _Redis(connection_pool=pool)

@@ -20,7 +20,7 @@ from .alerts import resolve_audience
 from .config import Settings
 from .engine import Engine
 from .lifecycle import Lifecycle, activate, plan_and_start
-from .store import connect
+from .store import SENTINEL_SCHEME, SentinelUrl, connect
 from .transitions import text
 
 log = logging.getLogger("gateway.tasks")
@@ -60,6 +60,9 @@ app.conf.update(
     # A killed worker's batch comes back after this; batches take seconds.
     broker_transport_options={"visibility_timeout": 60},
     broker_connection_retry_on_startup=True,
+    # A task published while the broker fails over (a Sentinel election takes
+    # seconds) waits for the new primary instead of being dropped.
+    task_publish_retry_policy={"max_retries": 60, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
     task_ignore_result=True,
@@ -67,9 +70,13 @@ app.conf.update(
 
 
 def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -> Celery:
+    options: dict = {"visibility_timeout": visibility_timeout_s}
+    if broker_url.startswith(SENTINEL_SCHEME):
+        broker_url, sentinel_options = SentinelUrl.parse(broker_url).broker()
+        options.update(sentinel_options)
     app.conf.broker_url = broker_url
     app.conf.gateway_redis_url = redis_url
-    app.conf.broker_transport_options = {"visibility_timeout": visibility_timeout_s}
+    app.conf.broker_transport_options = options
     return app
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.exceptions import DataError, ResponseError
 
-from gateway.store import connect
+from gateway.embedded_redis import _broker_from_redis_url
+from gateway.store import SentinelUrl, connect
+from redis_sentinel import SentinelGroup
 
 
 async def test_values_of_every_kind_round_trip(redis_url, redis):
@@ -79,3 +81,36 @@ async def test_a_failing_command_in_a_batch_is_still_raised(redis_url, redis):
     with pytest.raises(ResponseError):
         await pipe.execute()
     await client.aclose()
+
+
+async def test_through_sentinel_a_client_carries_on_against_the_new_primary_when_the_old_one_dies(tmp_path):
+    group = SentinelGroup(tmp_path).start()
+    client = connect(group.url)
+    try:
+        count = client.register_script(_COUNT)
+        for _ in range(3):
+            pipe = client.pipeline(transaction=False)
+            await count(keys=["n"], args=[], client=pipe)
+            await pipe.execute()
+        await client.wait(1, 2000)  # the replica has every write before the kill
+        group.kill_primary()
+        # The next batch waits out the election, then runs on the replica made primary,
+        # loading its script there if the new primary lacks it.
+        pipe = client.pipeline(transaction=False)
+        await count(keys=["n"], args=[], client=pipe)
+        assert await pipe.execute() == [b"4"]
+        assert group.primary_port() == group.ports["replica"]
+    finally:
+        await client.aclose()
+        group.stop()
+
+
+def test_a_sentinel_url_names_its_sentinels_service_and_database():
+    url = SentinelUrl.parse("redis+sentinel://:s%40cret@10.0.0.1:26379,10.0.0.2/gateway/2")
+    assert url == SentinelUrl((("10.0.0.1", 26379), ("10.0.0.2", 26379)), "gateway", 2, None, "s@cret")
+    # Celery's broker on the same Redis, one database up, in kombu's form.
+    broker, options = SentinelUrl.parse(_broker_from_redis_url("redis+sentinel://h1:1,h2:2/gateway/0")).broker()
+    assert broker == "sentinel://h1:1/1;sentinel://h2:2/1"
+    assert options["master_name"] == "gateway"
+    with pytest.raises(ValueError, match="service_name"):
+        SentinelUrl.parse("redis+sentinel://10.0.0.1:26379")
