@@ -1,10 +1,12 @@
 """What the e2e tests share about their stack: the simulator's Twilio account
-and a free port. A module of its own, because `from conftest import ...` finds
+a free port, and how many sends are in flight. A module of its own, because `from conftest import ...` finds
 whichever conftest pytest imported last (tests/simulator has one too)."""
 
 from __future__ import annotations
 
 import socket
+
+from gateway import keys
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
@@ -15,3 +17,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def in_flight(redis, aid: str, rids: list[str]) -> int:
+    """Sends claimed whose provider answer was never recorded."""
+    count = 0
+    for start in range(0, len(rids), 1000):
+        pipe = redis.pipeline(transaction=False)
+        for rid in rids[start:start + 1000]:
+            pipe.hmget(keys.delivery(aid, rid), "c", "b")
+        for claimed, best in await pipe.execute():
+            if claimed is not None and best in (None, b"0"):
+                count += 1
+    return count

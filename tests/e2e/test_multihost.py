@@ -28,12 +28,11 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway import keys
 from gateway.store import connect
 from simulator.city import generate
 from tests.hosts import Lan, rabbitmq_server, unavailable
 
-from stackkit import ACCOUNT_SID, AUTH_TOKEN, FROM
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, FROM, in_flight
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.multihost]
 
@@ -70,19 +69,6 @@ def heat_wave() -> dict:
         # API's batcher cannot see them (README, "Tested on separate hosts").
         "policy": {"channels": ["push", "sms", "voice"], "step_timeouts": STEP_TIMEOUTS},
     }
-
-
-async def in_flight(redis, aid: str, rids: list[str]) -> int:
-    """Sends claimed whose provider answer was never recorded."""
-    count = 0
-    for start in range(0, len(rids), 1000):
-        pipe = redis.pipeline(transaction=False)
-        for rid in rids[start:start + 1000]:
-            pipe.hmget(keys.delivery(aid, rid), "c", "b")
-        for claimed, best in await pipe.execute():
-            if claimed is not None and best in (None, b"0"):
-                count += 1
-    return count
 
 
 async def until(done, read, what: str, timeout: float = 180):

@@ -33,7 +33,7 @@ async def test_an_alert_with_a_control_character_is_refused_naming_the_field_and
 
 
 async def test_a_cap_alert_with_a_c1_control_is_refused_naming_the_element(city):
-    cap = f"""<?xml version="1.0" encoding="UTF-8"?>
+    cap = """<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
   <identifier>KR-SEOUL-1</identifier><sender>alerts@seoul.example</sender>
   <sent>2026-12-03T09:00:00+09:00</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope>

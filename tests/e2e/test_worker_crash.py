@@ -15,25 +15,11 @@ import time
 
 import pytest
 
-from gateway import keys
+from stackkit import in_flight
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RESIDENTS = 10_000
-
-
-async def claimed_without_answer(redis, aid: str) -> int:
-    """Sends claimed whose provider answer was never recorded: in flight."""
-    count = 0
-    rids = [f"k{i:05d}" for i in range(RESIDENTS)]
-    for start in range(0, len(rids), 1000):
-        pipe = redis.pipeline(transaction=False)
-        for rid in rids[start:start + 1000]:
-            pipe.hmget(keys.delivery(aid, rid), "c", "b")
-        for claimed, best in await pipe.execute():
-            if claimed is not None and best in (None, b"0"):
-                count += 1
-    return count
 
 
 async def test_killing_a_worker_mid_fanout_loses_no_resident(city):
@@ -56,14 +42,14 @@ async def test_killing_a_worker_mid_fanout_loses_no_resident(city):
     worker = city.stack.worker
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    in_flight = await claimed_without_answer(city.redis, aid)
+    claimed = await in_flight(city.redis, aid, [f"k{i:05d}" for i in range(RESIDENTS)])
     sent_at_kill = len(city.sim.records)
     city.stack.restart_worker()
 
     started = time.monotonic()
     summary = await city.settled(aid, timeout=300)
     duplicates = sum(city.sim.records.duplicates.values())
-    print(f"\nkill -9 after {sent_at_kill} of {RESIDENTS} sends; in flight at the kill: {in_flight}; "
+    print(f"\nkill -9 after {sent_at_kill} of {RESIDENTS} sends; in flight at the kill: {claimed}; "
           f"duplicates: {duplicates}; recovered in {time.monotonic() - started:.1f} s")
 
     assert summary["targeted"] == RESIDENTS
@@ -71,4 +57,4 @@ async def test_killing_a_worker_mid_fanout_loses_no_resident(city):
     assert summary["deliveries"]["confirmed"] == RESIDENTS
     residents_reached = {r["resident"] for r in city.sim.records}
     assert len(residents_reached) == RESIDENTS
-    assert duplicates <= in_flight
+    assert duplicates <= claimed
