@@ -120,6 +120,7 @@ async def import_residents(request: web.Request) -> web.Response:
 
 
 _COUNT = {"type": "integer", "minimum": 0}
+REVERIFIED = record({"id": {"type": ["string", "null"]}, "residents": _COUNT}, {"href": STRING})
 IMPORTED = record({"imported": _COUNT, "created": _COUNT, "updated": _COUNT, "unchanged": _COUNT},
                   {"bad_lines": _COUNT, "errors": {"type": "array", "items": record(
                       {"line": _COUNT, "field": STRING, "detail": STRING})}})
@@ -157,7 +158,8 @@ ROUTES = [
           "Start a re-verification campaign: residents whose numbers are unconfirmed for "
           "GATEWAY_CONTACT_STALE_DAYS are asked to answer 1 (a Minor alert of its own)", "alerts:write",
           body={"application/json": REVERIFY},
-          responses={200: "Nobody's number is stale: nothing sent", 202: "The campaign's alert, and residents asked"}),
+          responses={200: returns("Nobody's number is stale: nothing sent", REVERIFIED),
+                     202: returns("The campaign's alert, and residents asked", REVERIFIED)}),
     Route("POST", "/v1/residents/import", import_residents,
           "Bulk import (NDJSON or CSV) into your agency's area: all or nothing, or with bad_rows=skip the good lines",
           "residents:write",

@@ -93,6 +93,8 @@ async def test_every_success_answer_of_the_agency_api_is_what_the_document_descr
                  f"/v1/alerts/{aid}/deliveries/r1", f"/v1/alerts/{aid}.cap", "/v1/agency",
                  "/v1/agency/callbacks/dead", "/v1/reports/reach", "/healthz", "/metrics", "/v1/openapi.json"):
         assert (await call("GET", path))[0] == 200, path
+    assert (await call("POST", f"/v1/alerts/{aid}/reopen", json={}))[0] == 202
+    assert (await call("POST", "/v1/residents/reverify", json={}))[0] == 200
     assert (await call("POST", f"/v1/alerts/{aid}/update", json={**ALERT, "event": "Heat wave (longer)"}))[0] == 202
     assert (await call("POST", f"/v1/alerts/{aid}/cancel"))[0] == 202
 
