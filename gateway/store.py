@@ -7,19 +7,60 @@ the sentinels are asked where the primary is, and asked again after a failover.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import ConnectionPool, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, NoScriptError
 
 SENTINEL_SCHEME = "redis+sentinel://"
+
+
+class FairPool(ConnectionPool):
+    """Waits for a free connection in the order callers asked, for at most `timeout` s.
+
+    redis-py's BlockingConnectionPool wakes a waiter through an
+    asyncio.Condition, but a caller arriving meanwhile takes the freed
+    connection first and the woken one queues again at the back; a waiter
+    whose timeout fires as it is woken swallows the wake-up (CPython
+    gh-112202), leaving connections idle while others wait.  After a 3 s
+    Redis stall over TCP, with ~800 webhooks queued, some waited 15-30 s
+    while the pool served 900 a second, so Twilio gave up on them and their
+    receipts were lost.  An asyncio.Semaphore is first come, first served and
+    passes a wake-up on when its waiter is cancelled.
+    """
+
+    def __init__(self, *args, timeout: float = 30, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timeout = timeout
+        self._free = asyncio.Semaphore(self.max_connections)
+
+    async def get_connection(self, command_name=None, *keys, **options):
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._free.acquire()
+        except TimeoutError as e:
+            raise ConnectionError("No connection available.") from e
+        # One that fails to connect is given back by release() below.
+        return await super().get_connection()
+
+    async def release(self, connection) -> None:
+        # Shielded: a caller cancelled while giving its connection back
+        # (a timeout, a client gone) still gives it back, or the pool shrinks.
+        await asyncio.shield(self._give_back(connection))
+
+    async def _give_back(self, connection) -> None:
+        try:
+            await super().release(connection)
+        finally:
+            self._free.release()
 
 
 class _HiredisPacking:
@@ -134,7 +175,7 @@ class _SentinelConnection(_HiredisPacking, SentinelManagedConnection):
         await super().send_packed_command(command, check_health)
 
 
-class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+class _SentinelPool(SentinelConnectionPool, FairPool):
     """Finds the primary through the sentinels, and waits for a free connection
     like the single-server pool."""
 
@@ -161,6 +202,6 @@ def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
                              username=target.username, password=target.password,
                              socket_connect_timeout=5, retry=_FAILOVER_RETRY)
     else:
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+        pool = FairPool.from_url(url, max_connections=max_connections, timeout=30)
         pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return _Redis(connection_pool=pool)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 import pytest
 from redis.exceptions import DataError, ResponseError
 
@@ -80,6 +83,57 @@ async def test_a_failing_command_in_a_batch_is_still_raised(redis_url, redis):
     await count(keys=["text"], args=[], client=pipe)
     with pytest.raises(ResponseError):
         await pipe.execute()
+    await client.aclose()
+
+
+async def test_a_webhook_waiting_for_a_connection_is_served_before_one_that_asks_later(redis_url):
+    # One connection, so the order is plain: a handler that has just given its
+    # connection back and asks again must queue behind the one already waiting
+    # (redis-py's blocking pool let it go first, and waiters starved for 15-30 s).
+    client = connect(redis_url, max_connections=1)
+    pool = client.connection_pool
+    served = []
+
+    async def ask(name: str) -> None:
+        conn = await pool.get_connection()
+        served.append(name)
+        await conn.send_command("PING")
+        await conn.read_response()
+        await pool.release(conn)
+
+    held = await pool.get_connection()
+    waiting = asyncio.create_task(ask("waited"))
+    await asyncio.sleep(0.05)
+    await pool.release(held)
+    await ask("asked later")
+    await waiting
+    await client.aclose()
+    assert served == ["waited", "asked later"]
+
+
+async def test_callers_that_give_up_waiting_take_no_connection_with_them(redis_url):
+    # Handlers cut off by their timeout at every point of the pool's hand-over,
+    # as webhooks are when Redis stalls: afterwards the pool is whole.
+    client = connect(redis_url, max_connections=2)
+    pool = client.connection_pool
+    rng = random.Random(7)
+
+    async def impatient() -> None:
+        for _ in range(40):
+            try:
+                async with asyncio.timeout(rng.uniform(0, 0.004)):
+                    conn = await pool.get_connection()
+                    try:
+                        await asyncio.sleep(rng.uniform(0, 0.002))
+                    finally:
+                        await pool.release(conn)
+            except TimeoutError:
+                pass
+
+    await asyncio.gather(*(impatient() for _ in range(30)))
+    assert len(pool._in_use_connections) == 0
+    async with asyncio.timeout(2):
+        assert await asyncio.gather(client.ping(), client.ping()) == [True, True]
     await client.aclose()
 
 
