@@ -18,7 +18,7 @@ from . import keys
 from .agencies import get_agency
 from .alerts import resolve_audience
 from .config import Settings
-from .engine import Engine
+from .engine import Engine, UnknownAlert
 from .lifecycle import Lifecycle, activate, plan_and_start
 from .store import SENTINEL_SCHEME, SentinelUrl, connect
 from .transitions import text
@@ -96,7 +96,15 @@ class Runtime:
         self.loop.run_until_complete(open_())
 
     def run(self, coro):
-        return self.loop.run_until_complete(coro)
+        """The task's work; None when its alert no longer exists. That happens only
+        when Redis lost it (the last moment before a failover, or a database
+        emptied under a queued task): there is nobody left to send to, and a task
+        that raised would only be logged as a crash."""
+        try:
+            return self.loop.run_until_complete(coro)
+        except UnknownAlert as e:
+            log.warning("alert %s no longer exists: its queued task is dropped", e)
+            return None
 
 
 _runtime: Runtime | None = None
