@@ -30,3 +30,24 @@ async def in_flight(redis, aid: str, rids: list[str]) -> int:
             if claimed is not None and best in (None, b"0"):
                 count += 1
     return count
+
+
+def sms_residents(count: int, prefix: str, number_prefix: str) -> tuple[list[dict], list[dict]]:
+    """Feature-phone residents of district 11110 whose texts are delivered, and the
+    simulator's behaviour for them: (residents, behaviours) for `City.import_ndjson`."""
+    residents, behaviours = [], []
+    for i in range(count):
+        rid, number = f"{prefix}{i:05d}", f"{number_prefix}{i:06d}"
+        residents.append({"id": rid, "languages": ["ko"], "district": "11110",
+                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
+        behaviours.append({"resident": rid, "phones": [number], "sms": {"outcome": "delivered"}})
+    return residents, behaviours
+
+
+# Delivered closes a delivery: one text each, so a second one is a duplicate.
+SMS_FLOOD = {
+    "event": "Flood", "severity": "Severe", "urgency": "Immediate",
+    "content": {"ko": {"headline": "홍수 경보", "body": "저지대 주민은 즉시 대피하십시오."}},
+    "audience": {"districts": ["11110"]},
+    "policy": {"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}},
+}

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from redis_sentinel import DOWN_AFTER_MS, SentinelGroup
+from stackkit import SMS_FLOOD, sms_residents
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,21 +43,10 @@ def stack(tmp_path_factory, stacks, sentinels):
 
 
 async def test_the_primary_dies_mid_alert_and_every_resident_still_ends_in_a_final_state(city, sentinels):
-    residents, behaviours = [], []
-    for i in range(RESIDENTS):
-        rid, number = f"s{i:05d}", f"+821058{i:06d}"
-        residents.append({"id": rid, "languages": ["ko"], "district": "11110",
-                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
-        behaviours.append({"resident": rid, "phones": [number], "sms": {"outcome": "delivered"}})
+    residents, behaviours = sms_residents(RESIDENTS, "s", "+821058")
     await city.import_ndjson(residents, behaviours)
     started = time.monotonic()
-    aid = await city.post_alert({
-        "event": "Flood", "severity": "Severe", "urgency": "Immediate",
-        "content": {"ko": {"headline": "홍수 경보", "body": "저지대 주민은 즉시 대피하십시오."}},
-        "audience": {"districts": ["11110"]},
-        # Delivered closes a delivery: one text each, so a second one is a duplicate.
-        "policy": {"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}},
-    })
+    aid = await city.post_alert(SMS_FLOOD)
     while len(city.sim.records) < RESIDENTS // 3:
         await asyncio.sleep(0.01)
 

