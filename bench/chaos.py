@@ -23,89 +23,28 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
 from chaos_table import row, table  # noqa: E402
-from fault_drill import ALERT, Run  # noqa: E402
+from fault_drill import (  # noqa: E402
+    PUMP_DOWN_S,
+    REDIS_UNREACHABLE_S,
+    Run,
+    broker_restart,
+    clock_off,
+    kill_api,
+    kill_pump,
+    kill_simulator,
+    kill_worker,
+    redis_sigkill_restart,
+    redis_unreachable,
+)
 from process_stack import ProcessStack  # noqa: E402
 
-REDIS_UNREACHABLE_S = 30
-PUMP_DOWN_S = 15
 console = Console(width=150)
-
-# The faults. Each starts when a quarter of the texts are out and returns when it has ended.
-
-async def kill_worker(run: Run) -> None:
-    run.s.kill("worker1")
-    await run.count_in_flight()
-    await asyncio.sleep(2)
-    run.s.start("worker1")
-
-
-async def kill_pump(run: Run) -> None:
-    run.s.kill("pump")
-    await asyncio.sleep(PUMP_DOWN_S)
-    run.s.start("pump")
-
-
-async def kill_api(run: Run) -> None:
-    """While alerts are posted (the agency retries with its Idempotency-Key) and webhooks arrive."""
-    run.s.kill("api")
-    extra = {**ALERT, "audience": {"residents": run.rids[:1]}, "event": "Flood update"}
-    refused = 0
-    for _ in range(10):
-        try:
-            async with run.http.post(f"{run.s.api}/v1/alerts", json=extra,
-                                     headers={**run.auth, "Idempotency-Key": "k1"}):
-                pass
-        except aiohttp.ClientError:
-            refused += 1
-        await asyncio.sleep(0.5)
-    run.s.start("api")
-    ids = set()
-    for _ in range(2):
-        async with run.http.post(f"{run.s.api}/v1/alerts", json=extra,
-                                 headers={**run.auth, "Idempotency-Key": "k1"}) as r:
-            ids.add((await r.json())["id"] if r.status == 202 else r.status)
-    run.notes.append(f"posts refused while the API was down: {refused}; after it: one alert ({ids})")
-
-
-async def kill_simulator(run: Run) -> None:
-    run.records_before = await run.s.simulator_records(run.http)
-    run.s.kill("simulator")
-    await run.count_in_flight()
-    await asyncio.sleep(3)
-    run.s.start("simulator")
-    await run.s.teach_simulator(run.http, run.behaviours)
-
-
-async def redis_sigkill_restart(run: Run) -> None:
-    await run.count_in_flight()
-    run.s.kill("redis")
-    await asyncio.sleep(2)
-    run.s.start("redis")
-
-
-async def redis_unreachable_30s(run: Run) -> None:
-    await run.count_in_flight()
-    run.s.pause("redis")
-    await asyncio.sleep(REDIS_UNREACHABLE_S)
-    run.s.resume("redis")
-
-
-async def broker_restart(run: Run) -> None:
-    run.s.terminate("broker")
-    await asyncio.sleep(3)
-    run.s.start("broker")
-
-
-async def clock_off(run: Run) -> None:
-    """The clock is off for the whole run: the fault is already there."""
-
 
 @dataclass
 class Fault:
@@ -120,7 +59,7 @@ FAULTS = {
     "api": Fault(kill_api),
     "simulator": Fault(kill_simulator),
     "redis-restart": Fault(redis_sigkill_restart),
-    "redis-unreachable": Fault(redis_unreachable_30s),
+    "redis-unreachable": Fault(redis_unreachable),
     "broker-redis": Fault(broker_restart),
     "broker-rabbitmq": Fault(broker_restart, broker="amqp"),
     "clock-pump": Fault(clock_off, clock_offsets={"pump": 30}),
@@ -139,7 +78,7 @@ def one(name: str, residents: int, root: Path) -> tuple[dict, list[str]]:
     fault = FAULTS[name]
     with ProcessStack(root / name, broker=fault.broker, clock_offsets=fault.clock_offsets) as stack:
         run = asyncio.run(Run(stack, residents)(fault.run))
-    return row(TITLES[name], residents, run.lost, run.duplicated, run.watch.max_lag_s, run.watch.recovery_s), run.notes
+    return row(TITLES[name], residents, run.lost, run.duplicated, run.max_lag_s, run.watch.recovery_s), run.notes
 
 
 def storm_rows(residents: int) -> list[dict]:

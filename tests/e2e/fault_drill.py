@@ -9,8 +9,10 @@ every resident to be terminal, then judges:
 - lost: residents not in exactly one terminal state;
 - duplicated: sends beyond one per resident and channel (the simulator's
   records), to be at most what was in flight at the fault;
-- max_lag_s: how far the oldest due timer was behind (Redis TIME minus its
-  deadline), sampled every 0.5 s from the fault to its recovery;
+- max_lag_s: the longest escalation lag of SMS steps due at or after the
+  fault (from the deadline to the call's claim, in the deliveries' histories),
+  or how far the oldest due timer was behind (Redis TIME minus its deadline,
+  sampled every 0.5 s from the fault to its recovery) if that is longer;
 - recovery_s: from the fault's end until timers are on time (lag < 1 s) and
   residents reach terminal states again (or all have);
 and besides: residents contacted again after they confirmed, calls placed
@@ -31,6 +33,7 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.agencies import create_agency
+from gateway.deliveries import history_lines
 from gateway.transitions import STATES, TERMINAL
 from process_stack import ProcessStack
 from stackkit import in_flight
@@ -40,6 +43,8 @@ SMS_TIMEOUT_S = 10
 SILENT_EVERY = 7
 SETTLE_TIMEOUT_S = 300
 EARLY_S = 5
+REDIS_UNREACHABLE_S = 30
+PUMP_DOWN_S = 15
 
 
 def city(count: int) -> tuple[list[dict], list[dict]]:
@@ -128,6 +133,8 @@ class Run:
         self.notes: list[str] = []
         # What the drill finds (see the module's doc); each but in_flight is 0 when all is well.
         self.lost = self.duplicated = self.calls = 0
+        self.max_lag_s = 0.0
+        self.fault_at_ms = 0
         self.contacted_again = 0
         self.early_calls = 0
 
@@ -152,6 +159,7 @@ class Run:
             try:
                 await self._until_sent(self.n // 4)
                 self.watch.fault_start = time.monotonic()
+                self.fault_at_ms = await self._redis_ms()
                 await fault(self)
                 self.watch.fault_end = time.monotonic()
                 await self._settled()
@@ -189,6 +197,29 @@ class Run:
             await asyncio.sleep(0.5)
         self.notes.append(f"not settled after {SETTLE_TIMEOUT_S}s")
 
+    async def _redis_ms(self) -> int:
+        seconds, micros = await self.redis.time()
+        return seconds * 1000 + micros // 1000
+
+    async def _escalation_lag_s(self, rids: list[str]) -> float:
+        """The longest wait, among SMS steps whose deadline fell at or after the fault,
+        from the deadline to the call's claim (both in the delivery's history, by Redis's clock)."""
+        worst = 0.0
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hget(keys.delivery(self.aid, rid), "h")
+        for raw in await pipe.execute():
+            claims = {}
+            for line in history_lines(raw):
+                at, k, _, _, status, *_ = line.split("|")
+                if status == "claimed":
+                    claims.setdefault(int(k), int(at))
+            if 0 in claims and 1 in claims:
+                deadline = claims[0] + SMS_TIMEOUT_S * 1000
+                if deadline >= self.fault_at_ms:
+                    worst = max(worst, (claims[1] - deadline) / 1000)
+        return worst
+
     async def count_in_flight(self) -> None:
         self.in_flight += await in_flight(self.redis, self.aid, self.rids)
 
@@ -215,6 +246,8 @@ class Run:
         early = sum(1 for r in mine if r["channel"] == "voice" and r["resident"] in sms_at
                     and r["created_at"] < sms_at[r["resident"]] + SMS_TIMEOUT_S - EARLY_S)
         self.lost, self.duplicated = lost, duplicated
+        called = sorted({r["resident"] for r in mine if r["channel"] == "voice"})
+        self.max_lag_s = max(self.watch.max_lag_s, await self._escalation_lag_s(called))
         self.calls = sum(1 for r in mine if r["channel"] == "voice")
         self.contacted_again, self.early_calls = len(again), early
         by_state = Counter(states.values())
@@ -234,3 +267,73 @@ class Run:
     @property
     def _rid_set(self) -> set[str]:
         return set(self.rids)
+
+
+# The faults. Each starts when a quarter of the texts are out and returns when it has ended.
+
+async def kill_worker(run: Run) -> None:
+    run.s.kill("worker1")
+    await run.count_in_flight()
+    await asyncio.sleep(2)
+    run.s.start("worker1")
+
+
+async def kill_pump(run: Run) -> None:
+    run.s.kill("pump")
+    await asyncio.sleep(PUMP_DOWN_S)
+    run.s.start("pump")
+
+
+async def kill_api(run: Run) -> None:
+    """While alerts are posted (the agency retries with its Idempotency-Key) and webhooks arrive."""
+    run.s.kill("api")
+    extra = {**ALERT, "audience": {"residents": run.rids[:1]}, "event": "Flood update"}
+    refused = 0
+    for _ in range(10):
+        try:
+            async with run.http.post(f"{run.s.api}/v1/alerts", json=extra,
+                                     headers={**run.auth, "Idempotency-Key": "k1"}):
+                pass
+        except aiohttp.ClientError:
+            refused += 1
+        await asyncio.sleep(0.5)
+    run.s.start("api")
+    ids = set()
+    for _ in range(2):
+        async with run.http.post(f"{run.s.api}/v1/alerts", json=extra,
+                                 headers={**run.auth, "Idempotency-Key": "k1"}) as r:
+            ids.add((await r.json())["id"] if r.status == 202 else r.status)
+    run.notes.append(f"posts refused while the API was down: {refused}; after it: one alert ({ids})")
+
+
+async def kill_simulator(run: Run) -> None:
+    run.records_before = await run.s.simulator_records(run.http)
+    run.s.kill("simulator")
+    await run.count_in_flight()
+    await asyncio.sleep(3)
+    run.s.start("simulator")
+    await run.s.teach_simulator(run.http, run.behaviours)
+
+
+async def redis_sigkill_restart(run: Run) -> None:
+    await run.count_in_flight()
+    run.s.kill("redis")
+    await asyncio.sleep(2)
+    run.s.start("redis")
+
+
+async def redis_unreachable(run: Run) -> None:
+    await run.count_in_flight()
+    run.s.pause("redis")
+    await asyncio.sleep(REDIS_UNREACHABLE_S)
+    run.s.resume("redis")
+
+
+async def broker_restart(run: Run) -> None:
+    run.s.terminate("broker")
+    await asyncio.sleep(3)
+    run.s.start("broker")
+
+
+async def clock_off(run: Run) -> None:
+    """The clock is off for the whole run: the fault is already there."""

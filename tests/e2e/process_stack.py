@@ -26,7 +26,7 @@ import orjson
 
 from gateway.config import Settings
 from hosts import rabbitmq_env, rabbitmq_server, redis_command
-from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, free_port, stack_env
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, free_ports, stack_env
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
@@ -51,7 +51,7 @@ class ProcessStack:
         self.concurrency = concurrency
         self.broker_kind = broker
         self.clock_offsets = clock_offsets or {}
-        self.api_port, self.sim_port, self.redis_port, self.broker_port = (free_port() for _ in range(4))
+        self.api_port, self.sim_port, self.redis_port, self.broker_port = free_ports(4)
         self.processes: dict[str, subprocess.Popen] = {}
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.broker_url = (f"redis://127.0.0.1:{self.broker_port}/0" if broker == "redis"

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from fault_drill import SILENT_EVERY, Run
+from fault_drill import SILENT_EVERY, Run, clock_off
 from process_stack import LIBFAKETIME, ProcessStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
@@ -23,13 +23,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow,
 RESIDENTS = 1000
 
 
-async def clocks_off_from_the_start(run: Run) -> None:
-    """The fault is there before the alert: nothing to do when it strikes."""
-
-
 async def test_a_worker_and_the_pump_with_clocks_30_s_off_call_nobody_early(tmp_path):
     with ProcessStack(tmp_path, clock_offsets={"worker1": -30, "pump": 30}) as stack:
-        run = await Run(stack, RESIDENTS)(clocks_off_from_the_start)
+        run = await Run(stack, RESIDENTS)(clock_off)
     print(f"\n{RESIDENTS} residents, clocks off: " + "; ".join(run.notes[:2]))
     assert run.lost == 0
     assert run.early_calls == 0
