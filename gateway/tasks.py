@@ -13,6 +13,8 @@ import logging
 import aiohttp
 import uvloop
 from celery import Celery, signals
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys
 from .agencies import get_agency
@@ -67,6 +69,21 @@ app.conf.update(
     worker_send_task_events=False,
     task_ignore_result=True,
 )
+
+
+# A batch that finds Redis down (restarting, loading its AOF, unreachable) runs
+# again a moment later instead of failing: a failed task is acknowledged all
+# the same, and its residents would never be planned or sent to.  Up to about
+# 15 minutes: the backoff is capped at REDIS_RETRY_MAX_S.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+REDIS_RETRY_MAX_S = 8
+REDIS_RETRIES = 120
+
+
+def task(name: str):
+    """A gateway task: idempotent, so run again whenever Redis was not there."""
+    return app.task(name=name, autoretry_for=REDIS_DOWN, retry_backoff=1, retry_backoff_max=REDIS_RETRY_MAX_S,
+                    retry_jitter=True, max_retries=REDIS_RETRIES)
 
 
 def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -> Celery:
@@ -128,7 +145,7 @@ def _fresh_runtime(**_):
     _runtime = None
 
 
-@app.task(name="gateway.fan_out")
+@task("gateway.fan_out")
 def fan_out(aid: str) -> None:
     rt = runtime()
     rt.run(_fan_out(rt, aid))
@@ -151,7 +168,7 @@ async def _fan_out(rt: Runtime, aid: str) -> None:
     await r.hset(keys.alert(aid), "fanned", 1)
 
 
-@app.task(name="gateway.plan_batch")
+@task("gateway.plan_batch")
 def plan_batch(aid: str, first_seq: int, rids: list[str]) -> None:
     rt = runtime()
     rt.run(plan_and_start(rt.engine, aid, first_seq, rids))
@@ -161,7 +178,7 @@ UPDATE_WAIT_S = 1.0
 UPDATE_TRIES = 120
 
 
-@app.task(name="gateway.apply_update")
+@task("gateway.apply_update")
 def apply_update(aid: str, version: int, tries: int = 0) -> None:
     """After an alert's update: plan whom it adds, stop whom it drops, start the round for the confirmed."""
     rt = runtime()
@@ -181,19 +198,19 @@ def apply_update(aid: str, version: int, tries: int = 0) -> None:
         send_steps.apply_async((work.round_id, [[rid, 0, 0] for rid in work.round_items[start:start + size]]))
 
 
-@app.task(name="gateway.send_steps")
+@task("gateway.send_steps")
 def send_steps(aid: str, items: list[list]) -> None:
     rt = runtime()
     rt.run(rt.engine.send(aid, [(rid, int(k), int(n)) for rid, k, n in items]))
 
 
-@app.task(name="gateway.due")
+@task("gateway.due")
 def due(aid: str, members: list[str]) -> None:
     rt = runtime()
     rt.run(rt.engine.due(aid, members))
 
 
-@app.task(name="gateway.close_open")
+@task("gateway.close_open")
 def close_open(aid: str, state: str) -> None:
     rt = runtime()
     rt.run(rt.engine.close_open(aid, state))
