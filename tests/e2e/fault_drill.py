@@ -7,8 +7,10 @@ times out after SMS_TIMEOUT_S and they are called. When a quarter of the texts
 are out the fault (an async function of the Run) strikes; the drill waits for
 every resident to be terminal, then judges:
 - lost: residents not in exactly one terminal state;
-- duplicated: sends beyond one per resident and channel (the simulator's
-  records), to be at most what was in flight at the fault;
+- duplicated: sends beyond one per attempt the gateway claimed (the
+  simulator's records against the deliveries' histories: a retry after a
+  failed attempt is an attempt of its own), to be at most what was in flight
+  at the fault;
 - max_lag_s: the longest escalation lag of SMS steps due at or after the
   fault (from the deadline to the call's claim, in the deliveries' histories),
   or how far the oldest due timer was behind (Redis TIME minus its deadline,
@@ -132,7 +134,7 @@ class Run:
         self.in_flight = 0
         self.notes: list[str] = []
         # What the drill finds (see the module's doc); each but in_flight is 0 when all is well.
-        self.lost = self.duplicated = self.calls = 0
+        self.lost = self.duplicated = self.calls = self.retries = 0
         self.max_lag_s = 0.0
         self.fault_at_ms = 0
         self.contacted_again = 0
@@ -201,41 +203,48 @@ class Run:
         seconds, micros = await self.redis.time()
         return seconds * 1000 + micros // 1000
 
-    async def _escalation_lag_s(self, rids: list[str]) -> float:
+    def _escalation_lag_s(self, claims: dict[str, dict[int, int]]) -> float:
         """The longest wait, among SMS steps whose deadline fell at or after the fault,
         from the deadline to the call's claim (both in the delivery's history, by Redis's clock)."""
         worst = 0.0
-        pipe = self.redis.pipeline(transaction=False)
-        for rid in rids:
-            pipe.hget(keys.delivery(self.aid, rid), "h")
-        for raw in await pipe.execute():
-            claims = {}
-            for line in history_lines(raw):
-                at, k, _, _, status, *_ = line.split("|")
-                if status == "claimed":
-                    claims.setdefault(int(k), int(at))
-            if 0 in claims and 1 in claims:
-                deadline = claims[0] + SMS_TIMEOUT_S * 1000
+        for steps in claims.values():
+            if 0 in steps and 1 in steps:
+                deadline = steps[0] + SMS_TIMEOUT_S * 1000
                 if deadline >= self.fault_at_ms:
-                    worst = max(worst, (claims[1] - deadline) / 1000)
+                    worst = max(worst, (steps[1] - deadline) / 1000)
         return worst
 
     async def count_in_flight(self) -> None:
         self.in_flight += await in_flight(self.redis, self.aid, self.rids)
 
-    async def _judge(self) -> None:
-        records = self.records_before + await self.s.simulator_records(self.http)
-        mine = [r for r in records if r["resident"] in self._rid_set]
-        per_channel = Counter((r["resident"], r["channel"]) for r in mine)
-        duplicated = sum(n - 1 for n in per_channel.values() if n > 1)
-        states, ended = {}, {}
+    async def _deliveries(self) -> tuple[dict, dict, dict, dict]:
+        """Per resident: state, when it ended (s), attempts claimed, and each step's first claim (ms)."""
+        states, ended, attempts, claims = {}, {}, {}, {}
         for start in range(0, self.n, 1000):
             pipe = self.redis.pipeline(transaction=False)
             for rid in self.rids[start:start + 1000]:
-                pipe.hmget(keys.delivery(self.aid, rid), "s", "e")
-            for rid, (state, at) in zip(self.rids[start:start + 1000], await pipe.execute()):
+                pipe.hmget(keys.delivery(self.aid, rid), "s", "e", "h")
+            for rid, (state, at, history) in zip(self.rids[start:start + 1000], await pipe.execute()):
                 states[rid] = (state or b"").decode()
                 ended[rid] = int(at) / 1000 if at else None
+                tried, steps = set(), {}
+                for line in history_lines(history):
+                    at_ms, k, n, _, status, *_ = line.split("|")
+                    if status == "claimed":
+                        tried.add((k, n))
+                        steps.setdefault(int(k), int(at_ms))
+                attempts[rid], claims[rid] = len(tried), steps
+        return states, ended, attempts, claims
+
+    async def _judge(self) -> None:
+        records = self.records_before + await self.s.simulator_records(self.http)
+        mine = [r for r in records if r["resident"] in self._rid_set]
+        states, ended, attempts, claims = await self._deliveries()
+        # A retry after a failed attempt is an attempt of its own; a duplicate is a send beyond
+        # one per attempt the gateway claimed (a send repeated after a crash, or one never recorded).
+        sends = Counter(r["resident"] for r in mine)
+        twice = {rid: n - attempts[rid] for rid, n in sends.items() if n > attempts[rid]}
+        duplicated = sum(twice.values())
         lost = sum(1 for s in states.values() if s not in TERMINAL)
         # A send created a second after the resident was confirmed is a contact too many.
         again = {r["resident"] for r in mine if states[r["resident"]] == "confirmed"
@@ -246,20 +255,19 @@ class Run:
         early = sum(1 for r in mine if r["channel"] == "voice" and r["resident"] in sms_at
                     and r["created_at"] < sms_at[r["resident"]] + SMS_TIMEOUT_S - EARLY_S)
         self.lost, self.duplicated = lost, duplicated
-        called = sorted({r["resident"] for r in mine if r["channel"] == "voice"})
-        self.max_lag_s = max(self.watch.max_lag_s, await self._escalation_lag_s(called))
+        self.max_lag_s = max(self.watch.max_lag_s, self._escalation_lag_s(claims))
         self.calls = sum(1 for r in mine if r["channel"] == "voice")
         self.contacted_again, self.early_calls = len(again), early
-        by_state = Counter(states.values())
-        twice = [key for key, n in per_channel.items() if n > 1][:3]
+        self.retries = sum(attempts.values()) - sum(1 for steps in claims.values() for _ in steps)
         if twice:
-            self.notes.append("sent twice, e.g. " + "; ".join(
-                f"{rid} {channel} at " + ", ".join(f"{r['created_at'] - self.started:.1f}s"
-                                                   for r in mine if (r["resident"], r["channel"]) == (rid, channel))
-                for rid, channel in twice))
+            self.notes.append("sent more often than claimed, e.g. " + "; ".join(
+                f"{rid}: " + ", ".join(f"{r['channel']} at {r['created_at'] - self.started:.1f}s"
+                                       for r in mine if r["resident"] == rid)
+                for rid in list(twice)[:3]))
         self.notes += [
-            f"states {dict(by_state)}; in flight at the fault {self.in_flight}; duplicated {duplicated}"
-            + (" (more than in flight!)" if duplicated > self.in_flight else ""),
+            f"states {dict(Counter(states.values()))}; in flight at the fault {self.in_flight}; "
+            f"duplicated {duplicated}" + (" (more than in flight!)" if duplicated > self.in_flight else "")
+            + f"; retries after a failed attempt {self.retries}",
             f"contacted again after confirming: {len(again)}; voice calls before the SMS step's timeout: {early}",
             *self.watch.metrics[:6],
         ]
@@ -286,8 +294,13 @@ async def kill_pump(run: Run) -> None:
 
 async def kill_api(run: Run) -> None:
     """While alerts are posted (the agency retries with its Idempotency-Key) and webhooks arrive."""
+    # The alerts posted meanwhile go to a resident outside the drill's city.
+    async with run.http.put(f"{run.s.api}/v1/residents/x-extra", headers=run.auth, json={
+            "id": "x-extra", "languages": ["ko"], "district": "11140",
+            "contacts": [{"type": "phone", "number": "+821099999999", "handset": "feature_phone"}]}) as r:
+        assert r.status in (200, 201), await r.text()
     run.s.kill("api")
-    extra = {**ALERT, "audience": {"residents": run.rids[:1]}, "event": "Flood update"}
+    extra = {**ALERT, "audience": {"residents": ["x-extra"]}, "event": "Flood update"}
     refused = 0
     for _ in range(10):
         try:
