@@ -25,6 +25,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from . import deliveries, keys, tasks
 from .api.http import STATE, bearer
@@ -42,6 +43,9 @@ TTC_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 86400, 3 * 86
 ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 MAX_ALERTS = 1000
 QUEUE_TIMEOUT_S = 2.0
+# A scrape that cannot read Redis in this long says so (gateway_redis_up 0)
+# instead of hanging past the scraper's own timeout, when it matters most.
+REDIS_TIMEOUT_S = 5.0
 
 
 def buckets(values: list[float], bounds) -> dict:
@@ -79,6 +83,7 @@ class Snapshot:
     queues: dict = field(default_factory=dict)  # queue -> depth
     timer_lag_s: float = 0.0
     timers: int = 0
+    redis_up: bool = True
 
 
 def _add(counts: dict, key, n: int) -> None:
@@ -181,6 +186,15 @@ async def queue_depths() -> dict:
         return {}
 
 
+async def snapshot_or_outage(state: dict) -> Snapshot:
+    """The snapshot; if Redis does not answer, what is known without it (the broker's queues)."""
+    try:
+        return await asyncio.wait_for(snapshot(state), REDIS_TIMEOUT_S)
+    except (TimeoutError, RedisError, OSError):
+        log.warning("metrics without Redis", exc_info=True)
+        return Snapshot(queues=await queue_depths(), redis_up=False)
+
+
 class SnapshotCollector(Collector):
     def __init__(self, snap: Snapshot):
         self.snap = snap
@@ -225,6 +239,8 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("gateway_timer_lag_seconds", "How far the oldest due timer is behind",
                                 value=max(0.0, s.timer_lag_s))
         yield GaugeMetricFamily("gateway_timers_pending", "Timers of running alerts", value=s.timers)
+        yield GaugeMetricFamily("gateway_redis_up", f"Whether Redis answered this scrape within {REDIS_TIMEOUT_S:g} s",
+                                value=int(s.redis_up))
 
 
 def _gauge(name: str, doc: str, labels: list[str], values: dict) -> GaugeMetricFamily:
@@ -245,7 +261,7 @@ async def scrape(request: web.Request) -> web.Response:
                       headers={"WWW-Authenticate": "Bearer"})
     started = time.monotonic()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(await snapshot(request.app[STATE])))
+    registry.register(SnapshotCollector(await snapshot_or_outage(request.app[STATE])))
     body = generate_latest(registry)
     log.debug("metrics scrape took %.3f s", time.monotonic() - started)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -110,13 +110,13 @@ class Watch:
 async def scrape(http: aiohttp.ClientSession, api: str) -> str:
     """Queue depth, timer lag and provider errors as /metrics shows them, or why it could not."""
     try:
-        async with http.get(f"{api}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r:
+        async with http.get(f"{api}/metrics", timeout=aiohttp.ClientTimeout(total=15)) as r:
             body = await r.text()
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         return f"/metrics unreachable ({type(e).__name__})"
     shown = []
     for line in body.splitlines():
-        if line.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds")) or (
+        if line.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds", "gateway_redis_up")) or (
                 line.startswith("gateway_provider_attempts") and 'outcome="ok"' not in line):
             name, _, value = line.rpartition(" ")
             shown.append(f"{name.replace('gateway_', '')}={float(value):g}")
