@@ -170,5 +170,6 @@ class ProcessStack:
 
     async def teach_simulator(self, http: aiohttp.ClientSession, behaviours: list[dict]) -> None:
         """How each resident behaves; a restarted simulator has forgotten it."""
-        async with http.post(f"{self.sim}/_sim/behaviour", data=orjson.dumps(behaviours)) as r:
-            assert r.status == 200, await r.text()
+        for start in range(0, len(behaviours), 2000):  # the simulator takes bodies up to 1 MB
+            async with http.post(f"{self.sim}/_sim/behaviour", data=orjson.dumps(behaviours[start:start + 2000])) as r:
+                assert r.status == 200, await r.text()
