@@ -27,10 +27,11 @@ from channels.notices import notices
 
 from . import deliveries, keys
 from .alerts import drill_of
-from .api.http import STATE, posted_form
+from .api.http import STATE
 from .api.routing import Route
 from .config import TEMPLATES_DIR
 from .console.html import HTML_PAGE, form_body, render
+from .forms import posted_form
 from .plan import DEFAULT_ORDER, pick_language
 from .schemas import NEEDS
 from .transitions import text
