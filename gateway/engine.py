@@ -27,13 +27,13 @@ from channels.base import (
 from . import contact_ages, deliveries, keys
 from .alerts import drill_of
 from .crypto import Vault
-from .plan import (
-    EMERGENCY,
+from .fallback import (
     ChannelSpec,
     Policy,
     build_plan,
     initial_state,
     pick_language,
+    retry_after_ms,
 )
 from .registry import Registry, profile
 from .transitions import Event, Transitions, now_ms, text
@@ -261,9 +261,7 @@ class Engine:
         return nxt
 
     def _backoff_ms(self, channel: str, attempt: int) -> int:
-        ch = self.channels.get(channel)
-        base = ch.retry_backoff_s if ch else 30.0
-        return int(base * 1000 * (2 ** attempt))
+        return retry_after_ms((self.channels.get(channel) or Channel).retry_backoff_s, attempt)
 
     # Provider events (webhooks) ----------------------------------------------
 
@@ -288,7 +286,7 @@ class Engine:
     async def _opt_out(self, ev: ProviderEvent) -> str:
         """STOP ends a non-emergency delivery; emergencies still go."""
         view = await self.alert(ev.alert_id)
-        if view.policy.severity in EMERGENCY:
+        if view.policy.emergency:
             return "noop"
         pipe = self.redis.pipeline(transaction=False)
         replies = await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")

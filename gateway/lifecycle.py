@@ -17,7 +17,7 @@ waits for a resident's quiet hours.
 - **Drills**: CAP status Test and Exercise reach only residents who agreed to
   drills (`resolve_audience`); an Update may not turn a drill into an
   Actual alert or back.
-- **Quiet hours**: when the severity table says so (Minor), a resident in
+- **Quiet hours**: when the severity table (gateway/fallback.py) says so (Minor), a resident in
   their quiet hours has their delivery planned but its first step put on a
   timer (the `rid|0|r|0` retry member of transitions.lua, scored by the end
   of the quiet hours) instead of being sent.
@@ -35,10 +35,15 @@ import orjson
 from . import deliveries, keys
 from .agencies import get_agency
 from .alerts import Alerts, body_digest, cap_field, expires_ms, resolve_audience
-from .plan import Policy, build_plan, initial_state
+from .fallback import (
+    Policy,
+    build_plan,
+    first_send_at_ms,
+    initial_state,
+    update_round_step,
+)
 from .problems import Problem
 from .registry import profile
-from .severity import first_send_at_ms
 from .transitions import STATES, now_ms, text
 
 OPEN = ("planned", "in_progress")
@@ -284,8 +289,7 @@ class Lifecycle:
             pipe.hmget(keys.delivery(aid, rid), "p", "k", "y", "q")
         rows = []
         for rid, (p, k, y, q) in zip(rids, await pipe.execute()):
-            legs = _confirming_legs(orjson.loads(p), int(k), text(y or b""))
-            step = {"l": legs, "t": max(int(policy.timeouts.get(leg[0], 300)) for leg in legs)}
+            step = update_round_step(orjson.loads(p), int(k), text(y or b""), policy)
             rows.append((rid, int(q), [step], "planned"))  # the same number as in the alert itself
         await r.eval(_NEW_ROUND, 4, keys.alert(child), keys.alert_rounds(aid), keys.ACTIVE_ALERTS,
                      keys.CALLBACK_ALERTS, child, raw_doc, agency_id, aid, now_ms(), expires_ms(doc),
@@ -306,17 +310,6 @@ class UpdateWork:
     dropped: list[str] = field(default_factory=list)
     round_id: str = ""
     round_items: list[str] = field(default_factory=list)
-
-
-def _confirming_legs(plan: list, k: int, confirmed_by: str) -> list[list]:
-    """The leg that confirmed the delivery: its channel on the step it ended on,
-    else that channel anywhere in the plan, else the whole step it ended on
-    (an acknowledgement on the web page names no channel of the plan)."""
-    channel = confirmed_by.split(":")[0]
-    ended_on = plan[min(k, len(plan) - 1)]["l"]
-    legs = [leg for leg in ended_on if leg[0] == channel] or \
-        [leg for step in plan for leg in step["l"] if leg[0] == channel]
-    return [legs[0]] if legs else ended_on
 
 
 def _same_message(prior: str, aid: str, digest: str) -> None:

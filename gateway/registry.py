@@ -27,7 +27,7 @@ from redis.commands.core import AsyncScript
 
 from . import contact_ages, keys
 from .crypto import Vault
-from .plan import Contact, Profile
+from .fallback import Contact, Profile
 from .problems import field_errors, invalid
 from .schemas import RESIDENT
 

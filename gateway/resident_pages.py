@@ -31,8 +31,8 @@ from .api.http import STATE
 from .api.routing import Route
 from .config import TEMPLATES_DIR
 from .console.html import HTML_PAGE, form_body, render
+from .fallback import DEFAULT_ORDER, pick_language
 from .forms import posted_form
-from .plan import DEFAULT_ORDER, pick_language
 from .schemas import NEEDS
 from .transitions import text
 

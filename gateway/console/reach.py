@@ -3,7 +3,7 @@ which contact points went stale (found dead by a failure, or unconfirmed for
 GATEWAY_CONTACT_STALE_DAYS), and how long confirmation takes by channel and
 by age.
 
-Reach is the plan each resident would get today (gateway.plan.build_plan,
+Reach is the plan each resident would get today (gateway.fallback.build_plan,
 default policy, the channels this gateway has), so it counts needs and dead
 contact points as the engine does.  Times come from past alerts.
 """
@@ -19,7 +19,7 @@ from aiohttp import web
 from .. import deliveries, keys
 from ..api.http import STATE, json_response, require
 from ..api.routing import Route, returns
-from ..plan import Policy, build_plan
+from ..fallback import Policy, build_plan
 from ..registry import every_resident_id, profile
 from ..schemas import COUNTS, INTEGER, STRING, STRINGS, record
 from ..transitions import text
