@@ -69,6 +69,9 @@ class Engine:
         self.vault = Vault.of(settings)
         self.registry = Registry(redis, self.vault)
         self.t = Transitions(redis)
+        # What every channel, and the resident pages, report through: one way in for every event.
+        self.context = ChannelContext(settings=settings, report=self.report, compose=self.compose,
+                                      redis=redis, registry=self.registry)
         self.channels: dict[str, Channel] = {}
         # How escalations found outside a worker (webhooks) reach one.
         self.follow_up = follow_up
@@ -76,10 +79,9 @@ class Engine:
         self._inflight = asyncio.Semaphore(settings.inflight_per_worker)
 
     def open_channels(self, http=None) -> None:
-        ctx = ChannelContext(settings=self.settings, report=self.report, compose=self.compose,
-                             redis=self.redis, registry=self.registry, http=http)
+        self.context.http = http
         for name, cls in discover().items():
-            channel = cls(ctx)
+            channel = cls(self.context)
             if channel.available():
                 self.channels[name] = channel
 
