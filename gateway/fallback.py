@@ -36,9 +36,9 @@ gateway/transitions.lua; this module decides, it writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
-from typing import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .schemas import CHANNELS
@@ -136,7 +136,7 @@ class Policy:
     stale_only: bool = False
 
     @classmethod
-    def from_alert(cls, alert: Mapping) -> "Policy":
+    def from_alert(cls, alert: Mapping) -> Policy:
         """The severity table's row, overridden by the alert's own `policy`."""
         p = alert.get("policy") or {}
         severity = alert.get("severity", "Unknown")
@@ -291,7 +291,7 @@ def first_send_at_ms(quiet_hours: dict | None, rule_respects_quiet: bool, now_ms
     """The time to hold a resident's first step until, or None to send now."""
     if not rule_respects_quiet:
         return None
-    until = quiet_until(quiet_hours, datetime.fromtimestamp(now_ms / 1000, timezone.utc))
+    until = quiet_until(quiet_hours, datetime.fromtimestamp(now_ms / 1000, UTC))
     return int(until.timestamp() * 1000) if until else None
 
 
