@@ -86,8 +86,7 @@ class Alerts:
         idem = keys.idempotency(agency_id, idempotency_key) if idempotency_key else ""
         prior = await Transitions(self.redis).create_alert(
             aid, agency_id, orjson.dumps(doc), digest, expires_ms=expires_ms(doc), idempotency_key=idem,
-            idempotency_ttl_s=IDEMPOTENCY_TTL_S, cap_field=cap_field(cap["sender"], cap["identifier"]) if cap else "",
-            cap=orjson.dumps(cap) if cap else "", callbacks=callbacks, drill=drill_of(doc))
+            idempotency_ttl_s=IDEMPOTENCY_TTL_S, callbacks=callbacks, drill=drill_of(doc), **cap_message(cap))
         if prior:
             prior_id, prior_digest = prior.split("|")[:2]
             if prior_digest != digest:
@@ -157,6 +156,14 @@ def _iso(ms: int) -> str:
 
 def cap_field(sender: str, identifier: str) -> str:
     return f"{sender},{identifier}"
+
+
+def cap_message(cap: dict | None) -> dict:
+    """A CAP message as the transitions that remember it take it: its index
+    field (sender, identifier) and its JSON; empty for a JSON alert."""
+    if not cap:
+        return {"cap_field": "", "cap": ""}
+    return {"cap_field": cap_field(cap["sender"], cap["identifier"]), "cap": orjson.dumps(cap)}
 
 
 async def resolve_audience(redis, audience: dict, *, drill: bool, within: AgencyArea | None = None) -> list[str]:

@@ -34,7 +34,7 @@ import orjson
 
 from . import deliveries, keys
 from .agencies import get_agency
-from .alerts import Alerts, body_digest, cap_field, expires_ms, resolve_audience
+from .alerts import Alerts, body_digest, cap_field, cap_message, expires_ms, resolve_audience
 from .plan import Policy, build_plan, initial_state
 from .problems import Problem
 from .registry import profile
@@ -90,13 +90,8 @@ class Lifecycle:
 
     async def cancel(self, aid: str, *, agency_id: str = "", cap: dict | None = None, cap_digest: str = "") -> dict:
         """Stop the alert and its update rounds: no step starts after this returns."""
-        outcome, detail = await self.t.cancel_alert(
-            aid, agency_id=agency_id, cap_field=cap_field(cap["sender"], cap["identifier"]) if cap else "",
-            cap=orjson.dumps(cap) if cap else "", digest=cap_digest)
-        if outcome == "missing":
-            raise _not_found()
-        if outcome == "prior":
-            _same_message(detail, aid, cap_digest)
+        outcome, detail = await self.t.cancel_alert(aid, agency_id=agency_id, digest=cap_digest, **cap_message(cap))
+        if _seen_before(outcome, detail, aid, cap_digest):
             return {"id": aid, "status": "cancelled", "repeated": True}
         if outcome == "cancelled" and detail != "done":
             self.dispatch.close_open(aid, "cancelled")
@@ -125,14 +120,9 @@ class Lifecycle:
         for name in ("policy", "response_options"):
             if name not in doc and name in old:
                 doc = {**doc, name: old[name]}
-        outcome, detail = await self.t.update_alert(
-            aid, orjson.dumps(doc), expires_ms(doc), agency_id=agency_id,
-            cap_field=cap_field(cap["sender"], cap["identifier"]) if cap else "",
-            cap=orjson.dumps(cap) if cap else "", digest=digest)
-        if outcome == "missing":
-            raise _not_found()
-        if outcome == "prior":
-            _same_message(detail, aid, digest)
+        outcome, detail = await self.t.update_alert(aid, orjson.dumps(doc), expires_ms(doc), agency_id=agency_id,
+                                                    digest=digest, **cap_message(cap))
+        if _seen_before(outcome, detail, aid, digest):
             return {"id": aid, "status": "updated", "repeated": True}
         if outcome == "closed":
             raise Problem(409, "Alert closed", f"The alert is {detail}; an update cannot reopen it. "
@@ -248,6 +238,18 @@ def _confirming_legs(plan: list, k: int, confirmed_by: str) -> list[list]:
     legs = [leg for leg in ended_on if leg[0] == channel] or \
         [leg for step in plan for leg in step["l"] if leg[0] == channel]
     return [legs[0]] if legs else ended_on
+
+
+def _seen_before(outcome: str, detail: str, aid: str, digest: str) -> bool:
+    """What an update and a cancel check first: no such alert is a 404; the
+    same CAP message again is answered as before (True), another with its
+    identifier is a 409."""
+    if outcome == "missing":
+        raise _not_found()
+    if outcome == "prior":
+        _same_message(detail, aid, digest)
+        return True
+    return False
 
 
 def _same_message(prior: str, aid: str, digest: str) -> None:
