@@ -312,6 +312,71 @@ local function alert_status(to, from, ...)
   return true, status
 end
 
+-- The ops below take many deliveries of this alert per call and return a reply for each, in order.
+
+-- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
+if op == 'claim' then
+  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+  for i = 4, #ARGV, 3 do
+    out[#out + 1] = claim(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), now, lease)
+  end
+  return out
+end
+
+-- event: ARGV = op, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel, backoff_ms) repeated.
+if op == 'event' then
+  local out = {}
+  for i = 2, #ARGV, 12 do
+    out[#out + 1] = event(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
+                          ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
+                          ARGV[i + 10], tonumber(ARGV[i + 11]))
+  end
+  return out
+end
+
+-- timer: ARGV = op, now, lease_ms, then members.  A step the timer says to send
+-- (next:k, send:k:n) is claimed at once: {'ok', legs_json, k, n}.
+if op == 'timer' then
+  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+  for i = 4, #ARGV do
+    local res, d, plan, earlier = timer(ARGV[i], now)
+    local k, n = string.match(res, '^next:(%d+)$'), '0'
+    if not k then k, n = string.match(res, '^send:(%d+):(%d+)$') end
+    if k then
+      local c = claim_loaded(string.match(ARGV[i], '^(.-)|'), d, plan, tonumber(k), tonumber(n), now, lease, earlier)
+      res = c[1] == 'ok' and {'ok', c[2], tonumber(k), tonumber(n)} or c[1]
+    end
+    out[#out + 1] = res
+  end
+  return out
+end
+
+-- reopen: ARGV = op, now, lease_ms, operator, then (rid, steps_json) repeated.  An alert
+-- cancelled or expired reopens nothing ('closed'); a finished one (done) runs again.
+if op == 'reopen' then
+  local now, lease, who, out = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], {}
+  local a = redis.call('HMGET', A, 'status', 'expires_ms')
+  local ex = tonumber(a[2] or '0')
+  local closed = a[1] == 'cancelled' or a[1] == 'expired' or (ex > 0 and now >= ex)
+  local any = false
+  for i = 5, #ARGV, 2 do
+    out[#out + 1] = closed and 'closed' or reopen(ARGV[i], ARGV[i + 1], who, now, lease)
+    any = any or string.sub(out[#out], 1, 9) == 'reopened:'
+  end
+  if any then alert_status('active', {done = true}) end
+  return out
+end
+
+-- close: ARGV = op, now, state, then resident ids.
+if op == 'close' then
+  local now, state, out = tonumber(ARGV[2]), ARGV[3], {}
+  for i = 4, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
+  return out
+end
+
+-- The alert ops, one call each.  They come last: a delivery op returns
+-- before Redis runs a line of them.
+
 -- The agency's CAP index (KEYS[2], or '' for a JSON alert): a CAP message
 -- (sender, identifier) -> the 'aid|digest' it became.
 local function cap_prior(field)
@@ -412,68 +477,6 @@ end
 -- ARGV: op, status, now.
 if op == 'alert_end' then
   return alert_status(ARGV[2], {planning = true, active = true}, 'ended_ms', ARGV[3]) and 1 or 0
-end
-
--- The ops below take many deliveries of this alert per call and return a reply for each, in order.
-
--- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
-if op == 'claim' then
-  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
-  for i = 4, #ARGV, 3 do
-    out[#out + 1] = claim(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), now, lease)
-  end
-  return out
-end
-
--- event: ARGV = op, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel, backoff_ms) repeated.
-if op == 'event' then
-  local out = {}
-  for i = 2, #ARGV, 12 do
-    out[#out + 1] = event(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
-                          ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
-                          ARGV[i + 10], tonumber(ARGV[i + 11]))
-  end
-  return out
-end
-
--- timer: ARGV = op, now, lease_ms, then members.  A step the timer says to send
--- (next:k, send:k:n) is claimed at once: {'ok', legs_json, k, n}.
-if op == 'timer' then
-  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
-  for i = 4, #ARGV do
-    local res, d, plan, earlier = timer(ARGV[i], now)
-    local k, n = string.match(res, '^next:(%d+)$'), '0'
-    if not k then k, n = string.match(res, '^send:(%d+):(%d+)$') end
-    if k then
-      local c = claim_loaded(string.match(ARGV[i], '^(.-)|'), d, plan, tonumber(k), tonumber(n), now, lease, earlier)
-      res = c[1] == 'ok' and {'ok', c[2], tonumber(k), tonumber(n)} or c[1]
-    end
-    out[#out + 1] = res
-  end
-  return out
-end
-
--- reopen: ARGV = op, now, lease_ms, operator, then (rid, steps_json) repeated.  An alert
--- cancelled or expired reopens nothing ('closed'); a finished one (done) runs again.
-if op == 'reopen' then
-  local now, lease, who, out = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], {}
-  local a = redis.call('HMGET', A, 'status', 'expires_ms')
-  local ex = tonumber(a[2] or '0')
-  local closed = a[1] == 'cancelled' or a[1] == 'expired' or (ex > 0 and now >= ex)
-  local any = false
-  for i = 5, #ARGV, 2 do
-    out[#out + 1] = closed and 'closed' or reopen(ARGV[i], ARGV[i + 1], who, now, lease)
-    any = any or string.sub(out[#out], 1, 9) == 'reopened:'
-  end
-  if any then alert_status('active', {done = true}) end
-  return out
-end
-
--- close: ARGV = op, now, state, then resident ids.
-if op == 'close' then
-  local now, state, out = tonumber(ARGV[2]), ARGV[3], {}
-  for i = 4, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
-  return out
 end
 
 return redis.error_reply('unknown op ' .. tostring(op))
