@@ -34,7 +34,14 @@ import orjson
 
 from . import deliveries, keys
 from .agencies import get_agency
-from .alerts import Alerts, body_digest, cap_field, cap_message, expires_ms, resolve_audience
+from .alerts import (
+    Alerts,
+    body_digest,
+    cap_field,
+    cap_message,
+    expires_ms,
+    resolve_audience,
+)
 from .plan import Policy, build_plan, initial_state
 from .problems import Problem
 from .registry import profile

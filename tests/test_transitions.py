@@ -182,7 +182,7 @@ async def test_a_finished_alert_is_cancelled_too_and_no_update_revives_it(redis)
 async def test_the_same_cap_update_twice_raises_the_version_once(redis):
     t = Transitions(redis)
     await create(t, "al_5", cap_field="city,msg-1")
-    update = dict(agency_id="ag1", cap_field="city,msg-2", cap=b"{}", digest="d2")
+    update = {"agency_id": "ag1", "cap_field": "city,msg-2", "cap": b"{}", "digest": "d2"}
     assert await t.update_alert("al_5", DOC, 0, **update) == ("ok", "2")
     assert await t.update_alert("al_5", DOC, 0, **update) == ("prior", "al_5|d2")
     # A cancel naming a message already used is recognised, and cancels nothing.
