@@ -11,9 +11,9 @@ posts afterwards, the gateway POSTs JSON batches of events to that URL:
 
 How they flow: transitions.lua appends each terminal state to the alert's
 stream `{a:<id>}:events` (when the alert hash has `cb`); the pump adds the
-summaries to the same stream; the `Courier`, run by the pump leader, sends
-each alert's stream in order, one batch at a time, and deletes what the
-agency accepted. A batch that fails is tried again after 2, 4, 8... seconds
+summaries to the same stream (its `summary` op queues the final one once);
+the `Courier`, run by the pump leader, sends each alert's stream in order,
+one batch at a time, and deletes what the agency accepted. A batch that fails is tried again after 2, 4, 8... seconds
 (at most 10 minutes apart); after `MAX_ATTEMPTS` it becomes a dead letter the
 agency can list and replay, and the queue moves on. Delivery is at least
 once: each event has an `id` to drop repeats by.
