@@ -30,7 +30,6 @@ from redis.exceptions import RedisError
 from . import deliveries, keys, tasks
 from .api.http import STATE, bearer
 from .api.routing import Route, returns
-from .console import keys as ops_keys
 from .console.outcomes import label, scan
 from .console.providers import alert_tallies
 from .problems import Problem
@@ -99,7 +98,7 @@ async def snapshot(state: dict) -> Snapshot:
     for aid in aids:
         pipe.hmget(keys.alert(aid), "status", "drill")
         pipe.hgetall(keys.alert_counts(aid))
-        pipe.get(ops_keys.tallies(aid))
+        pipe.get(keys.tallies(aid))
     res = await pipe.execute()
     kinds = {}
     for aid, (status, drill), counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
@@ -122,7 +121,7 @@ async def snapshot(state: dict) -> Snapshot:
         else:
             t = await tallies(redis, aid)
             if finished:
-                await redis.set(ops_keys.tallies(aid), orjson.dumps(t))
+                await redis.set(keys.tallies(aid), orjson.dumps(t))
         _add_tallies(snap, t, kind)
     for aid in active:
         await _running(redis, aid, snap, kinds.get(aid, ACTUAL))
