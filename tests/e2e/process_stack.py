@@ -51,7 +51,7 @@ class ProcessStack:
         self.concurrency = concurrency
         self.broker_kind = broker
         self.clock_offsets = clock_offsets or {}
-        self.api_port, self.sim_port, self.redis_port, self.broker_port = free_ports(4)
+        self.api_port, self.sim_port, self.redis_port, self.broker_port, self.dist_port = free_ports(5)
         self.processes: dict[str, subprocess.Popen] = {}
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.broker_url = (f"redis://127.0.0.1:{self.broker_port}/0" if broker == "redis"
@@ -87,7 +87,8 @@ class ProcessStack:
             return redis_command(self._dir("broker"), self.broker_port, "127.0.0.1"), {}, self.broker_port
         if name == "broker":
             node = f"chaos{os.getpid()}_{self.broker_port}@localhost"
-            return [rabbitmq_server()], rabbitmq_env(self._dir("broker"), node, self.broker_port), self.broker_port
+            return ([rabbitmq_server()], rabbitmq_env(self._dir("broker"), node, self.broker_port, self.dist_port),
+                    self.broker_port)
         if name == "simulator":
             return [sys.executable, "-m", "simulator", "--port", str(self.sim_port),
                     "--gateway-url", self.settings.public_url, "--time-scale", str(TIME_SCALE), "--seed", "11",
