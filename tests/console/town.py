@@ -17,12 +17,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from channels.base import Channel, Outcome, ProviderEvent
 from gateway import keys
 from gateway.agencies import create_agency
-from gateway.alerts import Alerts, resolve_audience, validate
+from gateway.alerts import Alerts, resolve_audience
 from gateway.api.app import make_app
 from gateway.config import Settings
 from gateway.console.auth import create_operator
 from gateway.engine import Engine
 from gateway.registry import Registry, normalise
+from gateway.validate import alert_problems
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -143,7 +144,8 @@ class Town:
         await self.registry.put_many(docs)
 
     async def post_alert(self, doc: dict) -> str:
-        aid, _ = await Alerts(self.redis).create(self.agency_id, validate(doc), None)
+        assert alert_problems(doc) == []
+        aid, _ = await Alerts(self.redis).create(self.agency_id, doc, None)
         self.dispatch.fan_out(aid)
         await self.dispatch.settle()
         return aid

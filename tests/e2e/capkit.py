@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from gateway.cap import format_cap_time
+from gateway.cap.vocabulary import format_cap_time
 
 SAMPLES = Path(__file__).resolve().parents[1] / "cap_samples"
 KST = timezone(timedelta(hours=9))
