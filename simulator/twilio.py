@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from simulator import faults as fault_kinds
 from simulator import voice
@@ -164,14 +165,21 @@ class TwilioAPI:
             return twilio_error(429, 20429, "Too Many Requests")
         return twilio_error(500, 20500, "Internal Server Error")
 
-    # --- Messages -----------------------------------------------------------
-
-    async def create_message(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-sms")
+    async def _posted(self, request: web.Request, provider: str) -> MultiDictProxy | web.Response:
+        """A create request's form, logged; or Twilio's refusal."""
+        refused = await self._refuse(request, provider)
         if refused:
             return refused
         form = await request.post()
         self.sim.log_request(request, form)
+        return form
+
+    # --- Messages -----------------------------------------------------------
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        form = await self._posted(request, "twilio-sms")
+        if isinstance(form, web.Response):
+            return form
         to, sender = form.get("To", ""), form.get("From", "")
         service = form.get("MessagingServiceSid") or None
         body, callback = form.get("Body", ""), form.get("StatusCallback") or None
@@ -322,11 +330,9 @@ class TwilioAPI:
     # --- Calls --------------------------------------------------------------
 
     async def create_call(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-voice")
-        if refused:
-            return refused
-        form = await request.post()
-        self.sim.log_request(request, form)
+        form = await self._posted(request, "twilio-voice")
+        if isinstance(form, web.Response):
+            return form
         to, sender = form.get("To", ""), form.get("From", "")
         url, twiml = form.get("Url", ""), form.get("Twiml", "")
         callback = form.get("StatusCallback") or None

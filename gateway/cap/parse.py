@@ -155,24 +155,7 @@ def parse_cap(data: bytes) -> CapAlert:
     _xsd_layer(ctx, root)
     if ctx.problems:
         raise CapError(ctx.problems)
-    return CapAlert(
-        identifier=header["identifier"],
-        sender=header["sender"],
-        sent=header["sent"],
-        status=header["status"],
-        msg_type=header["msgType"],
-        scope=header["scope"],
-        references=header["references"],
-        alert=alert,
-        response_types=response_types,
-        warnings=ctx.warnings,
-        source=header["source"],
-        restriction=header["restriction"],
-        addresses=header["addresses"],
-        codes=header["codes"],
-        note=header["note"],
-        incidents=header["incidents"],
-    )
+    return CapAlert(**header, alert=alert, response_types=response_types, warnings=ctx.warnings)
 
 
 def _fail(detail: str, element: str = "/") -> CapError:
@@ -417,12 +400,13 @@ def _time(ctx: Ctx, parent: ET.Element, name: str) -> datetime | None:
 
 
 def _read_header(ctx: Ctx, root: ET.Element) -> dict[str, Any]:
+    """The <alert> element's own fields, named as `CapAlert` names them."""
     h: dict[str, Any] = {
         "identifier": _id_text(ctx, root, "identifier"),
         "sender": _id_text(ctx, root, "sender"),
         "sent": _time(ctx, root, "sent"),
         "status": _enum(ctx, root, "status", STATUSES),
-        "msgType": _enum(ctx, root, "msgType", MSG_TYPES),
+        "msg_type": _enum(ctx, root, "msgType", MSG_TYPES),
         "scope": _enum(ctx, root, "scope", SCOPES),
         "source": text_of(root, "source"),
         "restriction": text_of(root, "restriction"),
@@ -512,8 +496,8 @@ def _read_info(ctx: Ctx, el: ET.Element) -> Info:
 
 
 def _check_message_rules(ctx: Ctx, root: ET.Element, h: dict, infos: list[Info]) -> None:
-    if h["msgType"] in ("Update", "Cancel", "Ack", "Error") and child_of(root, "references") is None:
-        ctx.problem("alert/references", f"a msgType {h['msgType']} must name the message(s) it refers to "
+    if h["msg_type"] in ("Update", "Cancel", "Ack", "Error") and child_of(root, "references") is None:
+        ctx.problem("alert/references", f"a msgType {h['msg_type']} must name the message(s) it refers to "
                                         "in <references> ('sender,identifier,sent' ...)")
     if h["scope"] == "Restricted" and h["restriction"] is None:
         ctx.problem("alert/restriction", "scope Restricted needs a <restriction> saying who may see it")
@@ -522,8 +506,8 @@ def _check_message_rules(ctx: Ctx, root: ET.Element, h: dict, infos: list[Info])
     if h["status"] in ("System", "Draft"):
         ctx.problem(child_of(root, "status"), f"status {h['status']} is not deliverable to residents; "
                                             f"the gateway takes {', '.join(DELIVERABLE_STATUSES)}")
-    if not infos and h["msgType"] in ("Alert", "Update"):
-        ctx.problem("alert/info", f"a msgType {h['msgType']} needs at least one <info>: "
+    if not infos and h["msg_type"] in ("Alert", "Update"):
+        ctx.problem("alert/info", f"a msgType {h['msg_type']} needs at least one <info>: "
                                   "the gateway would have nothing to say")
     for info in infos:
         # Bad shapes are reported where they are; this is for infos with none at all.

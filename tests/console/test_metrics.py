@@ -7,8 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import keys
 from gateway.console import keys as ops_keys
-from tests.console.town import heat_wave, phone, resident
-
+from gateway.samples import phone, resident
+from tests.console.town import heat_wave
 
 A = ("cap_status", "Actual")
 

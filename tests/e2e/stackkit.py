@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from gateway import keys
+from gateway import keys, samples
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
@@ -38,16 +38,11 @@ def sms_residents(count: int, prefix: str, number_prefix: str) -> tuple[list[dic
     residents, behaviours = [], []
     for i in range(count):
         rid, number = f"{prefix}{i:05d}", f"{number_prefix}{i:06d}"
-        residents.append({"id": rid, "languages": ["ko"], "district": "11110",
-                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
+        residents.append(samples.resident(rid, samples.phone(number)))
         behaviours.append({"resident": rid, "phones": [number], "sms": {"outcome": "delivered"}})
     return residents, behaviours
 
 
 # Delivered closes a delivery: one text each, so a second one is a duplicate.
-SMS_FLOOD = {
-    "event": "Flood", "severity": "Severe", "urgency": "Immediate",
-    "content": {"ko": {"headline": "홍수 경보", "body": "저지대 주민은 즉시 대피하십시오."}},
-    "audience": {"districts": ["11110"]},
-    "policy": {"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}},
-}
+SMS_FLOOD = samples.flood({"districts": [samples.DISTRICT]},
+                          policy={"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}})
