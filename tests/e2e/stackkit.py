@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+import orjson
+
 from gateway import keys, samples
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -46,3 +48,20 @@ def sms_residents(count: int, prefix: str, number_prefix: str) -> tuple[list[dic
 # Delivered closes a delivery: one text each, so a second one is a duplicate.
 SMS_FLOOD = samples.flood({"districts": [samples.DISTRICT]},
                           policy={"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}})
+
+
+# Steps short enough for a test's patience (seconds).
+FAST = {"sms": 2, "voice": 4, "push": 2, "mail": 2}
+
+
+def heat_wave(audience: dict, severity: str = "Moderate", **fields) -> dict:
+    """The sample heat wave with fast steps; `fields` replace top-level fields (a whole `policy` too)."""
+    return samples.heat_wave(audience, severity=severity, policy={"step_timeouts": FAST}) | fields
+
+
+async def call(city, method, path, *, key=None, **kw):
+    """(status, content type, JSON body or None) of one agency API request, with the city's key or `key`."""
+    headers = {"Authorization": f"Bearer {key or city.key}", **kw.pop("headers", {})}
+    async with city.http.request(method, f"{city.api}{path}", headers=headers, **kw) as r:
+        body = await r.read()
+        return r.status, r.headers.get("Content-Type", ""), (orjson.loads(body) if body else None)

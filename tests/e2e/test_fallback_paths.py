@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from stackkit import heat_wave
 
-from gateway import samples
 from gateway.samples import phone, resident
 
 pytestmark = pytest.mark.e2e
-
-FAST = {"sms": 2, "voice": 4, "push": 2, "mail": 2}
-
-
-def heat_wave(audience: dict, severity: str = "Moderate", **fields) -> dict:
-    return samples.heat_wave(audience, severity=severity, policy={"step_timeouts": FAST}) | fields
-
 
 async def test_feature_phone_resident_gets_sms_confirmed_by_delivery_receipt(city):
     await city.add(resident("fp1", phone("+821055500001", "feature_phone")),
