@@ -1,6 +1,8 @@
-"""What the e2e tests share about their stack: the simulator's Twilio account
-a free port, and how many sends are in flight. A module of its own, because `from conftest import ...` finds
-whichever conftest pytest imported last (tests/simulator has one too)."""
+"""What the tests on the whole stack (tests/api, tests/e2e) share: the
+simulator's Twilio account, a free port, how many sends are in flight, sample
+residents and alerts with fast steps, and one agency API call. A module of its
+own, because `from conftest import ...` finds whichever conftest pytest
+imported last (tests/simulator has one too)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from gateway import samples
 from gateway.agencies import create_agency
-from tests.e2e.capkit import CAP, answers_sms, cap_doc, placed
+from capkit import CAP, answers_sms, cap_doc, placed
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""CAP 1.2 in and out (gateway/cap/), against hand-written documents in cap_samples/."""
+"""CAP 1.2 in and out (gateway/cap/), against hand-written documents in samples/."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gateway.cap.parse import MAX_CAP_BYTES, CapAlert, CapError, parse_cap
 from gateway.geo import audience_problems
 from gateway.schemas import ALERT
 
-SAMPLES = Path(__file__).parent / "cap_samples"
+SAMPLES = Path(__file__).parent / "samples"
 XSD = Path(parse.__file__).resolve().parent / "CAP-v1.2.xsd"  # OASIS' schema, shipped with the package
 KST = timezone(timedelta(hours=9))
 ACCEPTED = ["ko_heatwave.xml", "flood_circle.xml", "flood_update.xml", "flood_cancel.xml", "latin1_feed.xml"]
