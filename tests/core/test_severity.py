@@ -7,15 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway import severity
-from gateway.plan import (
-    EMERGENCY,
-    ChannelSpec,
-    Contact,
-    Policy,
-    Profile,
-    build_plan,
-    initial_state,
-)
+from gateway.plan import EMERGENCY, ChannelSpec, Contact, Policy, Profile, build_plan, initial_state
 from gateway.schemas import SEVERITIES, URGENCIES
 from gateway.severity import first_send_at_ms, quiet_until, rule_for
 
