@@ -19,7 +19,7 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from gateway.api.http import posted_form
+from gateway.forms import posted_form
 
 from .base import Outcome
 from .http1 import Http1Client

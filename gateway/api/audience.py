@@ -19,11 +19,10 @@ import numpy as np
 import orjson
 from aiohttp import web
 
+from ..fallback import Contact, Policy, Profile, build_plan, initial_state, quiet_until
 from ..geo import ResidentIndex, Snapshot
-from ..plan import Contact, Policy, Profile, build_plan, initial_state
 from ..problems import check
 from ..schemas import ALERT, COUNTS, INTEGER, STRING, STRINGS, record
-from ..severity import quiet_until
 from ..validate import validate_audience
 from .http import STATE, json_body, json_response, require
 from .routing import Route, returns
