@@ -17,7 +17,14 @@ from aiohttp import web
 from channels.base import Recipient
 
 from ..engine import AlertView
-from ..fallback import Contact, Policy, Profile, build_plan, initial_state, pick_language
+from ..fallback import (
+    Contact,
+    Policy,
+    Profile,
+    build_plan,
+    initial_state,
+    pick_language,
+)
 from ..problems import field_errors, invalid
 from ..registry import normalise
 from ..schemas import ALERT, CONFIRMATIONS, INTEGER, RESIDENT, STRING, record

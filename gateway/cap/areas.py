@@ -170,4 +170,4 @@ def _dec(x: float) -> str:
     text = repr(float(x))
     if "e" in text or "E" in text:
         text = f"{x:.12f}".rstrip("0").rstrip(".")
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")

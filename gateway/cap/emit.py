@@ -4,8 +4,8 @@ feeds and partners (`GET /v1/alerts/{id}.cap`)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 from jsonschema import Draft202012Validator
 

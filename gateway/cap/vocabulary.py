@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -93,7 +93,7 @@ def format_cap_time(when: datetime) -> str:
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("CAP times need a time zone; got a naive datetime")
     if when.utcoffset() % timedelta(minutes=1):
-        when = when.astimezone(timezone.utc)  # CAP offsets have no seconds
+        when = when.astimezone(UTC)  # CAP offsets have no seconds
     text = when.replace(microsecond=0).isoformat()
     # CAP 1.2: "The timezone for UTC MUST be represented as -00:00".
     return text[:-6] + "-00:00" if text.endswith("+00:00") else text

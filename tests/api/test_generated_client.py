@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from capkit import answers_sms, placed
 
 pytestmark = pytest.mark.e2e

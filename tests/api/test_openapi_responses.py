@@ -8,11 +8,11 @@ import re
 
 import orjson
 import pytest
+from capkit import CAP, answers_sms, cap_doc, placed
 from jsonschema import Draft202012Validator, FormatChecker
 
 from gateway import samples
 from gateway.agencies import create_agency
-from capkit import CAP, answers_sms, cap_doc, placed
 
 pytestmark = pytest.mark.e2e
 

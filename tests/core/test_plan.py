@@ -1,6 +1,14 @@
 """The fallback rules of docs/design.md, one resident profile at a time (pure logic)."""
 
-from gateway.fallback import ChannelSpec, Contact, Policy, Profile, build_plan, initial_state, pick_language
+from gateway.fallback import (
+    ChannelSpec,
+    Contact,
+    Policy,
+    Profile,
+    build_plan,
+    initial_state,
+    pick_language,
+)
 
 CHANNELS = {
     "push": ChannelSpec("push", frozenset({"fcm", "webpush"})),

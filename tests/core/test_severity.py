@@ -7,8 +7,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway import fallback
-from gateway.fallback import EMERGENCY, ChannelSpec, Contact, Policy, Profile, build_plan, initial_state
-from gateway.fallback import first_send_at_ms, quiet_until, rule_for
+from gateway.fallback import (
+    EMERGENCY,
+    ChannelSpec,
+    Contact,
+    Policy,
+    Profile,
+    build_plan,
+    first_send_at_ms,
+    initial_state,
+    quiet_until,
+    rule_for,
+)
 from gateway.schemas import SEVERITIES, URGENCIES
 
 KST = timezone(timedelta(hours=9))

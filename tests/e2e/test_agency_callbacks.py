@@ -10,7 +10,17 @@ import time
 import orjson
 import pytest
 from aiohttp import web
-from capkit import FLOOD_CENTRE, JONGNO_INSIDE, answers_sms, call, cap_doc, feature_phone, now_kst, placed, post_cap
+from capkit import (
+    FLOOD_CENTRE,
+    JONGNO_INSIDE,
+    answers_sms,
+    call,
+    cap_doc,
+    feature_phone,
+    now_kst,
+    placed,
+    post_cap,
+)
 from stackkit import free_port
 
 from gateway import callbacks

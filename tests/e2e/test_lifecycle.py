@@ -11,8 +11,19 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from capkit import FLOOD_CENTRE, JONGNO_INSIDE, KST, answers_sms, call, cap_doc, feature_phone, now_kst, placed
-from capkit import post_cap, texts
+from capkit import (
+    FLOOD_CENTRE,
+    JONGNO_INSIDE,
+    KST,
+    answers_sms,
+    call,
+    cap_doc,
+    feature_phone,
+    now_kst,
+    placed,
+    post_cap,
+    texts,
+)
 
 from gateway import keys
 from gateway.cap.parse import parse_cap
