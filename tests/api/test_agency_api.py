@@ -111,7 +111,7 @@ async def test_phone_numbers_are_normalised_and_never_stored_in_clear(city):
 
 async def test_deleting_a_resident_erases_their_contact_data_and_phone_lookup(city):
     await call(city, "PUT", "/v1/residents/r1", json=RESIDENT)
-    engine_lookup = [k async for k in city.redis.scan_iter("phone:*")]
+    engine_lookup = [k async for k in city.redis.scan_iter(keys.phone_lookup("*"))]
     assert len(engine_lookup) == 1
     status, _, _ = await call(city, "DELETE", "/v1/residents/r1")
     assert status == 204
