@@ -8,8 +8,9 @@ import orjson
 
 from gateway import contact_ages, keys
 from gateway.console import reach
+from gateway.samples import phone, resident
 from gateway.transitions import now_ms
-from tests.console.town import heat_wave, phone, resident
+from tests.console.town import heat_wave
 
 JONGNO, JUNG = "11110", "11140"
 YEAR_MS = 366 * contact_ages.DAY_MS

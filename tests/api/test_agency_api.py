@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from openapi_spec_validator import validate
+from stackkit import call
 
 from gateway import keys
 from gateway.agencies import create_agency
@@ -19,13 +20,6 @@ ALERT = {
 }
 RESIDENT = {"languages": ["ko"], "district": "11110", "name": "김민지",
             "contacts": [{"type": "phone", "number": "010-5550-1234", "handset": "feature_phone"}]}
-
-
-async def call(city, method, path, *, key=None, **kw):
-    headers = {"Authorization": f"Bearer {key or city.key}", **kw.pop("headers", {})}
-    async with city.http.request(method, f"{city.api}{path}", headers=headers, **kw) as r:
-        body = await r.read()
-        return r.status, r.headers.get("Content-Type", ""), (orjson.loads(body) if body else None)
 
 
 async def alert_count(city) -> int:

@@ -1,8 +1,9 @@
-"""What the e2e tests and bench/chaos.py share about their stack: the gateway's
-settings against the simulator, starting and stopping it, the simulator's Twilio
-account, a free port, and how many sends are in flight. A module of its own,
-because `from conftest import ...` finds whichever conftest pytest imported last
-(tests/simulator has one too)."""
+"""What the tests on the whole stack (tests/api, tests/e2e) and bench/chaos.py
+share: the gateway's settings against the simulator, starting and stopping it,
+the simulator's Twilio account, free ports, how many sends are in flight, sample
+residents and alerts with fast steps, and one agency API call. A module of its
+own, because `from conftest import ...` finds whichever conftest pytest
+imported last (tests/simulator has one too)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import keys, service, tasks
+import orjson
+
+from gateway import keys, samples, service, tasks
 from gateway.config import Settings
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -138,16 +141,28 @@ def sms_residents(count: int, prefix: str, number_prefix: str) -> tuple[list[dic
     residents, behaviours = [], []
     for i in range(count):
         rid, number = f"{prefix}{i:05d}", f"{number_prefix}{i:06d}"
-        residents.append({"id": rid, "languages": ["ko"], "district": "11110",
-                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
+        residents.append(samples.resident(rid, samples.phone(number)))
         behaviours.append({"resident": rid, "phones": [number], "sms": {"outcome": "delivered"}})
     return residents, behaviours
 
 
 # Delivered closes a delivery: one text each, so a second one is a duplicate.
-SMS_FLOOD = {
-    "event": "Flood", "severity": "Severe", "urgency": "Immediate",
-    "content": {"ko": {"headline": "홍수 경보", "body": "저지대 주민은 즉시 대피하십시오."}},
-    "audience": {"districts": ["11110"]},
-    "policy": {"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}},
-}
+SMS_FLOOD = samples.flood({"districts": [samples.DISTRICT]},
+                          policy={"channels": ["sms"], "confirmation": "delivered", "step_timeouts": {"sms": 240}})
+
+
+# Steps short enough for a test's patience (seconds).
+FAST = {"sms": 2, "voice": 4, "push": 2, "mail": 2}
+
+
+def heat_wave(audience: dict, severity: str = "Moderate", **fields) -> dict:
+    """The sample heat wave with fast steps; `fields` replace top-level fields (a whole `policy` too)."""
+    return samples.heat_wave(audience, severity=severity, policy={"step_timeouts": FAST}) | fields
+
+
+async def call(city, method, path, *, key=None, **kw):
+    """(status, content type, JSON body or None) of one agency API request, with the city's key or `key`."""
+    headers = {"Authorization": f"Bearer {key or city.key}", **kw.pop("headers", {})}
+    async with city.http.request(method, f"{city.api}{path}", headers=headers, **kw) as r:
+        body = await r.read()
+        return r.status, r.headers.get("Content-Type", ""), (orjson.loads(body) if body else None)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 import pytest
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, Stack, free_port, start_stack, stop_stack
 
 from gateway import service
 from gateway.agencies import create_agency
 from gateway.store import connect
 from simulator import SimConfig, simulator_of, start
-from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, Stack, free_port, start_stack, stop_stack
 
 class Stacks:
     """For test modules that run a stack of their own (their `stack` fixture)."""
