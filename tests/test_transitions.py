@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway import keys
-from gateway.transitions import LUA_CHUNK, Transitions
+from gateway.transitions import LUA_CHUNK, Event, Transitions
 
 STEPS = [{"l": [["sms", 0]], "t": 60}, {"l": [["voice", 0]], "t": 600}]
 
@@ -128,3 +128,33 @@ async def test_a_cancelled_or_expired_alert_reopens_nothing(redis):
     assert await reopen(t, redis, "a9", ["r0000"]) == [b"closed"]
     assert await redis.hget(keys.delivery("a9", "r0000"), "s") == b"unreachable"
     assert await redis.hget(keys.alert("a9"), "status") == b"done"
+
+
+async def event(t: Transitions, redis, aid: str, *events: Event) -> list[bytes]:
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.event(pipe, aid, events)
+    return replies.of(await pipe.execute())
+
+
+async def test_a_receipt_the_provider_sends_three_times_counts_once(redis):
+    t = Transitions(redis)
+    await t.plan("a9", 5, 2, rows(2), claim=True)
+    sent = [Event(f"r{i:04d}", 0, 0, 0, "sent", False, "twilio", f"SM{i}", None, "sms") for i in range(2)]
+    delivered = Event("r0000", 0, 0, 0, "delivered", False, "twilio", "SM0", None, "sms")
+    for _ in range(3):
+        await event(t, redis, "a9", *sent)
+        await event(t, redis, "a9", delivered)
+    counts = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.alert_counts("a9"))).items()}
+    assert (counts["a:sms:sent"], counts["a:sms:delivered"]) == (2, 1)
+    # Each copy is still in the resident's history: the provider did say it three times.
+    history = (await redis.hget(keys.delivery("a9", "r0000"), "h")).decode()
+    assert history.count("|delivered|twilio|SM0|") == 3
+
+
+async def test_the_same_status_for_another_attempt_or_message_counts_again(redis):
+    t = Transitions(redis)
+    await t.plan("a10", 5, 3, rows(1), claim=True)
+    await event(t, redis, "a10", Event("r0000", 0, 0, 0, "failed", False, "twilio", "SM1", "30003", "sms", 0))
+    await event(t, redis, "a10", Event("r0000", 0, 1, 0, "failed", False, "twilio", "SM2", "30003", "sms", 0))
+    counts = await redis.hgetall(keys.alert_counts("a10"))
+    assert counts[b"a:sms:failed"] == b"2"
