@@ -17,6 +17,8 @@ import orjson
 from . import keys
 
 LUA = (Path(__file__).with_name("transitions.lua")).read_text()
+# transitions.lua's rank of `delivered`: at or above it an attempt has its receipt.
+RANK_DELIVERED = 4
 TERMINAL = frozenset({"confirmed", "unreachable", "cancelled", "expired", "opted_out"})
 STATES = ("planned", "in_progress", "confirmed", "unreachable", "cancelled", "expired", "opted_out")
 # A claimed send that has not reported back in this long is taken over.
