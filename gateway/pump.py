@@ -4,7 +4,9 @@ Timers live in a sorted set per alert scored by deadline, not in Celery
 countdowns (Celery on Redis redelivers long countdowns and keeps them in
 worker memory).  A popped timer is not deleted but pushed a lease ahead, so
 a timer whose batch is lost comes due again; the transition removes it.
-One pump leads at a time, by a lease in Redis.
+One pump leads at a time, by a lease in Redis.  What is due is judged by
+Redis's clock (TIME), as transitions.lua sets deadlines: a pump whose clock
+is off pops nothing early.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ RECHECK_S = 0.5
 
 # Due members of one alert's timers, each pushed a lease ahead; and when the next one comes due.
 _POP_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[1] + ARGV[3], m) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', now + ARGV[2], m) end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {due, first[2] or false}
 """
@@ -106,12 +110,13 @@ class Pump:
         limit = self.batch_size * 10
         more = False
         now, clock = now_ms(), time.monotonic()
-        # Only alerts with a timer due, or not looked at for RECHECK_S.
+        # Only alerts with a timer due, or not looked at for RECHECK_S (by this
+        # process's clock: off, it only looks more often, or up to RECHECK_S late).
         aids = [aid for aid in active
                 if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
         pipe = self.redis.pipeline(transaction=False)
         for aid in aids:
-            await self._pop(keys=[keys.alert_timers(aid)], args=[now, limit, TIMER_LEASE_MS], client=pipe)
+            await self._pop(keys=[keys.alert_timers(aid)], args=[limit, TIMER_LEASE_MS], client=pipe)
         for aid, (due, first) in zip(aids, await pipe.execute() if aids else []):
             for batch in batches([text(m) for m in due], self.batch_size):
                 self.dispatch.due(aid, batch)
@@ -136,26 +141,29 @@ class Pump:
         if not aids:
             return
         pipe = self.redis.pipeline(transaction=False)
+        # Expiry and a stuck fan-out are judged by Redis's clock too.
+        pipe.time()
         for aid in aids:
             pipe.hmget(keys.alert(aid), "status", "expires_ms", "targeted", "fanned", "created_ms", "fanout_retry_ms")
             pipe.hmget(keys.alert_counts(aid), *STATES)
-        rows = await pipe.execute()
+        (seconds, micros), *rows = await pipe.execute()
+        now = seconds * 1000 + micros // 1000
         for aid, meta, counts in zip(aids, rows[::2], rows[1::2]):
-            await self._end_one(aid, meta, counts)
+            await self._end_one(aid, meta, counts, now)
 
-    async def _end_one(self, aid: str, meta: list, counts: list) -> None:
+    async def _end_one(self, aid: str, meta: list, counts: list, now: int) -> None:
         status, expires, targeted, fanned, created, retried = (text(v) if v is not None else None for v in meta)
         if status is None:
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)
             return
-        if status == "planning" and now_ms() - int(retried or created) > STUCK_PLANNING_MS:
+        if status == "planning" and now - int(retried or created) > STUCK_PLANNING_MS:
             # Accepted but never fanned out (broker down at the time): try again.
-            await self.redis.hset(keys.alert(aid), "fanout_retry_ms", now_ms())
+            await self.redis.hset(keys.alert(aid), "fanout_retry_ms", now)
             self.dispatch.fan_out(aid)
             return
-        if status in ("planning", "active") and expires and 0 < int(expires) <= now_ms():
-            if await self._end(keys=[keys.alert(aid)], args=["expired", now_ms()]):
+        if status in ("planning", "active") and expires and 0 < int(expires) <= now:
+            if await self._end(keys=[keys.alert(aid)], args=["expired", now]):
                 self.dispatch.close_open(aid, "expired")
             return
         if not fanned and status != "cancelled":
@@ -165,6 +173,6 @@ class Pump:
         planned = sum(by_state.values())
         if open_ == 0 and planned >= int(targeted or 0):
             if status in ("planning", "active"):
-                await self._end(keys=[keys.alert(aid)], args=["done", now_ms()])
+                await self._end(keys=[keys.alert(aid)], args=["done", now])
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)

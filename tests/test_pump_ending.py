@@ -36,14 +36,14 @@ async def read_then_cancel(redis, aid: str, **fields) -> tuple[list, list]:
 
 async def test_a_cancel_that_lands_while_the_pump_ends_the_alert_keeps_its_label(redis):
     pump, meta, counts = await read_then_cancel(redis, "a1")
-    await pump._end_one("a1", meta, counts)
+    await pump._end_one("a1", meta, counts, now_ms())
     assert await redis.hget(keys.alert("a1"), "status") == b"cancelled"
     assert not await redis.sismember(keys.ACTIVE_ALERTS, "a1")  # it is over all the same
 
 
 async def test_a_cancel_that_lands_while_the_pump_expires_the_alert_keeps_its_label(redis):
     pump, meta, counts = await read_then_cancel(redis, "a2", expires_ms=now_ms() - 1000)
-    await pump._end_one("a2", meta, counts)
+    await pump._end_one("a2", meta, counts, now_ms())
     assert await redis.hget(keys.alert("a2"), "status") == b"cancelled"
     assert pump.dispatch.closed == []  # the cancel closes the open deliveries as cancelled, not expired
 
@@ -53,6 +53,6 @@ async def test_an_alert_past_its_expiry_is_expired_and_its_open_deliveries_close
     pump = Pump(redis, Published(), Egress())
     meta = await redis.hmget(keys.alert("a3"), "status", "expires_ms", "targeted", "fanned", "created_ms",
                              "fanout_retry_ms")
-    await pump._end_one("a3", meta, [])
+    await pump._end_one("a3", meta, [], now_ms())
     assert await redis.hget(keys.alert("a3"), "status") == b"expired"
     assert pump.dispatch.closed == [("a3", "expired")]

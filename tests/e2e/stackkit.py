@@ -1,16 +1,106 @@
-"""What the e2e tests share about their stack: the simulator's Twilio account
-a free port, and how many sends are in flight. A module of its own, because `from conftest import ...` finds
-whichever conftest pytest imported last (tests/simulator has one too)."""
+"""What the e2e tests and bench/chaos.py share about their stack: the gateway's
+settings against the simulator, starting and stopping it, the simulator's Twilio
+account, a free port, and how many sends are in flight. A module of its own,
+because `from conftest import ...` finds whichever conftest pytest imported last
+(tests/simulator has one too)."""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
+from pathlib import Path
 
-from gateway import keys
+from gateway import keys, service, tasks
+from gateway.config import Settings
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
 FROM = "+15005550006"
+
+TIME_SCALE = 0.01
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    urls: service.Urls
+    sim_port: int
+    worker: object
+
+    def restart_worker(self, concurrency: int = 2):
+        log = open(self.worker_log, "ab")
+        self.worker = service.spawn_worker(self.settings, self.urls, concurrency, stdout=log, stderr=log)
+        log.close()
+        return self.worker
+
+    @property
+    def worker_log(self) -> Path:
+        return self.settings.data_dir / "worker.log"
+
+    def task_failures_since(self, offset: int) -> list[str]:
+        """Tasks that raised in the worker: the engine must never crash, even
+        when timers would carry the residents on regardless."""
+        with open(self.worker_log, "rb") as f:
+            f.seek(offset)
+            return [line.decode(errors="replace") for line in f if b"raised unexpected" in line]
+
+    def log_size(self) -> int:
+        return self.worker_log.stat().st_size if self.worker_log.exists() else 0
+
+
+def start_stack(data, **env: str) -> Stack:
+    """A gateway (settings, embedded Redis, a worker process) in `data`; `env`
+    adds settings, so a test module can run a stack of its own (a second SMS
+    provider, short retry back-off) without changing everyone else's."""
+    api_port, sim_port = free_port(), free_port()
+    settings = Settings.from_env(stack_env(data, api_port, sim_port, **env))
+    urls = service.urls(settings)
+    s = Stack(settings, urls, sim_port, None)
+    s.restart_worker()
+    forget_broker()
+    return s
+
+
+def forget_broker() -> None:
+    """Celery keeps one broker connection and producer pool per process: the
+    next API server must open them to its own stack's broker."""
+    tasks.app._pool = None
+    tasks.app.amqp._producer_pool = None
+
+
+def stop_stack(s: Stack) -> None:
+    service.stop_process(s.worker)
+    if s.urls.embedded:
+        s.urls.embedded.stop()
+    forget_broker()
+
+
+def stack_env(data: Path, api_port: int, sim_port: int, **env: str) -> dict[str, str]:
+    """The gateway's settings for a stack in `data` whose providers are the simulator on `sim_port`."""
+    return {
+        "GATEWAY_DATA_DIR": str(data),
+        "GATEWAY_PORT": str(api_port),
+        "TWILIO_API_BASE": f"http://127.0.0.1:{sim_port}",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": FROM,
+        "GATEWAY_BATCH_SIZE": "100",
+        # App push against the simulator: it writes this service account on first start.
+        "GATEWAY_FCM_SERVICE_ACCOUNT": str(data / "fcm-service-account.json"),
+        "GATEWAY_FCM_BASE": f"http://127.0.0.1:{sim_port}",
+        # Paper mail through the simulated print house's drop box; urgent batches close after 2 s.
+        "GATEWAY_PRINTHOUSE": str(data / "printhouse"),
+        "GATEWAY_MAIL_URGENT_EVERY_S": "2",
+        "GATEWAY_MAIL_POLL_S": "0.2",
+        # The simulator has no carrier limits; tests about pacing set their own.
+        "GATEWAY_SMS_RATE_PER_SENDER": "5000",
+        "GATEWAY_SMS_RATE_PER_PROVIDER": "5000",
+        "GATEWAY_VOICE_CPS_PER_SENDER": "1000",
+        "GATEWAY_VOICE_CPS_PER_PROVIDER": "1000",
+        # The agency callback receivers in these tests listen on loopback.
+        "GATEWAY_CALLBACK_NETWORKS": "127.0.0.0/8",
+        **env,
+    }
 
 
 def free_port() -> int:

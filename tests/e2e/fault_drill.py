@@ -1,0 +1,236 @@
+"""One live alert through one fault, and what it cost: the drill behind
+bench/chaos.py and the tests/e2e/test_faults_*.py tests.
+
+An alert goes to every resident by SMS, then voice: most texts are delivered
+at once; one resident in SILENT_EVERY never gets a receipt, so their SMS step
+times out after SMS_TIMEOUT_S and they are called. When a quarter of the texts
+are out the fault (an async function of the Run) strikes; the drill waits for
+every resident to be terminal, then judges:
+- lost: residents not in exactly one terminal state;
+- duplicated: sends beyond one per resident and channel (the simulator's
+  records), to be at most what was in flight at the fault;
+- max_lag_s: how far the oldest due timer was behind (Redis TIME minus its
+  deadline), sampled every 0.5 s from the fault to its recovery;
+- recovery_s: from the fault's end until timers are on time (lag < 1 s) and
+  residents reach terminal states again (or all have);
+and besides: residents contacted again after they confirmed, calls placed
+before the SMS step's timeout (a timer fired early), what /metrics showed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+
+from gateway import keys
+from gateway.agencies import create_agency
+from gateway.transitions import STATES, TERMINAL
+from process_stack import ProcessStack
+from stackkit import in_flight
+
+SMS_TIMEOUT_S = 10
+# Share of residents whose SMS receipt never comes: their timers fire during the run.
+SILENT_EVERY = 7
+SETTLE_TIMEOUT_S = 300
+EARLY_S = 5
+
+
+def city(count: int) -> tuple[list[dict], list[dict]]:
+    """(residents, simulator behaviours): feature phones in district 11110."""
+    residents, behaviours = [], []
+    for i in range(count):
+        rid, number = f"c{i:06d}", f"+82105{i:07d}"
+        residents.append({"id": rid, "languages": ["ko"], "district": "11110",
+                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
+        # A receipt 10,000 simulated seconds late never comes within the step.
+        sms = {"outcome": "delivered", "delay_s": 10_000.0} if i % SILENT_EVERY == 0 else {"outcome": "delivered"}
+        behaviours.append({"resident": rid, "phones": [number], "sms": sms, "voice": {"answer": "human"}})
+    return residents, behaviours
+
+
+ALERT = {
+    "event": "Flood", "severity": "Severe", "urgency": "Immediate",
+    "content": {"ko": {"headline": "홍수 경보", "body": "저지대 주민은 즉시 대피하십시오."}},
+    "audience": {"districts": ["11110"]},
+    "policy": {"channels": ["sms", "voice"], "confirmation": "delivered",
+               "step_timeouts": {"sms": SMS_TIMEOUT_S, "voice": 120}},
+}
+
+
+@dataclass
+class Watch:
+    """What the runner sees while a fault lasts and until it has recovered."""
+
+    redis: aioredis.Redis
+    aid: str
+    fault_start: float = 0.0
+    fault_end: float | None = None
+    recovered_at: float | None = None
+    max_lag_s: float = 0.0
+    terminal_at_end: int = -1
+    terminal: int = 0
+    metrics: list[str] = field(default_factory=list)
+
+    async def sample(self, residents: int) -> None:
+        try:
+            seconds, micros = await asyncio.wait_for(self.redis.time(), 2)
+            now_ms = seconds * 1000 + micros // 1000
+            first = await asyncio.wait_for(self.redis.zrange(keys.alert_timers(self.aid), 0, 0, withscores=True), 2)
+            counts = await asyncio.wait_for(self.redis.hmget(keys.alert_counts(self.aid), *STATES), 2)
+        except (asyncio.TimeoutError, OSError, aioredis.RedisError):
+            return  # Redis is the fault: the lag shows once it answers again
+        lag = max(0.0, (now_ms - first[0][1]) / 1000) if first else 0.0
+        self.max_lag_s = max(self.max_lag_s, lag)
+        self.terminal = sum(int(c or 0) for s, c in zip(STATES, counts) if s in TERMINAL)
+        if self.fault_end is not None and self.recovered_at is None and time.monotonic() >= self.fault_end:
+            if self.terminal_at_end < 0:
+                self.terminal_at_end = self.terminal
+            if lag < 1.0 and (self.terminal > self.terminal_at_end or self.terminal >= residents):
+                self.recovered_at = time.monotonic()
+
+    @property
+    def recovery_s(self) -> float:
+        return (self.recovered_at or time.monotonic()) - (self.fault_end or self.fault_start)
+
+
+async def scrape(http: aiohttp.ClientSession, api: str) -> str:
+    """Queue depth, timer lag and provider errors as /metrics shows them, or why it could not."""
+    try:
+        async with http.get(f"{api}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            body = await r.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        return f"/metrics unreachable ({type(e).__name__})"
+    shown = []
+    for line in body.splitlines():
+        if line.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds")) or (
+                line.startswith("gateway_provider_attempts") and 'outcome="ok"' not in line):
+            name, _, value = line.rpartition(" ")
+            shown.append(f"{name.replace('gateway_', '')}={float(value):g}")
+    return ", ".join(shown)
+
+
+class Run:
+    """One alert through one fault, on a stack of its own."""
+
+    def __init__(self, stack: ProcessStack, residents: int):
+        self.s = stack
+        self.n = residents
+        self.rids = [f"c{i:06d}" for i in range(residents)]
+        self.records_before: list[dict] = []
+        self.in_flight = 0
+        self.notes: list[str] = []
+        # What the drill finds (see the module's doc); each but in_flight is 0 when all is well.
+        self.lost = self.duplicated = self.calls = 0
+        self.contacted_again = 0
+        self.early_calls = 0
+
+    async def __call__(self, fault) -> "Run":
+        self.redis = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        async with aiohttp.ClientSession() as http:
+            self.http = http
+            _, key = await create_agency(self.redis, "Chaos drill", rate_per_s=100_000)
+            self.auth = {"Authorization": f"Bearer {key}"}
+            residents, self.behaviours = city(self.n)
+            body = b"\n".join(orjson.dumps(r) for r in residents)
+            async with http.post(f"{self.s.api}/v1/residents/import", data=body,
+                                 headers={**self.auth, "Content-Type": "application/x-ndjson"}) as r:
+                assert r.status == 200, await r.text()
+            await self.s.teach_simulator(http, self.behaviours)
+            async with http.post(f"{self.s.api}/v1/alerts", json=ALERT, headers=self.auth) as r:
+                assert r.status == 202, await r.text()
+                self.aid = (await r.json())["id"]
+            self.started = time.time()
+            self.watch = Watch(self.redis, self.aid)
+            sampler = asyncio.create_task(self._sample())
+            try:
+                await self._until_sent(self.n // 4)
+                self.watch.fault_start = time.monotonic()
+                await fault(self)
+                self.watch.fault_end = time.monotonic()
+                await self._settled()
+            finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+            await self._judge()
+        await self.redis.aclose()
+        return self
+
+    async def _sample(self) -> None:
+        last_scrape = 0.0
+        while True:
+            await self.watch.sample(self.n)
+            during = self.watch.fault_start and (self.watch.fault_end is None or self.watch.recovered_at is None)
+            if during and time.monotonic() - last_scrape >= 2 and len(self.watch.metrics) < 40:
+                last_scrape = time.monotonic()
+                at = last_scrape - self.watch.fault_start
+                self.watch.metrics.append(f"t+{at:.0f}s: {await scrape(self.http, self.s.api)}")
+            await asyncio.sleep(0.5)
+
+    async def _until_sent(self, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while len(await self.s.simulator_records(self.http)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} sends after {timeout}s")
+            await asyncio.sleep(0.1)
+
+    async def _settled(self) -> None:
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.watch.terminal >= self.n and self.watch.recovered_at is not None:
+                return
+            await asyncio.sleep(0.5)
+        self.notes.append(f"not settled after {SETTLE_TIMEOUT_S}s")
+
+    async def count_in_flight(self) -> None:
+        self.in_flight += await in_flight(self.redis, self.aid, self.rids)
+
+    async def _judge(self) -> None:
+        records = self.records_before + await self.s.simulator_records(self.http)
+        mine = [r for r in records if r["resident"] in self._rid_set]
+        per_channel = Counter((r["resident"], r["channel"]) for r in mine)
+        duplicated = sum(n - 1 for n in per_channel.values() if n > 1)
+        states, ended = {}, {}
+        for start in range(0, self.n, 1000):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in self.rids[start:start + 1000]:
+                pipe.hmget(keys.delivery(self.aid, rid), "s", "e")
+            for rid, (state, at) in zip(self.rids[start:start + 1000], await pipe.execute()):
+                states[rid] = (state or b"").decode()
+                ended[rid] = int(at) / 1000 if at else None
+        lost = sum(1 for s in states.values() if s not in TERMINAL)
+        # A send created a second after the resident was confirmed is a contact too many.
+        again = {r["resident"] for r in mine if states[r["resident"]] == "confirmed"
+                 and ended[r["resident"]] is not None and r["created_at"] > ended[r["resident"]] + 1}
+        # The step's deadline runs from its claim, a moment before the text reaches the simulator:
+        # a call more than EARLY_S before the text's time plus the step's timeout is a timer fired early.
+        sms_at = {r["resident"]: r["created_at"] for r in mine if r["channel"] == "sms"}
+        early = sum(1 for r in mine if r["channel"] == "voice" and r["resident"] in sms_at
+                    and r["created_at"] < sms_at[r["resident"]] + SMS_TIMEOUT_S - EARLY_S)
+        self.lost, self.duplicated = lost, duplicated
+        self.calls = sum(1 for r in mine if r["channel"] == "voice")
+        self.contacted_again, self.early_calls = len(again), early
+        by_state = Counter(states.values())
+        twice = [key for key, n in per_channel.items() if n > 1][:3]
+        if twice:
+            self.notes.append("sent twice, e.g. " + "; ".join(
+                f"{rid} {channel} at " + ", ".join(f"{r['created_at'] - self.started:.1f}s"
+                                                   for r in mine if (r["resident"], r["channel"]) == (rid, channel))
+                for rid, channel in twice))
+        self.notes += [
+            f"states {dict(by_state)}; in flight at the fault {self.in_flight}; duplicated {duplicated}"
+            + (" (more than in flight!)" if duplicated > self.in_flight else ""),
+            f"contacted again after confirming: {len(again)}; voice calls before the SMS step's timeout: {early}",
+            *self.watch.metrics[:6],
+        ]
+
+    @property
+    def _rid_set(self) -> set[str]:
+        return set(self.rids)

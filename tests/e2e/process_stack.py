@@ -1,0 +1,174 @@
+"""The gateway as a city runs it, every part its own process on loopback, so a
+fault can hit one part: a redis-server with AOF (fsync every second), the
+Celery broker (a second redis-server or a RabbitMQ node), `gateway api
+--no-pump`, `gateway pump`, `gateway worker`s and the provider simulator.
+
+Used by bench/chaos.py and the tests/e2e/test_faults_*.py tests:
+
+    with ProcessStack(tmp) as s:
+        s.kill("pump"); s.start("pump")       # kill -9, then a new one
+        s.pause("redis"); s.resume("redis")   # SIGSTOP / SIGCONT: unreachable, not gone
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from gateway.config import Settings
+from hosts import rabbitmq_env, rabbitmq_server, redis_command
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, free_port, stack_env
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def clock_env(offset_s: int) -> dict[str, str]:
+    """A process whose wall clock is `offset_s` off (libfaketime); its monotonic clock stays true."""
+    if not offset_s:
+        return {}
+    if not Path(LIBFAKETIME).exists():
+        raise RuntimeError("libfaketime is not installed (apt-get install faketime)")
+    return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": f"{offset_s:+d}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_NO_CACHE": "1"}
+
+
+class ProcessStack:
+    def __init__(self, root: Path, *, workers: int = 2, concurrency: int = 2, broker: str = "redis",
+                 clock_offsets: dict[str, int] | None = None):
+        """clock_offsets: seconds a process's clock is off, by process name ("pump", "worker1")."""
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.workers = workers
+        self.concurrency = concurrency
+        self.broker_kind = broker
+        self.clock_offsets = clock_offsets or {}
+        self.api_port, self.sim_port, self.redis_port, self.broker_port = (free_port() for _ in range(4))
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.broker_url = (f"redis://127.0.0.1:{self.broker_port}/0" if broker == "redis"
+                           else f"amqp://guest:guest@127.0.0.1:{self.broker_port}//")
+        self.settings = Settings.from_env(stack_env(self.root, self.api_port, self.sim_port,
+                                                    GATEWAY_REDIS_URL=self.redis_url,
+                                                    GATEWAY_BROKER_URL=self.broker_url))
+        self.api = f"http://127.0.0.1:{self.api_port}"
+        self.sim = f"http://127.0.0.1:{self.sim_port}"
+
+    def __enter__(self) -> "ProcessStack":
+        try:
+            for name in ("redis", "broker", "simulator", "api", "pump", *self.worker_names):
+                self.start(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [f"worker{i}" for i in range(1, self.workers + 1)]
+
+    def command(self, name: str) -> tuple[list[str], dict[str, str], int | None]:
+        """(argv, extra environment, port to wait for) of the process called `name`."""
+        gateway_env = {**self.settings.env(), **clock_env(self.clock_offsets.get(name, 0))}
+        if name == "redis":
+            return redis_command(self._dir("redis"), self.redis_port, "127.0.0.1"), {}, self.redis_port
+        if name == "broker" and self.broker_kind == "redis":
+            return redis_command(self._dir("broker"), self.broker_port, "127.0.0.1"), {}, self.broker_port
+        if name == "broker":
+            node = f"chaos{os.getpid()}_{self.broker_port}@localhost"
+            return [rabbitmq_server()], rabbitmq_env(self._dir("broker"), node, self.broker_port), self.broker_port
+        if name == "simulator":
+            return [sys.executable, "-m", "simulator", "--port", str(self.sim_port),
+                    "--gateway-url", self.settings.public_url, "--time-scale", str(TIME_SCALE), "--seed", "11",
+                    "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--callback-backoff-s", "0.2",
+                    "--fcm-service-account", str(self.settings.fcm_service_account),
+                    "--printhouse-dir", str(self.settings.printhouse)], {}, self.sim_port
+        if name == "api":
+            return [sys.executable, "-m", "gateway", "api", "--no-pump"], gateway_env, self.api_port
+        if name == "pump":
+            return [sys.executable, "-m", "gateway", "pump"], gateway_env, None
+        if name.startswith("worker"):
+            return ([sys.executable, "-m", "gateway", "worker", "--concurrency", str(self.concurrency)],
+                    gateway_env, None)
+        raise ValueError(f"no process called {name!r}")
+
+    def _dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(exist_ok=True)
+        return path
+
+    def start(self, name: str, timeout: float = 120) -> subprocess.Popen:
+        args, env, port = self.command(name)
+        with open(self.root / f"{name}.log", "ab") as log:
+            # Its own process group: a kill reaches a worker's pool and RabbitMQ's Erlang VM too.
+            popen = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=self.root)
+        self.processes[name] = popen
+        if port is not None:
+            self._wait_port(name, port, timeout)
+        return popen
+
+    def _wait_port(self, name: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            if self.processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{self.tail(name)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not listening on {port} after {timeout}s:\n{self.tail(name)}")
+            time.sleep(0.1)
+
+    def signal(self, name: str, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.processes[name].pid, sig)
+
+    def kill(self, name: str) -> None:
+        """kill -9 of the process and everything it started."""
+        self.signal(name, signal.SIGKILL)
+        self.processes[name].wait(10)
+
+    def terminate(self, name: str, timeout: float = 60) -> None:
+        """A clean stop (SIGTERM), kill -9 if it takes longer than `timeout`."""
+        self.signal(name, signal.SIGTERM)
+        try:
+            self.processes[name].wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(name)
+
+    def pause(self, name: str) -> None:
+        self.signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.signal(name, signal.SIGCONT)
+
+    def stop(self) -> None:
+        # Producers first, the stores last, so nothing is killed mid-write for nothing.
+        for name in reversed(list(self.processes)):
+            self.resume(name)
+            self.terminate(name, timeout=20)
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        log = self.root / f"{name}.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+    async def simulator_records(self, http: aiohttp.ClientSession) -> list[dict]:
+        async with http.get(f"{self.sim}/_sim/records", params={"limit": "10000000"}) as r:
+            return (await r.json(loads=orjson.loads))["records"]
+
+    async def teach_simulator(self, http: aiohttp.ClientSession, behaviours: list[dict]) -> None:
+        """How each resident behaves; a restarted simulator has forgotten it."""
+        async with http.post(f"{self.sim}/_sim/behaviour", data=orjson.dumps(behaviours)) as r:
+            assert r.status == 200, await r.text()
