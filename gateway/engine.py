@@ -334,10 +334,13 @@ class Engine:
         if not deadlines:
             return
         pipe = self.redis.pipeline(transaction=False)
+        # Deadlines are Redis's clock (transitions.lua), not this worker's.
+        pipe.time()
         for member in deadlines:
             pipe.hmget(keys.delivery(aid, member.split("|", 1)[0]), "s", "k", "n", "b", "d", "p", "h")
-        now, asks = now_ms(), []
-        for member, (s, k, n, best, deadline, plan, h) in zip(deadlines, await pipe.execute()):
+        (seconds, micros), *rows = await pipe.execute()
+        now, asks = seconds * 1000 + micros // 1000, []
+        for member, (s, k, n, best, deadline, plan, h) in zip(deadlines, rows):
             rid, step = member.split("|")[:2]
             if (s != b"in_progress" or int(k) != int(step) or int(deadline or 0) > now
                     or int(best or 0) >= RANK_DELIVERED):

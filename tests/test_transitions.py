@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway import keys
+from gateway.deliveries import awaiting_receipt
 from gateway.transitions import LUA_CHUNK, Event, Transitions
 
 STEPS = [{"l": [["sms", 0]], "t": 60}, {"l": [["voice", 0]], "t": 600}]
@@ -158,3 +159,11 @@ async def test_the_same_status_for_another_attempt_or_message_counts_again(redis
     await event(t, redis, "a10", Event("r0000", 0, 1, 0, "failed", False, "twilio", "SM2", "30003", "sms", 0))
     counts = await redis.hgetall(keys.alert_counts("a10"))
     assert counts[b"a:sms:failed"] == b"2"
+
+
+def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
+    lines = ["1|0|0|*|claimed||", "2|0|0|0|queued|twilio|SM1|", "3|0|0|1|queued|twilio|CA1|",
+             "4|0|0|1|failed|twilio|CA1|busy", "5|0|0|2|failed|twilio||20500", "6|1|0|0|queued|twilio|SM9|"]
+    assert awaiting_receipt(lines, 0, 0) == [(0, "twilio", "SM1")]
+    assert awaiting_receipt(lines, 1, 0) == [(0, "twilio", "SM9")]
+    assert awaiting_receipt(lines + ["7|0|0|0|delivered|twilio|SM1|"], 0, 0) == []

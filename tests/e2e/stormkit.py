@@ -8,7 +8,8 @@ timers' lag and scrapes /metrics and the console's provider health while it
 lasts, waits for every resident to end, and judges from Redis and from what the
 simulator's residents received.  Shared by tests/e2e/test_provider_storms.py
 (a thousand residents, storms of seconds) and bench/chaos_storms.py (ten
-thousand, storms of a minute).
+thousand, storms of a minute); the timer-lag and recovery watch and the
+/metrics scrape are bench/chaos.py's (tests/e2e/fault_drill.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import aiohttp
+from fault_drill import Watch, scrape
+from stackkit import in_flight
 
 from gateway import keys
 from gateway.console.providers import health
-from gateway.transitions import STATES, TERMINAL
-from stackkit import in_flight
+from gateway.transitions import TERMINAL
 
 SMS_TIMEOUT_S = 6
 STEP_TIMEOUTS = {"push": 4, "sms": SMS_TIMEOUT_S, "voice": 15, "mail": 60}
@@ -111,6 +112,8 @@ class Verdict:
     in_flight: int = 0
     # Residents sent something more than a second after they confirmed.
     contacted_after_confirming: int = 0
+    # Residents called although their text had reached them (its receipt lost or late).
+    called_though_texted: int = 0
     max_lag_s: float = 0.0
     recovery_s: float = 0.0
     states: dict = field(default_factory=dict)
@@ -123,16 +126,17 @@ class Verdict:
     distinct_events: int = 0
 
     def notes(self) -> list[str]:
-        return [f"states {self.states}; in flight at the storm {self.in_flight}; duplicated {self.duplicated}; "
-                f"contacted after confirming {self.contacted_after_confirming}; "
-                f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said",
-                *self.during[:4]]
+        return [(f"states {self.states}; in flight at the storm {self.in_flight}; duplicated {self.duplicated}; "
+                 f"contacted after confirming {self.contacted_after_confirming}; "
+                 f"called though texted {self.called_though_texted}; "
+                 f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said"),
+                *self.during[-3:]]
 
     def shown_failing(self, provider: str) -> bool:
         """Whether /metrics and the console, at the storm's end, showed `provider` failing."""
         last = self.during[-1] if self.during else ""
         metrics = any(f'provider="{provider}"' in part and 'outcome="failed"' in part for part in last.split(", "))
-        return metrics and f"console {provider} error rate 0%" not in last and f"console {provider} " in last
+        return metrics and f"console {provider} " in last and f"console {provider} error rate 0%" not in last
 
     def storm_shows(self) -> str:
         before, at_end = self.provider_failures
@@ -160,48 +164,31 @@ class StormRun:
         while not (city.sim.stats[self.storm.starts_on] if self.storm.starts_on else len(city.sim.records)):
             await asyncio.sleep(0.02)
         await self._faults(self.storm.faults)
+        watch = Watch(city.redis, self.aid, fault_start=time.monotonic())
         v.in_flight = await in_flight(city.redis, self.aid, self.rids)
-        storm_end = time.monotonic() + self.duration_s
+        storm_end = watch.fault_start + self.duration_s
         try:
             while time.monotonic() < storm_end:
-                await self._sample()
-                v.during.append(f"t+{self.duration_s - (storm_end - time.monotonic()):.0f}s: {await self._shown()}")
+                await watch.sample(self.n)
+                v.during.append(f"t+{time.monotonic() - watch.fault_start:.0f}s: {await self._shown()}")
                 await asyncio.sleep(min(2.0, max(0.0, storm_end - time.monotonic())))
             # The last look before it ends.
-            v.during.append(f"t+{self.duration_s:.0f}s: {await self._shown()}")
+            v.during.append(f"t+{time.monotonic() - watch.fault_start:.0f}s: {await self._shown()}")
             v.provider_failures = (v.provider_failures[0], await self._failures())
         finally:
             await self._faults({})
-        ended, terminal_at_end, recovered = time.monotonic(), await self._terminal(), None
-        deadline = ended + settle_timeout_s
-        while time.monotonic() < deadline:
-            lag = await self._sample()
-            terminal = await self._terminal()
-            if recovered is None and lag < 1.0 and (terminal > terminal_at_end or terminal >= self.n):
-                recovered = time.monotonic()
-            if terminal >= self.n:
-                break
+        watch.fault_end = time.monotonic()
+        deadline = watch.fault_end + settle_timeout_s
+        while time.monotonic() < deadline and not (watch.terminal >= self.n and watch.recovered_at):
+            await watch.sample(self.n)
             await asyncio.sleep(0.5)
-        v.recovery_s = round((recovered or time.monotonic()) - ended, 1)
+        v.max_lag_s, v.recovery_s = round(watch.max_lag_s, 1), round(watch.recovery_s, 1)
         await self._judge()
         return v
 
     async def _faults(self, spec: dict) -> None:
         async with self.city.http.put(self.control, json=spec) as r:
             assert r.status == 200, await r.text()
-
-    async def _sample(self) -> float:
-        """How far the oldest due timer is behind, by Redis's clock; the max is kept."""
-        r = self.city.redis
-        seconds, micros = await r.time()
-        first = await r.zrange(keys.alert_timers(self.aid), 0, 0, withscores=True)
-        lag = max(0.0, (seconds * 1000 + micros // 1000 - first[0][1]) / 1000) if first else 0.0
-        self.verdict.max_lag_s = max(self.verdict.max_lag_s, round(lag, 1))
-        return lag
-
-    async def _terminal(self) -> int:
-        counts = await self.city.redis.hmget(keys.alert_counts(self.aid), *STATES)
-        return sum(int(c or 0) for s, c in zip(STATES, counts) if s in TERMINAL)
 
     async def _failures(self) -> int:
         """Attempts of the storm's provider that failed or were never answered, as the console counts them."""
@@ -214,21 +201,10 @@ class StormRun:
         return 0
 
     async def _shown(self) -> str:
-        """Queue depth, timer lag and provider errors as /metrics shows them, with the console's provider health."""
-        try:
-            async with self.city.http.get(f"{self.city.api}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
-                body = await r.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            return f"/metrics unreachable ({type(e).__name__})"
-        shown = []
-        for line in body.splitlines():
-            if line.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds")) or (
-                    line.startswith("gateway_provider_attempts{") and 'outcome="failed"' in line):
-                name, _, value = line.rpartition(" ")
-                shown.append(f"{name.replace('gateway_', '')}={float(value):g}")
+        """What /metrics shows (queue depth, timer lag, provider attempts), with the console's provider health."""
         tallies, _ = await health(self.city.redis)
-        shown += [f"console {t.provider} error rate {t.error_rate:.0%}" for t in tallies]
-        return ", ".join(shown)
+        return ", ".join([await scrape(self.city.http, self.city.api),
+                          *(f"console {t.provider} error rate {t.error_rate:.0%}" for t in tallies)])
 
     async def _judge(self) -> None:
         v, r = self.verdict, self.city.redis
@@ -248,6 +224,8 @@ class StormRun:
         v.contacted_after_confirming = len({
             e["resident"] for e in mine if states[e["resident"]] == "confirmed"
             and ended[e["resident"]] is not None and e["created_at"] > ended[e["resident"]] + 1})
+        texted = {e["resident"] for e in mine if e["channel"] == "sms" and e["received_at"]}
+        v.called_though_texted = len({e["resident"] for e in mine if e["channel"] == "voice" and e["resident"] in texted})
         counts = await r.hgetall(keys.alert_counts(self.aid))
         v.counted_events = sum(int(n) for f, n in counts.items() if f.startswith(b"a:"))
         v.distinct_events = sum(len({line.split("|", 1)[1] for line in h.split("\n") if line
