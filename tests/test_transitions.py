@@ -162,7 +162,7 @@ async def test_the_same_status_for_another_attempt_or_message_counts_again(redis
 
 
 def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
-    lines = ["1|0|0|*|claimed||", "2|0|0|0|queued|twilio|SM1|", "3|0|0|1|queued|twilio|CA1|",
+    lines = ["1|0|0|*|claimed|||", "2|0|0|0|queued|twilio|SM1|", "3|0|0|1|queued|twilio|CA1|",
              "4|0|0|1|failed|twilio|CA1|busy", "5|0|0|2|failed|twilio||20500", "6|1|0|0|queued|twilio|SM9|"]
     assert awaiting_receipt(lines, 0, 0) == [(0, "twilio", "SM1")]
     assert awaiting_receipt(lines, 1, 0) == [(0, "twilio", "SM9")]
