@@ -208,28 +208,39 @@ class StormRun:
 
     async def _judge(self) -> None:
         v, r = self.verdict, self.city.redis
-        states, ended, histories = {}, {}, {}
+        states, histories = {}, {}
         for start in range(0, self.n, 1000):
             pipe = r.pipeline(transaction=False)
             for rid in self.rids[start:start + 1000]:
-                pipe.hmget(keys.delivery(self.aid, rid), "s", "e", "h")
-            for rid, (state, at, h) in zip(self.rids[start:start + 1000], await pipe.execute()):
+                pipe.hmget(keys.delivery(self.aid, rid), "s", "y", "h")
+            for rid, (state, proof, h) in zip(self.rids[start:start + 1000], await pipe.execute()):
                 states[rid] = (state or b"").decode()
-                ended[rid] = int(at) / 1000 if at else None
-                histories[rid] = (h or b"").decode()
+                histories[rid] = ((h or b"").decode(), (proof or b"").decode().partition(":")[2])
         v.states = dict(Counter(states.values()))
         v.lost = sum(1 for s in states.values() if s not in TERMINAL)
         mine = [e for e in self.city.sim.records if e["resident"] in states]
         v.duplicated = sum(n - 1 for n in Counter((e["resident"], e["channel"]) for e in mine).values() if n > 1)
-        v.contacted_after_confirming = len({
-            e["resident"] for e in mine if states[e["resident"]] == "confirmed"
-            and ended[e["resident"]] is not None and e["created_at"] > ended[e["resident"]] + 1})
+        v.contacted_after_confirming = sum(1 for rid, (h, level) in histories.items()
+                                           if states[rid] == "confirmed" and claimed_after(h, level))
         texted = {e["resident"] for e in mine if e["channel"] == "sms" and e["received_at"]}
         v.called_though_texted = len({e["resident"] for e in mine if e["channel"] == "voice" and e["resident"] in texted})
         counts = await r.hgetall(keys.alert_counts(self.aid))
         v.counted_events = sum(int(n) for f, n in counts.items() if f.startswith(b"a:"))
         v.distinct_events = sum(len({line.split("|", 1)[1] for line in h.split("\n") if line
-                                     and line.split("|")[3] != "*"}) for h in histories.values())
+                                     and line.split("|")[3] != "*"}) for h, _ in histories.values())
+
+
+def claimed_after(history: str, level: str) -> bool:
+    """Whether a send was claimed after the event that confirmed the delivery was
+    recorded.  The history is in the order Redis applied it; the times in it are
+    when each event was stamped, which a busy process may apply seconds later."""
+    confirmed = False
+    for line in history.split("\n"):
+        status = line.split("|")[4] if line else ""
+        confirmed = confirmed or status == level
+        if confirmed and status == "claimed":
+            return True
+    return False
 
 
 async def storm(city, name: str, residents: int, duration_s: float, settle_timeout_s: float = 300) -> Verdict:
