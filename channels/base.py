@@ -151,6 +151,12 @@ class Channel(ABC):
         None when the channel has nothing to show."""
         return None
 
+    async def look_up(self, provider: str, ref: str) -> Outcome | None:
+        """What `provider` says now of send `ref`, whose receipt never came (its
+        callbacks lost): asked before the step escalates.  None when the
+        provider cannot be asked, does not answer, or has nothing final to say."""
+        return None
+
     def routes(self) -> list:
         """aiohttp routes for this channel's provider webhooks."""
         return []

@@ -45,6 +45,15 @@ TWILIO_ACCOUNT_ERRORS = {"20003", "20005", "21212", "21606"}
 SEGMENT_BUDGET = 6
 
 
+def twilio_receipt(message_status: str, code: str, sid: str) -> Outcome | None:
+    """What Twilio's MessageStatus says of an attempt (callback or look-up); None if nothing new."""
+    status = STATUS.get(message_status)
+    if status is None:
+        return None
+    return Outcome(status, "twilio", ref=sid, error_code=code, permanent=code not in TEMPORARY_ERRORS,
+                   contact_dead=code in DEAD_NUMBER_ERRORS)
+
+
 class TwilioSms:
     name = "twilio"
 
@@ -181,18 +190,24 @@ class Sms(Channel):
     async def status(self, request: web.Request) -> web.Response:
         """Twilio's status callback for one message."""
         form = await self.twilio.client.verified_form(request)
-        status = STATUS.get(form.get("MessageStatus", ""))
-        if status:
-            code = form.get("ErrorCode", "")
+        out = twilio_receipt(form.get("MessageStatus", ""), form.get("ErrorCode", ""), form.get("MessageSid", ""))
+        if out:
             m = request.match_info
-            if status in ("delivered", "failed"):
-                self._record_receipt("twilio", request, delivered=status == "delivered",
-                                     provider_fault=code in TWILIO_FAULTS)
+            if out.status in ("delivered", "failed"):
+                self._record_receipt("twilio", request, delivered=out.status == "delivered",
+                                     provider_fault=out.error_code in TWILIO_FAULTS)
             await self.ctx.report(ProviderEvent(
-                m["aid"], m["rid"], int(m["k"]), int(m["n"]), status, "twilio", ref=form.get("MessageSid", ""),
-                error_code=code, permanent=code not in TEMPORARY_ERRORS, channel=self.name, leg=int(m["leg"]),
-                contact_dead=code in DEAD_NUMBER_ERRORS))
+                m["aid"], m["rid"], int(m["k"]), int(m["n"]), out.status, "twilio", ref=out.ref,
+                error_code=out.error_code, permanent=out.permanent, channel=self.name, leg=int(m["leg"]),
+                contact_dead=out.contact_dead))
         return web.Response(status=204)
+
+    async def look_up(self, provider: str, ref: str) -> Outcome | None:
+        if provider != "twilio" or "twilio" not in self.providers:
+            return None
+        answer = await self.twilio.client.message_status(ref)
+        out = twilio_receipt(*answer, ref) if answer else None
+        return out if out and out.status in ("delivered", "failed") else None
 
     async def kannel_report(self, request: web.Request) -> web.Response:
         """Kannel's delivery report (dlr-url) for one message."""

@@ -8,6 +8,7 @@ checked with `RequestValidator` against the URL Twilio was given.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from functools import lru_cache
@@ -25,6 +26,9 @@ from .base import Outcome
 from .http1 import Http1Client
 
 NAME = "twilio"
+# A look-up before escalating waits no longer than this: a provider that hangs
+# must not hold back the residents whose step is over.
+LOOKUP_TIMEOUT_S = 5.0
 # Errors that will not go away by trying again: bad or unknown numbers.
 PERMANENT_ERRORS = {21211, 21214, 21217, 21612, 21614, 21610, 21408, 30005, 30006, 30007, 32203}
 
@@ -135,6 +139,22 @@ class Twilio:
         except Exception as e:
             return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
         return Outcome("queued", NAME, ref=call.sid)
+
+    async def message_status(self, sid: str) -> tuple[str, str] | None:
+        """(MessageStatus, ErrorCode) of a message as Twilio has it now; None if Twilio does not say."""
+        try:
+            msg = await asyncio.wait_for(self.client.messages(sid).fetch_async(), LOOKUP_TIMEOUT_S)
+        except Exception:  # refused, unreachable or too slow: the timer escalates as before
+            return None
+        return str(msg.status), str(msg.error_code or "")
+
+    async def call_status(self, sid: str) -> str | None:
+        """A call's CallStatus as Twilio has it now; None if Twilio does not say."""
+        try:
+            call = await asyncio.wait_for(self.client.calls(sid).fetch_async(), LOOKUP_TIMEOUT_S)
+        except Exception:
+            return None
+        return str(call.status)
 
     async def verified_form(self, request: web.Request) -> dict[str, str]:
         """The webhook's form fields, or 403 if Twilio did not sign them."""

@@ -167,6 +167,16 @@ class Voice(Channel):
                                               code=form.get("CallStatus", ""), sid=form.get("CallSid", "")))
         return web.Response(status=204)
 
+    async def look_up(self, provider: str, ref: str) -> Outcome | None:
+        # A call that ended busy, unanswered or failed; `completed` proves nothing
+        # by itself (the prompt's webhook does), so it is recorded as the callback would.
+        call_status = await self.twilio.call_status(ref) if provider == "twilio" else None
+        mapped = CALL_STATUS.get(call_status or "")
+        if mapped is None:
+            return None
+        status, permanent = mapped
+        return Outcome(status, "twilio", ref=ref, error_code=call_status, permanent=permanent)
+
 
 def _report_silence(twiml: str) -> str:
     """Ask Twilio to call the last Gather's action even without a keypress, so

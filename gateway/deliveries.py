@@ -89,6 +89,26 @@ def history_lines(raw: bytes | str | None) -> list[str]:
     return [line for line in text(raw).split("\n") if line] if raw else []
 
 
+# What settles one leg of an attempt: after these there is no receipt to wait for.
+RECEIPTS = frozenset({"posted", "delivered", "acknowledged", "failed"})
+
+
+def awaiting_receipt(lines: list[str], k: int, n: int) -> list[tuple[int, str, str]]:
+    """(leg, provider, provider ref) of each leg of attempt k.n that a provider
+    accepted but never settled: its receipt is late or was lost."""
+    accepted: dict[int, tuple[str, str]] = {}
+    settled: set[int] = set()
+    for line in lines:
+        _, step, attempt, leg, status, provider, ref, _ = line.split("|", 7)
+        if leg == "*" or int(step) != k or int(attempt) != n:
+            continue
+        if status in RECEIPTS:
+            settled.add(int(leg))
+        elif provider and ref:
+            accepted[int(leg)] = (provider, ref)
+    return [(leg, provider, ref) for leg, (provider, ref) in sorted(accepted.items()) if leg not in settled]
+
+
 async def history(redis, aid: str, rid: str) -> list[str]:
     return history_lines(await redis.hget(keys.delivery(aid, rid), "h"))
 

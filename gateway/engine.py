@@ -37,7 +37,7 @@ from .fallback import (
 )
 from .group_commit import GroupCommit
 from .registry import Registry, profile
-from .transitions import Event, Transitions, now_ms, text
+from .transitions import RANK_DELIVERED, Event, Transitions, now_ms, text
 
 log = logging.getLogger("gateway.engine")
 
@@ -343,6 +343,7 @@ class Engine:
 
     async def due(self, aid: str, members: list[str]) -> None:
         """Timers the pump found due: escalate, retry, or re-check a claim."""
+        await self._look_up_lost_receipts(aid, [m for m in members if m.endswith("|t")])
         pipe = self.redis.pipeline(transaction=False)
         replies = await self.t.timer(pipe, aid, members)
         claimed = []
@@ -351,6 +352,44 @@ class Engine:
                 rid = m.split("|", 1)[0]
                 claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), res[1]))
         await self.send(aid, [], claimed=claimed)
+
+    async def _look_up_lost_receipts(self, aid: str, deadlines: list[str]) -> None:
+        """Before a step escalates for want of a receipt, ask the provider what
+        became of the send (a lost callback must not cost the resident a second
+        channel) and record the answer: a delivered message then confirms, and
+        the timer finds nothing left to escalate.  Only legs a provider accepted
+        and never settled are asked, once each, when their step is over."""
+        if not deadlines:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        # Deadlines are Redis's clock (transitions.lua), not this worker's.
+        pipe.time()
+        for member in deadlines:
+            pipe.hmget(keys.delivery(aid, member.split("|", 1)[0]), "s", "k", "n", "b", "d", "p", "h")
+        (seconds, micros), *rows = await pipe.execute()
+        now, asks = seconds * 1000 + micros // 1000, []
+        for member, (s, k, n, best, deadline, plan, h) in zip(deadlines, rows):
+            rid, step = member.split("|")[:2]
+            if (s != b"in_progress" or int(k) != int(step) or int(deadline or 0) > now
+                    or int(best or 0) >= RANK_DELIVERED):
+                continue
+            legs = orjson.loads(plan)[int(k)]["l"]
+            for leg, provider, ref in deliveries.awaiting_receipt(deliveries.history_lines(h), int(k), int(n)):
+                channel = self.channels.get(legs[leg][0]) if leg < len(legs) else None
+                if channel is not None:
+                    asks.append((rid, int(k), int(n), leg, channel, provider, ref))
+        if not asks:
+            return
+
+        async def ask(rid, k, n, leg, channel, provider, ref) -> None:
+            async with self._inflight:
+                out = await channel.look_up(provider, ref)
+            if out is not None:
+                await self.report(ProviderEvent(aid, rid, k, n, out.status, out.provider, out.ref, out.error_code,
+                                                out.permanent, channel=channel.name, leg=leg,
+                                                contact_dead=out.contact_dead, at_ms=now_ms()))
+
+        await asyncio.gather(*(ask(*a) for a in asks))
 
     # Closing -----------------------------------------------------------------
 

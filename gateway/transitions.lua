@@ -207,8 +207,13 @@ end
 local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff)
   local d = load(rid)
   if not d then return 'unknown' end
-  history(rid, now, k, n, leg, status, provider, ref, code)
-  redis.call('HINCRBY', A .. ':count', 'a:' .. channel .. ':' .. status, 1)
+  -- A provider that says the same thing again (a retried or duplicated
+  -- callback) is recorded, but counted once: the line bar its time is in the history.
+  local said = line('', k, n, leg, status, provider, ref, code)
+  local h = redis.call('HGET', dkey(rid), 'h')
+  local repeated = h and string.find(h .. '\n', said .. '\n', 1, true)
+  redis.call('HSET', dkey(rid), 'h', h and (h .. '\n' .. now .. said) or (now .. said))
+  if not repeated then redis.call('HINCRBY', A .. ':count', 'a:' .. channel .. ':' .. status, 1) end
   if TERMINAL[d.s] then return 'late' end
   local rank = RANK[status]
   -- The resident acted: that is proof whichever step it came from.

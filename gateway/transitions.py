@@ -27,6 +27,8 @@ from . import keys
 
 HERE = Path(__file__).parent
 LUA = (HERE / "transitions.lua").read_text()
+# transitions.lua's rank of `delivered`: at or above it an attempt has its receipt.
+RANK_DELIVERED = 4
 TERMINAL = frozenset({"confirmed", "unreachable", "cancelled", "expired", "opted_out"})
 STATES = ("planned", "in_progress", "confirmed", "unreachable", "cancelled", "expired", "opted_out")
 # A claimed send that has not reported back in this long is taken over.

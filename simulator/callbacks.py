@@ -4,7 +4,7 @@ Every request carries `X-Twilio-Signature` (HMAC-SHA1 of the full URL followed
 by the sorted POST parameters, base64, keyed with the account's auth token), so
 the gateway's `RequestValidator` check is exercised for real. Status callbacks
 go through `emit`, which applies the provider's callback faults (lost,
-duplicated, reordered) and retries with back-off when the gateway answers 5xx
+duplicated, reordered, delayed) and retries with back-off when the gateway answers 5xx
 or cannot be reached.
 """
 
@@ -88,12 +88,12 @@ class Callbacks:
         else:
             batch.append((url, params, method, token))
             if sim.faults.chance(fault.duplicate_callbacks):
-                stats["callbacks.duplicated"] += 1
-                batch.append((url, params, method, token))
+                stats["callbacks.duplicated"] += fault.duplicate_times - 1
+                batch += [(url, params, method, token)] * (fault.duplicate_times - 1)
         if held is not None:
             batch.append(held)
         if batch:
-            sim.spawn(self._deliver_in_order(batch))
+            sim.spawn(self._deliver_in_order(batch, fault.callback_delay_s))
 
     def release(self, key: str) -> None:
         """Sends what is still held back for `key` (its last callback was not asked for)."""
@@ -104,7 +104,9 @@ class Callbacks:
     def clear(self) -> None:
         self._held.clear()
 
-    async def _deliver_in_order(self, batch: list[tuple[str, dict[str, str], str, str]]) -> None:
+    async def _deliver_in_order(self, batch: list[tuple[str, dict[str, str], str, str]], delay_s: float = 0.0) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
         for url, params, method, token in batch:
             await self.deliver(url, params, method, token)
 

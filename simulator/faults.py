@@ -5,7 +5,7 @@ through `PUT /_sim/faults`, to prove the gateway falls back, retries and stays
 idempotent when providers misbehave. The JSON looks like:
 
     {"twilio-sms": {"error_rate": 0.1, "duplicate_callbacks": 0.2},
-     "fcm": {"outage": "503"}}
+     "fcm": {"outage": "503"}, "printhouse": {"unwritable": true}}
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from aiohttp import web
+
 PROVIDERS = ("twilio-sms", "twilio-voice", "fcm", "webpush", "printhouse", "smsc")
 
 # What `Faults.admit` tells a handler to do instead of serving the request.
-RESET, OUTAGE, RATE_LIMITED, ERROR = "reset", "outage", "rate_limited", "error"
-OUTAGE_MODES = ("503", "reset")
+RESET, HANG, OUTAGE, RATE_LIMITED, ERROR = "reset", "hang", "outage", "rate_limited", "error"
+OUTAGE_MODES = ("503", "reset", "hang")
 
 
 @dataclass(frozen=True)
 class Fault:
-    # "503": every request answered 503; "reset": the connection is dropped.
+    # "503": every request answered 503; "reset": the connection is dropped;
+    # "hang": no answer at all until the client gives up (or the hang ends).
     outage: str | None = None
     # Share of API requests answered with the provider's 5xx error.
     error_rate: float = 0.0
@@ -37,8 +40,14 @@ class Fault:
     latency_ms: float = 0.0
     lost_callbacks: float = 0.0
     duplicate_callbacks: float = 0.0
+    # How many times in all a duplicated callback arrives.
+    duplicate_times: int = 2
+    # Every callback held back this long (wire time, like `latency_ms`).
+    callback_delay_s: float = 0.0
     # Share of callbacks held back until the next one for the same message.
     reorder_callbacks: float = 0.0
+    # The print house's drop box refuses the gateway's files.
+    unwritable: bool = False
 
     @classmethod
     def from_json(cls, provider: str, data: dict[str, Any]) -> "Fault":
@@ -60,9 +69,15 @@ class Fault:
         limit = values.get("rate_limit")
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"{provider}: rate_limit must be a non-negative integer or null")
-        latency = values.get("latency_ms", 0.0)
-        if not isinstance(latency, (int, float)) or latency < 0:
-            raise ValueError(f"{provider}: latency_ms must be a non-negative number")
+        for name in ("latency_ms", "callback_delay_s"):
+            wait = values.get(name, 0.0)
+            if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
+                raise ValueError(f"{provider}: {name} must be a non-negative number")
+        times = values.get("duplicate_times", 2)
+        if not isinstance(times, int) or isinstance(times, bool) or not 2 <= times <= 10:
+            raise ValueError(f"{provider}: duplicate_times must be an integer from 2 to 10")
+        if not isinstance(values.get("unwritable", False), bool):
+            raise ValueError(f"{provider}: unwritable must be true or false")
         return cls(**values)
 
 
@@ -102,7 +117,7 @@ class Faults:
         if fault is None:
             return None
         if fault.outage:
-            return RESET if fault.outage == "reset" else OUTAGE
+            return {"reset": RESET, "hang": HANG}.get(fault.outage, OUTAGE)
         limited = False
         if fault.rate_limit is not None:
             second = int(time.monotonic())
@@ -118,3 +133,14 @@ class Faults:
         if self.chance(fault.error_rate):
             return ERROR
         return None
+
+
+async def drop(faults: Faults, provider: str, verdict: str, request: web.Request) -> None:
+    """Ends a request a RESET or HANG verdict stops: at once, or once the client
+    gives up waiting (or the hang ends); either way it never gets an answer."""
+    transport = request.transport
+    while verdict == HANG and faults.get(provider).outage == "hang" and transport and not transport.is_closing():
+        await asyncio.sleep(0.1)
+    if transport is not None:
+        transport.abort()
+    raise web.HTTPServiceUnavailable()

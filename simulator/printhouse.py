@@ -123,8 +123,10 @@ class PrintHouse:
             folder.mkdir(parents=True, exist_ok=True)
         try:
             while True:
-                # During an outage the drop box is not collected: batches wait in the inbox.
-                if not (self.faults and self.faults.get(PROVIDER).outage):
+                fault = self.faults.get(PROVIDER) if self.faults else None
+                self._lock_inbox(bool(fault and fault.unwritable))
+                # During an outage (or while nothing can be written) the drop box is not collected.
+                if not (fault and (fault.outage or fault.unwritable)):
                     for batch in sorted(self.inbox.iterdir()):
                         if batch.name not in self._busy and (batch / "READY").is_file():
                             task = asyncio.create_task(self._work(batch))
@@ -134,6 +136,18 @@ class PrintHouse:
         finally:
             for task in list(self._busy.values()):
                 task.cancel()
+
+    def _lock_inbox(self, locked: bool) -> None:
+        """An unwritable drop box: a plain file stands where the inbox was, so the
+        gateway's writes fail even for root (who ignores permissions); the inbox
+        and anything in it wait aside until the fault ends."""
+        aside = self.root / ".inbox-unwritable"
+        if locked and not aside.exists():
+            self.inbox.rename(aside)
+            self.inbox.write_bytes(b"")
+        elif not locked and aside.exists():
+            self.inbox.unlink(missing_ok=True)
+            aside.rename(self.inbox)
 
     async def _work(self, batch: Path) -> None:
         letters, problems = await asyncio.to_thread(check, batch)

@@ -110,10 +110,8 @@ def routes(sim: "Simulator") -> list[web.RouteDef]:
 async def _fault(sim: "Simulator", request: web.Request, provider: str) -> int | None:
     """The HTTP status an injected fault answers with, or None to serve the request."""
     verdict = await sim.faults.admit(provider)
-    if verdict == fault_kinds.RESET:
-        # The client sees the connection drop before any answer.
-        request.transport.abort()
-        raise web.HTTPServiceUnavailable()
+    if verdict in (fault_kinds.RESET, fault_kinds.HANG):
+        await fault_kinds.drop(sim.faults, provider, verdict, request)
     return _FAULT_STATUS.get(verdict) if verdict else None
 
 
@@ -148,7 +146,9 @@ async def _tap(sim: "Simulator", entry: dict[str, Any], provider: str, token: st
     fault = sim.faults.get(provider)
     if sim.faults.chance(fault.lost_callbacks):
         return
-    for _ in range(2 if sim.faults.chance(fault.duplicate_callbacks) else 1):
+    if fault.callback_delay_s:
+        await asyncio.sleep(fault.callback_delay_s)
+    for _ in range(fault.duplicate_times if sim.faults.chance(fault.duplicate_callbacks) else 1):
         await _post_ack(sim, token)
 
 

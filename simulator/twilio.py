@@ -154,11 +154,8 @@ class TwilioAPI:
         verdict = await self.sim.faults.admit(provider)
         if verdict is None:
             return None
-        if verdict == fault_kinds.RESET:
-            # The client sees the connection drop before any answer.
-            if request.transport is not None:
-                request.transport.abort()
-            raise web.HTTPServiceUnavailable()
+        if verdict in (fault_kinds.RESET, fault_kinds.HANG):
+            await fault_kinds.drop(self.sim.faults, provider, verdict, request)
         if verdict == fault_kinds.OUTAGE:
             return twilio_error(503, 20503, "Service Unavailable")
         if verdict == fault_kinds.RATE_LIMITED:

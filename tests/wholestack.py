@@ -5,6 +5,7 @@ loopback, spoken to by the unchanged twilio library."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -95,8 +96,10 @@ class City:
         return self.sim.records.for_resident(rid)
 
 
-@pytest.fixture
-async def city(stack: Stack):
+@contextlib.asynccontextmanager
+async def open_city(stack: Stack):
+    """A fresh city on `stack`: Redis emptied, the simulator and the API
+    started, one agency; also used by bench/chaos_storms.py."""
     redis = connect(stack.urls.redis)
     await redis.flushdb()
     runner, _ = await start(SimConfig(
@@ -104,7 +107,6 @@ async def city(stack: Stack):
         gateway_url=stack.settings.public_url, time_scale=TIME_SCALE, seed=11, callback_backoff_s=0.2,
         fcm_service_account=stack.settings.fcm_service_account or None,
         printhouse_dir=stack.settings.printhouse or None))
-    log_offset = stack.log_size()
     try:
         async with service.api_server(stack.settings, stack.urls) as app:
             _, key = await create_agency(redis, "Seoul Metropolitan Government", rate_per_s=10_000)
@@ -113,5 +115,12 @@ async def city(stack: Stack):
     finally:
         await runner.cleanup()
         await redis.aclose()
+
+
+@pytest.fixture
+async def city(stack: Stack):
+    log_offset = stack.log_size()
+    async with open_city(stack) as c:
+        yield c
     failures = stack.task_failures_since(log_offset)
     assert not failures, "worker tasks raised:\n" + "".join(failures[:5])

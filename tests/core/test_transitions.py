@@ -8,7 +8,8 @@ import pytest
 from redis.exceptions import ResponseError
 
 from gateway import keys, transitions
-from gateway.transitions import LUA_CHUNK, Transitions, now_ms
+from gateway.deliveries import awaiting_receipt
+from gateway.transitions import LUA_CHUNK, Event, Transitions, now_ms
 
 STEPS = [{"l": [["sms", 0]], "t": 60}, {"l": [["voice", 0]], "t": 600}]
 
@@ -325,3 +326,41 @@ async def test_a_script_asked_for_an_op_it_lacks_says_so(redis):
         await transitions.LEASES(redis, ["k"], ["steal"])
     with pytest.raises(ResponseError, match="unknown op"):
         await Transitions(redis)._run("a11", ["teleport"])
+
+
+async def event(t: Transitions, redis, aid: str, *events: Event) -> list[bytes]:
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.event(pipe, aid, events)
+    return replies.of(await pipe.execute())
+
+
+async def test_a_receipt_the_provider_sends_three_times_counts_once(redis):
+    t = Transitions(redis)
+    await t.plan("a9", 5, 2, rows(2), claim=True)
+    sent = [Event(f"r{i:04d}", 0, 0, 0, "sent", False, "twilio", f"SM{i}", None, "sms") for i in range(2)]
+    delivered = Event("r0000", 0, 0, 0, "delivered", False, "twilio", "SM0", None, "sms")
+    for _ in range(3):
+        await event(t, redis, "a9", *sent)
+        await event(t, redis, "a9", delivered)
+    counts = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.alert_counts("a9"))).items()}
+    assert (counts["a:sms:sent"], counts["a:sms:delivered"]) == (2, 1)
+    # Each copy is still in the resident's history: the provider did say it three times.
+    history = (await redis.hget(keys.delivery("a9", "r0000"), "h")).decode()
+    assert history.count("|delivered|twilio|SM0|") == 3
+
+
+async def test_the_same_status_for_another_attempt_or_message_counts_again(redis):
+    t = Transitions(redis)
+    await t.plan("a10", 5, 3, rows(1), claim=True)
+    await event(t, redis, "a10", Event("r0000", 0, 0, 0, "failed", False, "twilio", "SM1", "30003", "sms", 0))
+    await event(t, redis, "a10", Event("r0000", 0, 1, 0, "failed", False, "twilio", "SM2", "30003", "sms", 0))
+    counts = await redis.hgetall(keys.alert_counts("a10"))
+    assert counts[b"a:sms:failed"] == b"2"
+
+
+def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
+    lines = ["1|0|0|*|claimed|||", "2|0|0|0|queued|twilio|SM1|", "3|0|0|1|queued|twilio|CA1|",
+             "4|0|0|1|failed|twilio|CA1|busy", "5|0|0|2|failed|twilio||20500", "6|1|0|0|queued|twilio|SM9|"]
+    assert awaiting_receipt(lines, 0, 0) == [(0, "twilio", "SM1")]
+    assert awaiting_receipt(lines, 1, 0) == [(0, "twilio", "SM9")]
+    assert awaiting_receipt(lines + ["7|0|0|0|delivered|twilio|SM1|"], 0, 0) == []

@@ -15,11 +15,12 @@ NUMBER = "+821055599999"
 
 
 async def sms_in_flight(city, *, sms_timeout=30, voice=False, severity="Moderate"):
-    """An alert whose SMS was sent; the provider will say nothing by itself."""
+    """An alert whose SMS was sent; the provider will say nothing by itself, and
+    asked before the step escalates, says the text is still on its way."""
     city.sim.faults.set({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}})
     contacts = [{"type": "phone", "number": NUMBER, "handset": "feature_phone"}]
     await city.add({"id": "cb1", "languages": ["ko"], "district": "11110", "contacts": contacts},
-                   {"phones": [NUMBER], "voice": {"answer": "human", "press": []}})
+                   {"phones": [NUMBER], "sms": {"delay_s": 100_000}, "voice": {"answer": "human", "press": []}})
     aid = await city.post_alert({
         "event": "Flood", "severity": severity,
         "content": {"ko": {"headline": "홍수 주의보", "body": "하천 수위가 오르고 있습니다."}},

@@ -125,3 +125,27 @@ async def test_the_control_api_sets_faults_adds_residents_and_resets(sim, async_
         async with http.get("/_sim/faults") as resp:
             assert await resp.json() == {}
     assert len(sim.sim.behaviour) == 3 and not sim.sim.twilio.messages
+
+
+async def test_a_hanging_twilio_never_answers_and_creates_nothing(sim):
+    sim.sim.faults.set({"twilio-sms": {"outage": "hang"}})
+    url = f"{sim.url}/2010-04-01/Accounts/{sim.sim.config.account_sid}/Messages.json"
+    async with aiohttp.ClientSession(headers=AUTH_HEADER) as http:
+        with pytest.raises(asyncio.TimeoutError):
+            await http.post(url, data={"To": "+821040000007", "From": FROM, "Body": "hi"},
+                            timeout=aiohttp.ClientTimeout(total=0.5))
+        await asyncio.sleep(0.3)  # the simulator notices the client gave up
+    assert not sim.sim.twilio.messages
+
+
+async def test_callbacks_duplicated_three_times_and_delayed(sim, async_twilio_client, gateway):
+    sim.sim.faults.set({"twilio-sms": {"duplicate_callbacks": 1.0, "duplicate_times": 3, "callback_delay_s": 0.3}})
+    started = time.monotonic()
+    await async_twilio_client.messages.create_async(
+        to="+821040000008", from_=FROM, body="hi", status_callback=f"{gateway.url}{STATUS}")
+    hits = await wait_for(lambda: len(gateway.at(STATUS)) >= 6 and gateway.at(STATUS))
+    assert time.monotonic() - started >= 0.3
+    assert [h.form["MessageStatus"] for h in hits] == ["sent"] * 3 + ["delivered"] * 3
+    for bad in ({"duplicate_times": 1}, {"callback_delay_s": -1}, {"unwritable": "yes"}):
+        with pytest.raises(ValueError):
+            sim.sim.faults.set({"twilio-sms": bad})

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import random
 import time
 from pathlib import Path
 
 import pytest
 
 from simulator.behaviour import Behaviour
+from simulator.faults import Faults
 from simulator.printhouse import MANIFEST_COLUMNS, PrintHouse
 from simulator.records import Records
 
@@ -115,3 +117,21 @@ async def test_a_batch_waits_until_it_is_marked_ready(tmp_path, house):
     assert batch.exists() and not list((tmp_path / "outbox").iterdir())
     (batch / "READY").touch()
     await _answer(tmp_path / "outbox" / "b6.response.csv")
+
+
+async def test_an_unwritable_drop_box_refuses_files_until_the_fault_ends(tmp_path, residents):
+    faults = Faults(random.Random(1), {"printhouse": {"unwritable": True}})
+    house = PrintHouse(tmp_path, residents.by_postal, 0.0001, Records(), faults=faults, poll_s=0.01)
+    task = asyncio.create_task(house.run())
+    try:
+        await asyncio.sleep(0.05)
+        with pytest.raises(OSError):  # even root cannot write under it
+            drop(tmp_path, "b9", {"L9": HOME})
+        faults.set({})
+        await asyncio.sleep(0.05)
+        drop(tmp_path, "b9", {"L9": HOME})
+        [row] = await _answer(tmp_path / "outbox" / "b9.response.csv")
+        assert row["status"] == "posted"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

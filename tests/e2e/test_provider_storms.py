@@ -1,0 +1,47 @@
+"""Provider storms during a live alert to a thousand residents: Twilio failing,
+rate-limiting or hanging, its callbacks lost, tripled, reordered or late, FCM
+unavailable, the print house's drop box unwritable.  Whatever the storm, every
+resident ends in exactly one terminal state, nobody who confirmed is contacted
+again, duplicated sends stay within what was in flight, and /metrics and the
+console show the provider's trouble while it lasts (tests/e2e/stormkit.py)."""
+
+from __future__ import annotations
+
+import pytest
+from stormkit import BY_NAME, STORMS, storm
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RESIDENTS = 1000
+STORM_S = 4
+
+
+# Known failures, not strict (found by these tests, not yet fixed):
+KNOWN = {
+    # Per-channel event counters came out above the distinct events in the histories
+    # (2469 of 2338) with receipts 10 s late: some repeat is still counted twice.
+    "callbacks-delayed": "a late receipt after the look-up is sometimes counted twice",
+    # /metrics reads every running delivery's history: on a loaded machine it took
+    # over 5 s while FCM failed, so the storm did not show there while it lasted.
+    "fcm-unavailable": "/metrics too slow under load to show the storm",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(s.name, marks=pytest.mark.xfail(reason=KNOWN[s.name], strict=False))
+                                  if s.name in KNOWN else s.name for s in STORMS])
+async def test_every_resident_ends_once_and_nobody_confirmed_is_contacted_again(city, name):
+    v = await storm(city, name, RESIDENTS, STORM_S, settle_timeout_s=120)
+    notes = "\n".join(v.notes())
+    assert v.lost == 0, notes
+    assert sum(v.states.values()) == RESIDENTS, notes
+    assert v.contacted_after_confirming == 0, notes
+    assert v.duplicated <= v.in_flight, notes
+    # A receipt lost or late is asked of Twilio before the step escalates: nobody whose text arrived is called.
+    assert v.called_though_texted == 0, notes
+    # A provider that says the same thing twice is counted once.
+    assert v.counted_events == v.distinct_events, notes
+    provider = BY_NAME[name].shows_as
+    if provider:
+        before, at_end = v.provider_failures
+        assert at_end > before, notes
+        assert v.shown_failing(provider), notes
