@@ -219,7 +219,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
 
             prober = asyncio.create_task(probes())
             if args.profile:
-                profiler = asyncio.create_task(profile_workers(worker, args.profile, delay_s=args.profile_after))
+                profiler = asyncio.create_task(profile_workers(worker, api, args.profile, delay_s=args.profile_after))
             series = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "sms", args.residents, 1800,
                                        "first attempts")
             await prober
@@ -274,13 +274,19 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process) -> 
     }
 
 
-async def profile_workers(worker: subprocess.Popen, out: str, seconds: int = 10, delay_s: float = 2) -> None:
-    """py-spy samples of the worker pool, `delay_s` after the alert was posted, raw folded stacks into `out`."""
+async def profile_workers(worker: subprocess.Popen, api: subprocess.Popen, out: str, seconds: int = 10,
+                          delay_s: float = 2) -> None:
+    """py-spy samples of the worker pool, `delay_s` after the alert was posted, raw folded stacks into `out`;
+    the API's (with the pump) into `out`.api."""
     await asyncio.sleep(delay_s)
     kids = psutil.Process(worker.pid).children()
-    procs = [await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(k.pid), "-d", str(seconds), "-r", "250", "-f", "raw",
-        "-o", f"{out}.{k.pid}", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
+
+    def record(pid: int, to: str):
+        return asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-d", str(seconds), "-r", "250",
+            "-f", "raw", "-o", to, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    procs = [await record(k.pid, f"{out}.{k.pid}") for k in kids] + [await record(api.pid, f"{out}.api")]
     for p in procs:
         await p.wait()
     with open(out, "w") as f:

@@ -14,6 +14,7 @@ counts who has nothing fresher, and a re-verification campaign
 from __future__ import annotations
 
 import orjson
+from redis.commands.core import AsyncScript
 
 from . import keys
 from .transitions import now_ms
@@ -56,6 +57,8 @@ lc[i][2] = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'lc', cjson.encode(lc))
 return 1
 """
+# Bound to no client: the pipeline it is queued on runs it (EVALSHA, loaded if Redis lacks it).
+_CONFIRM_SCRIPT = AsyncScript(None, _CONFIRM.encode())
 
 
 async def confirmed(redis, points: list[tuple[str, int]], at_ms: int | None = None) -> None:
@@ -63,6 +66,8 @@ async def confirmed(redis, points: list[tuple[str, int]], at_ms: int | None = No
     if not points:
         return
     pipe = redis.pipeline(transaction=False)
+    pipe.scripts.add(_CONFIRM_SCRIPT)
+    at_ms = at_ms or now_ms()
     for rid, index in points:
-        pipe.eval(_CONFIRM, 1, keys.resident(rid), index, at_ms or now_ms())
+        pipe.evalsha(_CONFIRM_SCRIPT.sha, 1, keys.resident(rid), index, at_ms)
     await pipe.execute()

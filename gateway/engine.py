@@ -274,9 +274,12 @@ class Engine:
         replies = await self.t.event(pipe, ev.alert_id, [
             Event(ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status, ev.permanent, ev.provider, ev.ref,
                   ev.error_code, ev.channel, self._backoff_ms(ev.channel, ev.attempt), ev.at_ms)])
-        res = text(replies.of(await pipe.execute())[0])
+        # The plan rides in the same round trip: a confirmation or a dead contact needs the leg's contact point.
+        pipe.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
+        results = await pipe.execute()
+        res = text(replies.of(results)[0])
         if ev.contact_dead or res == "confirmed":
-            contact = await self._contact_of(ev)
+            contact = _contact_of(ev, results[-1])
             if contact is not None and ev.contact_dead:
                 await self.registry.mark_dead(ev.resident_id, contact)
             elif contact is not None:
@@ -293,15 +296,6 @@ class Engine:
         pipe = self.redis.pipeline(transaction=False)
         replies = await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")
         return text(replies.of(await pipe.execute())[0])
-
-    async def _contact_of(self, ev: ProviderEvent) -> int | None:
-        """The contact point the event's leg was sent to."""
-        plan = await self.redis.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
-        if not plan:
-            return None
-        steps = orjson.loads(plan)
-        legs = steps[ev.step]["l"] if ev.step < len(steps) else []
-        return legs[ev.leg][1] if ev.leg < len(legs) else None
 
     async def _follow(self, aid: str, items: list[Item]) -> None:
         if self.follow_up is None:
@@ -336,3 +330,12 @@ class Engine:
             replies = await self.t.close(pipe, aid, rids[i:i + chunk], state)
             closed += sum(1 for r in replies.of(await pipe.execute()) if text(r) == state)
         return closed
+
+
+def _contact_of(ev: ProviderEvent, plan: bytes | None) -> int | None:
+    """The contact point the event's leg was sent to, from the delivery's plan."""
+    if not plan:
+        return None
+    steps = orjson.loads(plan)
+    legs = steps[ev.step]["l"] if ev.step < len(steps) else []
+    return legs[ev.leg][1] if ev.leg < len(legs) else None
