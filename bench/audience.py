@@ -112,7 +112,7 @@ async def store(redis, residents: list[dict], vault) -> None:
 
 
 def bench_specs():
-    from gateway.plan import ChannelSpec
+    from gateway.fallback import ChannelSpec
 
     return {
         "push": ChannelSpec("push", frozenset({"fcm", "webpush"})),
@@ -128,8 +128,8 @@ async def run(count: int, seed: int) -> None:
     from gateway.api.audience import reach
     from gateway.crypto import Vault
     from gateway.embedded_redis import EmbeddedRedis
+    from gateway.fallback import Policy
     from gateway.geo import ResidentIndex, residents_in_areas
-    from gateway.plan import Policy
     from gateway.store import connect
 
     with tempfile.TemporaryDirectory() as tmp:

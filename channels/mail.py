@@ -32,7 +32,7 @@ import orjson
 
 from gateway import keys
 from gateway.crypto import Vault
-from gateway.transitions import TERMINAL
+from gateway.transitions import TERMINAL, release
 
 from . import letters
 from .base import Channel, Message, Outcome, ProviderEvent
@@ -71,7 +71,6 @@ def batch_key(batch_id: str) -> str:
 
 
 BATCHER_LOCK = "mail:batcher"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class Mail(Channel):
@@ -154,7 +153,7 @@ class Mail(Channel):
             yield bool(mine)
         finally:
             if mine:
-                await self.ctx.redis.eval(_RELEASE, 1, BATCHER_LOCK, token)
+                await release(self.ctx.redis, BATCHER_LOCK, token)
 
     async def reseal_tray(self, wait_s: float = 300.0) -> int:
         """Waiting letters sealed again with the current key (`gateway keys reseal`),

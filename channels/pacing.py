@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.transitions import reserve
+
 # Sends arriving within this window share one round trip to Redis.
 COALESCE_S = 0.002
 
@@ -47,31 +49,6 @@ class Bucket:
         return self.interval_ms * (burst - 1)
 
 
-# KEYS: the buckets of one kind of send.  ARGV: now_ms, count, then per bucket
-# its interval and tolerance (ms).  Each key holds the bucket's theoretical
-# arrival time (GCRA).  Returns, per send, how many ms from now it may go.
-_RESERVE = """
-local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat, interval, tolerance = {}, {}, {}
-for i, key in ipairs(KEYS) do
-  tat[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
-  interval[i] = tonumber(ARGV[1 + 2 * i])
-  tolerance[i] = tonumber(ARGV[2 + 2 * i])
-end
-local out = {}
-for j = 1, count do
-  local at = now
-  for i = 1, #KEYS do at = math.max(at, tat[i] - tolerance[i]) end
-  for i = 1, #KEYS do tat[i] = math.max(tat[i], at) + interval[i] end
-  out[j] = math.ceil(at - now)
-end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, string.format('%.3f', tat[i]), 'PX', math.ceil(tat[i] - now + tolerance[i]) + 1000)
-end
-return out
-"""
-
-
 class Pacer:
     """Reserves send slots in shared buckets; `wait` returns when the slot has come."""
 
@@ -79,7 +56,6 @@ class Pacer:
         self.redis = redis
         self.clock = clock
         self.sleep = sleep
-        self._script = redis.register_script(_RESERVE) if redis is not None else None
         # Sends waiting for the next round trip, grouped by their buckets.
         self._pending: dict[tuple[Bucket, ...], list[asyncio.Future]] = {}
         self._flush_at: asyncio.TimerHandle | None = None
@@ -88,7 +64,7 @@ class Pacer:
     async def wait(self, *buckets: Bucket) -> float:
         """Sleeps until a send may go through all `buckets`; returns the seconds waited."""
         buckets = tuple(b for b in buckets if b.rate_per_s > 0)
-        if not buckets or self._script is None:
+        if not buckets or self.redis is None:
             return 0.0
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -107,10 +83,8 @@ class Pacer:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for buckets, futures in pending.items():
-                args: list = [f"{now:.3f}", len(futures)]
-                for b in buckets:
-                    args += [f"{b.interval_ms:.3f}", f"{b.tolerance_ms:.3f}"]
-                await self._script(keys=[b.key for b in buckets], args=args, client=pipe)
+                spacing = [f"{ms:.3f}" for b in buckets for ms in (b.interval_ms, b.tolerance_ms)]
+                reserve(pipe, [b.key for b in buckets], f"{now:.3f}", len(futures), spacing)
             results = await pipe.execute()
             self.round_trips += 1
         except Exception as e:  # Redis away: send unpaced rather than not at all

@@ -26,6 +26,8 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
+from gateway.transitions import publish_split
+
 log = logging.getLogger("channels.routing")
 
 BUCKET_S = 10
@@ -162,18 +164,6 @@ def parse_base(spec: str, configured: Sequence[str]) -> dict[str, float]:
     return base
 
 
-# Publishes a split unless another process already moved it: ARGV = the state
-# this process read, the new state, shares JSON, switch JSON, now, kept.
-_PUBLISH = """
-local current = redis.call('HGET', KEYS[1], 'state') or ''
-if current ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'shares', ARGV[3], 'at_ms', ARGV[5])
-redis.call('LPUSH', KEYS[2], ARGV[4])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
-return 1
-"""
-
-
 class Router:
     def __init__(self, redis: Any, channel: str, base: dict[str, float], *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None):
@@ -182,7 +172,6 @@ class Router:
         self.base = dict(base)
         self.clock = clock
         self.rng = rng or random.Random()
-        self._publish = redis.register_script(_PUBLISH) if redis is not None else None
         self._split = shares(self.base, {})
         self._read_at = float("-inf")
         self._refreshing: asyncio.Future | None = None
@@ -284,9 +273,9 @@ class Router:
         reason = "; ".join(health[p].describe() for p in new if new[p] < old.get(p, 0.0) - 1e-9) or \
             "; ".join(health[p].describe() for p in new)
         switch = {"at_ms": int(self.clock() * 1000), "from": state_of(old), "to": state_of(new), "reason": reason}
-        published = await self._publish(
-            keys=[split_key(self.channel), switches_key(self.channel)],
-            args=[stored, state_of(new), orjson.dumps(new), orjson.dumps(switch), switch["at_ms"], SWITCHES_KEPT])
+        published = await publish_split(self.redis, split_key(self.channel), switches_key(self.channel), stored,
+                                        state_of(new), orjson.dumps(new), orjson.dumps(switch), switch["at_ms"],
+                                        SWITCHES_KEPT)
         if published and stored:
             log.warning("%s traffic switched: %s -> %s (%s)", self.channel.upper(), _pretty(old), _pretty(new), reason)
         elif published:

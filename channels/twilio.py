@@ -24,7 +24,7 @@ from twilio.rest import Client
 from twilio.rest.api.v2010.account import call as _call  # noqa: F401
 from twilio.rest.api.v2010.account import message as _message  # noqa: F401
 
-from gateway.api.http import posted_form
+from gateway.forms import posted_form
 
 from .base import Outcome
 from .http1 import Http1Client

@@ -24,7 +24,7 @@ from .geo import AgencyArea, audience_problems, residents_in_areas
 from .problems import Problem, check, invalid
 from .registry import every_resident_id
 from .schemas import ALERT
-from .transitions import STATES, TERMINAL, now_ms, text
+from .transitions import STATES, TERMINAL, Transitions, now_ms, text
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 
@@ -70,43 +70,9 @@ def body_digest(doc: dict) -> str:
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-# Stores the alert unless this agency already used the idempotency key or
-# posted this CAP message (sender, identifier): then returns the earlier
-# alert id and its body digest for comparison.
-# KEYS: alert, idempotency key or '', ALERTS, agency alerts, ACTIVE_ALERTS, CAP index or '', CALLBACK_ALERTS
-# ARGV: aid, digest, doc, agency, created ms, expires ms, idempotency ttl, CAP field, CAP JSON, callbacks 0/1,
-# drill (CAP status Test or Exercise, or '': read by /metrics without the document)
-_CREATE = """
-if KEYS[2] ~= '' then
-  local prior = redis.call('GET', KEYS[2])
-  if prior then return prior end
-end
-if KEYS[6] ~= '' then
-  local prior = redis.call('HGET', KEYS[6], ARGV[8])
-  if prior then return prior end
-end
-local mine = ARGV[1] .. '|' .. ARGV[2]
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], mine, 'EX', ARGV[7]) end
-if KEYS[6] ~= '' then redis.call('HSET', KEYS[6], ARGV[8], mine) end
-redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'agency', ARGV[4], 'status', 'planning',
-           'created_ms', ARGV[5], 'expires_ms', ARGV[6], 'version', 1)
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'cap', ARGV[9]) end
-if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'drill', ARGV[11]) end
-if ARGV[10] == '1' then
-  redis.call('HSET', KEYS[1], 'cb', 1)
-  redis.call('SADD', KEYS[7], ARGV[1])
-end
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
-redis.call('SADD', KEYS[5], ARGV[1])
-return ''
-"""
-
-
 class Alerts:
     def __init__(self, redis):
         self.redis = redis
-        self._create = redis.register_script(_CREATE)
 
     async def create(self, agency_id: str, doc: dict, idempotency_key: str | None, *, cap: dict | None = None,
                      cap_digest: str = "", callbacks: bool = False) -> tuple[str, bool]:
@@ -118,15 +84,11 @@ class Alerts:
         aid = new_alert_id()
         digest = cap_digest or body_digest(doc)
         idem = keys.idempotency(agency_id, idempotency_key) if idempotency_key else ""
-        prior = await self._create(
-            keys=[keys.alert(aid), idem, keys.ALERTS, keys.agency_alerts(agency_id), keys.ACTIVE_ALERTS,
-                  keys.cap_index(agency_id) if cap else "", keys.CALLBACK_ALERTS],
-            args=[aid, digest, orjson.dumps(doc), agency_id, now_ms(), expires_ms(doc), IDEMPOTENCY_TTL_S,
-                  cap_field(cap["sender"], cap["identifier"]) if cap else "", orjson.dumps(cap) if cap else "",
-                  int(callbacks), drill_of(doc)],
-        )
+        prior = await Transitions(self.redis).create_alert(
+            aid, agency_id, orjson.dumps(doc), digest, expires_ms=expires_ms(doc), idempotency_key=idem,
+            idempotency_ttl_s=IDEMPOTENCY_TTL_S, callbacks=callbacks, drill=drill_of(doc), **cap_message(cap))
         if prior:
-            prior_id, prior_digest = text(prior).split("|")[:2]
+            prior_id, prior_digest = prior.split("|")[:2]
             if prior_digest != digest:
                 if cap and not (idem and await self.redis.get(idem)):
                     raise Problem(409, "CAP message reused", "This sender already posted a message with this "
@@ -194,6 +156,14 @@ def _iso(ms: int) -> str:
 
 def cap_field(sender: str, identifier: str) -> str:
     return f"{sender},{identifier}"
+
+
+def cap_message(cap: dict | None) -> dict:
+    """A CAP message as the transitions that remember it take it: its index
+    field (sender, identifier) and its JSON; empty for a JSON alert."""
+    if not cap:
+        return {"cap_field": "", "cap": ""}
+    return {"cap_field": cap_field(cap["sender"], cap["identifier"]), "cap": orjson.dumps(cap)}
 
 
 async def resolve_audience(redis, audience: dict, *, drill: bool, within: AgencyArea | None = None) -> list[str]:

@@ -9,20 +9,11 @@ from collections import Counter
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from .config import Settings
 from .crypto import Vault
 from .store import connect
-
-console = Console(stderr=True)
+from .terminal import console, progress
 
 
 def _settings() -> Settings:
@@ -198,7 +189,7 @@ def residents_import(file: Path, skip_bad_rows: bool) -> None:
 
     fmt = "csv" if file.suffix.lower() == ".csv" else "ndjson"
     try:
-        counts, errors = asyncio.run(import_file(_settings(), file, fmt, skip_bad_rows=skip_bad_rows))
+        counts, errors = asyncio.run(_import(_settings(), file, fmt, skip_bad_rows))
     except Problem as p:
         console.print(f"[red]{p.detail}[/]")
         for e in p.errors:
@@ -244,32 +235,11 @@ def residents_reverify(agency_id: str, districts: tuple[str, ...]) -> None:
     console.print(f"campaign {aid} asks {count} residents" if aid else "nobody's number is stale: nothing sent")
 
 
-async def import_file(settings: Settings, file: Path, fmt: str, redis=None, *,
-                      skip_bad_rows: bool = False) -> tuple[Counter, list[dict]]:
-    """Validate the whole file, then write it in chunks with a progress bar:
-    (created/updated/unchanged counts, the bad lines' errors when skipping them)."""
-    if redis is None:
-        async with _redis(settings) as redis:
-            return await import_file(settings, file, fmt, redis, skip_bad_rows=skip_bad_rows)
-    from .registry import Registry, check_import, parse_import, sort_import
+async def _import(settings: Settings, file: Path, fmt: str, skip_bad_rows: bool) -> tuple[Counter, list[dict]]:
+    from .resident_import import import_file
 
-    with _progress() as progress:
-        task = progress.add_task("checking", total=None)
-        records = parse_import(file.read_bytes(), fmt)
-        residents, errors = sort_import(records) if skip_bad_rows else (check_import(records), [])
-        progress.update(task, description="importing", total=len(residents), completed=0)
-        registry = Registry(redis, Vault.of(settings))
-        counts = Counter()
-        for i in range(0, len(residents), 1000):
-            chunk = residents[i:i + 1000]
-            counts += await registry.import_many(chunk)
-            progress.advance(task, len(chunk))
-    return counts, errors
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+    async with _redis(settings) as redis:
+        return await import_file(settings, file, fmt, redis, skip_bad_rows=skip_bad_rows)
 
 
 @contextlib.asynccontextmanager
@@ -319,23 +289,23 @@ async def reseal(settings: Settings, page: int = 500, redis=None) -> tuple[int, 
     if redis is None:
         async with _redis(settings) as redis:
             return await reseal(settings, page, redis)
+    from channels import discover
     from channels.base import ChannelContext
-    from channels.mail import Mail
 
     from .registry import Registry, every_resident_id
 
     registry = Registry(redis, Vault.of(settings))
-    with _progress() as progress:
+    with progress() as bar:
         rids = await every_resident_id(redis)
-        task = progress.add_task("re-sealing residents", total=len(rids))
+        task = bar.add_task("re-sealing residents", total=len(rids))
         resealed = 0
         for i in range(0, len(rids), page):
             resealed += await registry.reseal(await registry.sealed_with_old_keys(rids[i:i + page]))
-            progress.advance(task, len(rids[i:i + page]))
-        task = progress.add_task("re-sealing the mail tray", total=None)
-        mail = Mail(ChannelContext(settings=settings, report=None, compose=None, redis=redis))
+            bar.advance(task, len(rids[i:i + page]))
+        task = bar.add_task("re-sealing the mail tray", total=None)
+        mail = discover()["mail"](ChannelContext(settings=settings, report=None, compose=None, redis=redis))
         letters = await mail.reseal_tray()
-        progress.update(task, total=letters, completed=letters)
+        bar.update(task, total=letters, completed=letters)
     return resealed, len(rids), letters
 
 
@@ -384,10 +354,10 @@ def simulate(count: int, seed: int, out: Path, serve: bool, host: str, port: int
     behaviour.ndjson for the simulator) and optionally serve the simulator."""
     from simulator.city import generate
 
-    with _progress() as progress:
-        task = progress.add_task("city", total=count)
+    with progress() as bar:
+        task = bar.add_task("city", total=count)
         files = generate(count, seed, out, sim_base_url=public_url or f"http://127.0.0.1:{port}",
-                         on_progress=lambda done, total: progress.update(task, completed=done))
+                         on_progress=lambda done, total: bar.update(task, completed=done))
     console.print(f"{files.count} residents: {files.residents}  behaviour: {files.behaviour}")
     if serve:
         from simulator.__main__ import serve as serve_sim

@@ -14,10 +14,8 @@ counts who has nothing fresher, and a re-verification campaign
 from __future__ import annotations
 
 import orjson
-from redis.commands.core import AsyncScript
 
-from . import keys
-from .transitions import now_ms
+from .transitions import contact_confirmed, now_ms
 
 DAY_MS = 86_400_000
 
@@ -45,29 +43,11 @@ def stale(raw: bytes | None, stale_days: float, now: int | None = None) -> froze
     return frozenset(i for i, ms in enumerate(ages_ms(raw)) if ms < cutoff)
 
 
-# Sets one contact point's time, only while the resident exists and has that many points.
-# KEYS: resident.  ARGV: index, ms.
-_CONFIRM = """
-local raw = redis.call('HGET', KEYS[1], 'lc')
-if not raw then return 0 end
-local lc = cjson.decode(raw)
-local i = tonumber(ARGV[1]) + 1
-if not lc[i] then return 0 end
-lc[i][2] = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'lc', cjson.encode(lc))
-return 1
-"""
-# Bound to no client: the pipeline it is queued on runs it (EVALSHA, loaded if Redis lacks it).
-_CONFIRM_SCRIPT = AsyncScript(None, _CONFIRM.encode())
-
-
 async def confirmed(redis, points: list[tuple[str, int]], at_ms: int | None = None) -> None:
     """(resident, contact index) of each step that just confirmed: that point is fresh."""
     if not points:
         return
     pipe = redis.pipeline(transaction=False)
-    pipe.scripts.add(_CONFIRM_SCRIPT)
-    at_ms = at_ms or now_ms()
     for rid, index in points:
-        pipe.evalsha(_CONFIRM_SCRIPT.sha, 1, keys.resident(rid), index, at_ms)
+        contact_confirmed(pipe, rid, index, at_ms or now_ms())
     await pipe.execute()

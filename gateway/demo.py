@@ -30,8 +30,8 @@ from rich.table import Table
 
 from . import service
 from .agencies import create_agency
-from .cli import import_file
 from .config import Settings
+from .resident_import import import_file
 from .store import connect
 from .transitions import TERMINAL
 

@@ -27,13 +27,13 @@ from channels.base import (
 from . import contact_ages, deliveries, keys
 from .alerts import drill_of
 from .crypto import Vault
-from .plan import (
-    EMERGENCY,
+from .fallback import (
     ChannelSpec,
     Policy,
     build_plan,
     initial_state,
     pick_language,
+    retry_after_ms,
 )
 from .registry import Registry, profile
 from .transitions import Event, Transitions, now_ms, text
@@ -69,6 +69,9 @@ class Engine:
         self.vault = Vault.of(settings)
         self.registry = Registry(redis, self.vault)
         self.t = Transitions(redis)
+        # What every channel, and the resident pages, report through: one way in for every event.
+        self.context = ChannelContext(settings=settings, report=self.report, compose=self.compose,
+                                      redis=redis, registry=self.registry)
         self.channels: dict[str, Channel] = {}
         # How escalations found outside a worker (webhooks) reach one.
         self.follow_up = follow_up
@@ -76,10 +79,9 @@ class Engine:
         self._inflight = asyncio.Semaphore(settings.inflight_per_worker)
 
     def open_channels(self, http=None) -> None:
-        ctx = ChannelContext(settings=self.settings, report=self.report, compose=self.compose,
-                             redis=self.redis, registry=self.registry, http=http)
+        self.context.http = http
         for name, cls in discover().items():
-            channel = cls(ctx)
+            channel = cls(self.context)
             if channel.available():
                 self.channels[name] = channel
 
@@ -261,9 +263,7 @@ class Engine:
         return nxt
 
     def _backoff_ms(self, channel: str, attempt: int) -> int:
-        ch = self.channels.get(channel)
-        base = ch.retry_backoff_s if ch else 30.0
-        return int(base * 1000 * (2 ** attempt))
+        return retry_after_ms((self.channels.get(channel) or Channel).retry_backoff_s, attempt)
 
     # Provider events (webhooks) ----------------------------------------------
 
@@ -291,7 +291,7 @@ class Engine:
     async def _opt_out(self, ev: ProviderEvent) -> str:
         """STOP ends a non-emergency delivery; emergencies still go."""
         view = await self.alert(ev.alert_id)
-        if view.policy.severity in EMERGENCY:
+        if view.policy.emergency:
             return "noop"
         pipe = self.redis.pipeline(transaction=False)
         replies = await self.t.close(pipe, ev.alert_id, [ev.resident_id], "opted_out")

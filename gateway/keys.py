@@ -97,7 +97,6 @@ PUMP_LEADER = "pump:leader"
 KEY_FINGERPRINTS = "keys:fingerprints"
 
 
-
 # Geography (gateway/geo.py)
 RESIDENT_GEO = "residents:geo"  # GEO set of residents' home points
 RESIDENT_CHANGES = "residents:changes"  # stream of changed resident ids, for in-process indexes
@@ -134,3 +133,37 @@ CALLBACK_ALERTS = "callbacks:alerts"  # set of alert ids with callback events st
 def callback_dead(agency_id: str) -> str:
     """list of dead-lettered callback batches (JSON), newest first."""
     return f"agency:{agency_id}:cb:dead"
+
+
+# The operator console (gateway/console/)
+OPERATORS = "ops:operators"  # set of operator names
+AUDIT = "ops:audit"  # stream of operator actions: who, action, target, detail
+
+
+def operator(name: str) -> str:
+    """hash: argon2 hash, role, created_ms, disabled."""
+    return f"ops:op:{name}"
+
+
+def session(sid: str) -> str:
+    """hash: operator (absent before login), csrf; expires when idle."""
+    return f"ops:s:{sid}"
+
+
+def login_failures(name: str) -> str:
+    return f"ops:fail:{name}"
+
+
+def reach(scope: str) -> str:
+    """The last reach report for `all` or one agency, JSON, kept for a minute."""
+    return f"ops:reach:{scope}"
+
+
+def welfare(aid: str) -> str:
+    """hash: resident id -> JSON {by, at_ms, note} of a welfare visit done."""
+    return f"{{a:{aid}}}:welfare"
+
+
+def tallies(aid: str) -> str:
+    """A finished alert's metrics tallies, JSON, so a scrape does not rescan it."""
+    return f"{{a:{aid}}}:tallies"

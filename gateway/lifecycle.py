@@ -17,7 +17,7 @@ waits for a resident's quiet hours.
 - **Drills**: CAP status Test and Exercise reach only residents who agreed to
   drills (`resolve_audience`); an Update may not turn a drill into an
   Actual alert or back.
-- **Quiet hours**: when the severity table says so (Minor), a resident in
+- **Quiet hours**: when the severity table (gateway/fallback.py) says so (Minor), a resident in
   their quiet hours has their delivery planned but its first step put on a
   timer (the `rid|0|r|0` retry member of transitions.lua, scored by the end
   of the quiet hours) instead of being sent.
@@ -34,83 +34,31 @@ import orjson
 
 from . import deliveries, keys
 from .agencies import get_agency
-from .alerts import Alerts, body_digest, cap_field, expires_ms, resolve_audience
-from .plan import Policy, build_plan, initial_state
+from .alerts import (
+    Alerts,
+    body_digest,
+    cap_field,
+    cap_message,
+    expires_ms,
+    resolve_audience,
+)
+from .fallback import (
+    Policy,
+    build_plan,
+    first_send_at_ms,
+    initial_state,
+    update_round_step,
+)
 from .problems import Problem
 from .registry import profile
-from .severity import first_send_at_ms
-from .transitions import STATES, now_ms, text
+from .transitions import STATES, Transitions, now_ms, text
 
 OPEN = ("planned", "in_progress")
-
-# KEYS: alert, CAP index or ''.  ARGV: doc, expires ms, now, CAP JSON or '', CAP field, 'aid|digest'.
-_UPDATE = """
-if KEYS[2] ~= '' then
-  local prior = redis.call('HGET', KEYS[2], ARGV[5])
-  if prior then return {'prior', prior} end
-end
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', ''} end
-if status == 'cancelled' or status == 'expired' then return {'closed', status} end
-if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
-redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'expires_ms', ARGV[2], 'updated_ms', ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'cap', ARGV[4]) end
-return {'ok', tostring(redis.call('HINCRBY', KEYS[1], 'version', 1))}
-"""
-
-# KEYS: alert, CAP index or ''.  ARGV: now, CAP field, 'aid|digest', CAP JSON of the Cancel or ''.
-_CANCEL = """
-if KEYS[2] ~= '' then
-  local prior = redis.call('HGET', KEYS[2], ARGV[2])
-  if prior then return {'prior', prior} end
-end
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', ''} end
-if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'cap_cancel', ARGV[4]) end
--- A finished alert is cancelled too (nothing left to stop): no update may revive it.
-if status == 'planning' or status == 'active' or status == 'done' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_ms', ARGV[1])
-  return {'cancelled', status}
-end
-return {'unchanged', status}
-"""
-
-
-# An alert goes (back) to active only from the states named in ARGV: a cancel
-# that came in between wins.  KEYS: alert.  ARGV: targeted or '', allowed states...
-_ACTIVATE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-for i = 2, #ARGV do
-  if status == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'status', 'active')
-    if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'targeted', ARGV[1]) end
-    return 1
-  end
-end
-return 0
-"""
 
 
 async def activate(redis, aid: str, targeted: int) -> bool:
     """The fan-out's move from planning to active (again, if a worker died in it)."""
-    return bool(await redis.eval(_ACTIVATE, 1, keys.alert(aid), targeted, "planning", "active"))
-
-
-# Creates an update round once.  KEYS: round, the alert's rounds, ACTIVE_ALERTS, CALLBACK_ALERTS.
-# ARGV: round id, doc, agency, parent, now, expires ms, callbacks 0/1, residents
-_NEW_ROUND = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'agency', ARGV[3], 'status', 'active', 'parent', ARGV[4],
-           'created_ms', ARGV[5], 'expires_ms', ARGV[6], 'version', 1, 'targeted', ARGV[8], 'fanned', 1)
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-if ARGV[7] == '1' then
-  redis.call('HSET', KEYS[1], 'cb', 1)
-  redis.call('SADD', KEYS[4], ARGV[1])
-end
-return 1
-"""
+    return await Transitions(redis).activate_alert(aid, targeted, "planning", "active")
 
 
 async def resumed(redis, aid: str) -> None:
@@ -130,8 +78,7 @@ class Lifecycle:
     def __init__(self, redis, dispatch=None):
         self.redis = redis
         self.dispatch = dispatch
-        self._update = redis.register_script(_UPDATE)
-        self._cancel = redis.register_script(_CANCEL)
+        self.t = Transitions(redis)
 
     # Finding CAP messages -----------------------------------------------------
 
@@ -155,21 +102,14 @@ class Lifecycle:
 
     async def cancel(self, aid: str, *, agency_id: str = "", cap: dict | None = None, cap_digest: str = "") -> dict:
         """Stop the alert and its update rounds: no step starts after this returns."""
-        index = keys.cap_index(agency_id) if cap else ""
-        field_ = cap_field(cap["sender"], cap["identifier"]) if cap else ""
-        res = await self._cancel(keys=[keys.alert(aid), index],
-                                 args=[now_ms(), field_, f"{aid}|{cap_digest}", orjson.dumps(cap) if cap else ""])
-        outcome, detail = text(res[0]), text(res[1])
-        if outcome == "missing":
-            raise _not_found()
-        if outcome == "prior":
-            _same_message(detail, aid, cap_digest)
+        outcome, detail = await self.t.cancel_alert(aid, agency_id=agency_id, digest=cap_digest, **cap_message(cap))
+        if _seen_before(outcome, detail, aid, cap_digest):
             return {"id": aid, "status": "cancelled", "repeated": True}
         if outcome == "cancelled" and detail != "done":
             self.dispatch.close_open(aid, "cancelled")
         for child in await Alerts(self.redis).rounds(aid):
-            res = await self._cancel(keys=[keys.alert(child), ""], args=[now_ms(), "", "", ""])
-            if text(res[0]) == "cancelled" and text(res[1]) != "done":
+            round_outcome, before = await self.t.cancel_alert(child)
+            if round_outcome == "cancelled" and before != "done":
                 self.dispatch.close_open(child, "cancelled")
         return {"id": aid, "status": "cancelled" if outcome == "cancelled" else detail}
 
@@ -192,15 +132,9 @@ class Lifecycle:
         for name in ("policy", "response_options"):
             if name not in doc and name in old:
                 doc = {**doc, name: old[name]}
-        res = await self._update(
-            keys=[keys.alert(aid), keys.cap_index(agency_id) if cap else ""],
-            args=[orjson.dumps(doc), expires_ms(doc), now_ms(), orjson.dumps(cap) if cap else "",
-                  cap_field(cap["sender"], cap["identifier"]) if cap else "", f"{aid}|{digest}"])
-        outcome, detail = text(res[0]), text(res[1])
-        if outcome == "missing":
-            raise _not_found()
-        if outcome == "prior":
-            _same_message(detail, aid, digest)
+        outcome, detail = await self.t.update_alert(aid, orjson.dumps(doc), expires_ms(doc), agency_id=agency_id,
+                                                    digest=digest, **cap_message(cap))
+        if _seen_before(outcome, detail, aid, digest):
             return {"id": aid, "status": "updated", "repeated": True}
         if outcome == "closed":
             raise Problem(409, "Alert closed", f"The alert is {detail}; an update cannot reopen it. "
@@ -209,7 +143,7 @@ class Lifecycle:
         self.dispatch.apply_update(aid, version)
         return {"id": aid, "status": "updated", "version": version}
 
-    async def apply_update(self, engine, aid: str, version: int) -> "UpdateWork | None":
+    async def apply_update(self, engine, aid: str, version: int) -> UpdateWork | None:
         """In a worker, after `update`: who the new version adds, drops, and tells again.
 
         None means "not yet": the alert's first fan-out is still planning, so
@@ -250,7 +184,7 @@ class Lifecycle:
             await r.hset(keys.alert(aid), "targeted", len(known) + len(added))
             size = engine.settings.batch_size
             work.added = [(last + 1 + i, added[i:i + size]) for i in range(0, len(added), size)]
-            if status == "done" and await r.eval(_ACTIVATE, 1, keys.alert(aid), "", "done"):
+            if status == "done" and await self.t.activate_alert(aid, None, "done"):
                 await resumed(r, aid)
 
         # Earlier rounds still going get the new content too; their residents
@@ -284,12 +218,10 @@ class Lifecycle:
             pipe.hmget(keys.delivery(aid, rid), "p", "k", "y", "q")
         rows = []
         for rid, (p, k, y, q) in zip(rids, await pipe.execute()):
-            legs = _confirming_legs(orjson.loads(p), int(k), text(y or b""))
-            step = {"l": legs, "t": max(int(policy.timeouts.get(leg[0], 300)) for leg in legs)}
+            step = update_round_step(orjson.loads(p), int(k), text(y or b""), policy)
             rows.append((rid, int(q), [step], "planned"))  # the same number as in the alert itself
-        await r.eval(_NEW_ROUND, 4, keys.alert(child), keys.alert_rounds(aid), keys.ACTIVE_ALERTS,
-                     keys.CALLBACK_ALERTS, child, raw_doc, agency_id, aid, now_ms(), expires_ms(doc),
-                     int(callbacks), len(rows))
+        await self.t.start_round(child, aid, raw_doc, agency_id, expires_ms=expires_ms(doc), callbacks=callbacks,
+                                 residents=len(rows))
         for start in range(0, len(rows), 1000):
             await engine.t.plan(child, policy.level, policy.max_attempts, rows[start:start + 1000])
         # A second run may have found more confirmed: the round counts everyone planned in it.
@@ -308,15 +240,16 @@ class UpdateWork:
     round_items: list[str] = field(default_factory=list)
 
 
-def _confirming_legs(plan: list, k: int, confirmed_by: str) -> list[list]:
-    """The leg that confirmed the delivery: its channel on the step it ended on,
-    else that channel anywhere in the plan, else the whole step it ended on
-    (an acknowledgement on the web page names no channel of the plan)."""
-    channel = confirmed_by.split(":")[0]
-    ended_on = plan[min(k, len(plan) - 1)]["l"]
-    legs = [leg for leg in ended_on if leg[0] == channel] or \
-        [leg for step in plan for leg in step["l"] if leg[0] == channel]
-    return [legs[0]] if legs else ended_on
+def _seen_before(outcome: str, detail: str, aid: str, digest: str) -> bool:
+    """What an update and a cancel check first: no such alert is a 404; the
+    same CAP message again is answered as before (True), another with its
+    identifier is a 409."""
+    if outcome == "missing":
+        raise _not_found()
+    if outcome == "prior":
+        _same_message(detail, aid, digest)
+        return True
+    return False
 
 
 def _same_message(prior: str, aid: str, digest: str) -> None:

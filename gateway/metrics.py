@@ -29,7 +29,6 @@ from prometheus_client.registry import Collector
 from . import deliveries, keys, tasks
 from .api.http import STATE, bearer
 from .api.routing import Route, returns
-from .console import keys as ops_keys
 from .console.outcomes import label, scan
 from .console.providers import alert_tallies
 from .problems import Problem
@@ -94,7 +93,7 @@ async def snapshot(state: dict) -> Snapshot:
     for aid in aids:
         pipe.hmget(keys.alert(aid), "status", "drill")
         pipe.hgetall(keys.alert_counts(aid))
-        pipe.get(ops_keys.tallies(aid))
+        pipe.get(keys.tallies(aid))
     res = await pipe.execute()
     kinds = {}
     for aid, (status, drill), counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
@@ -117,7 +116,7 @@ async def snapshot(state: dict) -> Snapshot:
         else:
             t = await tallies(redis, aid)
             if finished:
-                await redis.set(ops_keys.tallies(aid), orjson.dumps(t))
+                await redis.set(keys.tallies(aid), orjson.dumps(t))
         _add_tallies(snap, t, kind)
     for aid in active:
         await _running(redis, aid, snap, kinds.get(aid, ACTUAL))

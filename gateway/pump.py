@@ -15,11 +15,11 @@ import os
 import socket
 import time
 
-from . import keys
+from . import keys, transitions
 from .callbacks import Courier
 from .egress import Egress
 from .tasks import batches
-from .transitions import STATES, now_ms, text
+from .transitions import STATES, Transitions, now_ms, text
 
 log = logging.getLogger("gateway.pump")
 
@@ -33,33 +33,6 @@ END_CHECK_S = 0.5
 # worker may have added an earlier one (a retry) since.
 RECHECK_S = 0.5
 
-# Due members of one alert's timers, each pushed a lease ahead; and when the next one comes due.
-_POP_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[1] + ARGV[3], m) end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {due, first[2] or false}
-"""
-
-# Take or keep the lead; only the holder renews.
-_LEAD = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# End a running alert (done, expired) unless it ended meanwhile: a cancel that
-# lands between the pump's read and this write keeps its label.
-_END = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'planning' and status ~= 'active' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'ended_ms', ARGV[2])
-return 1
-"""
-
 
 class Pump:
     def __init__(self, redis, dispatch, egress: Egress, *, batch_size: int = 200, tick_s: float = 0.1):
@@ -68,9 +41,7 @@ class Pump:
         self.batch_size = batch_size
         self.tick_s = tick_s
         self.me = f"{socket.gethostname()}:{os.getpid()}"
-        self._pop = redis.register_script(_POP_DUE)
-        self._lead = redis.register_script(_LEAD)
-        self._end = redis.register_script(_END)
+        self.t = Transitions(redis)
         # Agency callbacks go out from the leader too: one sender keeps them in order.
         self.callbacks = Courier(redis, egress)
         self._checked: dict[str, float] = {}
@@ -92,7 +63,7 @@ class Pump:
         await self.callbacks.close()
 
     async def lead(self) -> bool:
-        return bool(await self._lead(keys=[keys.PUMP_LEADER], args=[self.me, LEADER_LEASE_MS]))
+        return await transitions.lead(self.redis, keys.PUMP_LEADER, self.me, LEADER_LEASE_MS)
 
     async def tick(self) -> bool:
         """One pass over the active alerts; True if there is more to do at once.
@@ -111,7 +82,7 @@ class Pump:
                 if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
         pipe = self.redis.pipeline(transaction=False)
         for aid in aids:
-            await self._pop(keys=[keys.alert_timers(aid)], args=[now, limit, TIMER_LEASE_MS], client=pipe)
+            transitions.due_timers(pipe, aid, now, limit, TIMER_LEASE_MS)
         for aid, (due, first) in zip(aids, await pipe.execute() if aids else []):
             for batch in batches([text(m) for m in due], self.batch_size):
                 self.dispatch.due(aid, batch)
@@ -155,7 +126,7 @@ class Pump:
             self.dispatch.fan_out(aid)
             return
         if status in ("planning", "active") and expires and 0 < int(expires) <= now_ms():
-            if await self._end(keys=[keys.alert(aid)], args=["expired", now_ms()]):
+            if await self.t.end_alert(aid, "expired"):
                 self.dispatch.close_open(aid, "expired")
             return
         if not fanned and status != "cancelled":
@@ -165,6 +136,6 @@ class Pump:
         planned = sum(by_state.values())
         if open_ == 0 and planned >= int(targeted or 0):
             if status in ("planning", "active"):
-                await self._end(keys=[keys.alert(aid)], args=["done", now_ms()])
+                await self.t.end_alert(aid, "done")
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)

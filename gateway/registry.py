@@ -23,11 +23,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 import phonenumbers
-from redis.commands.core import AsyncScript
 
-from . import contact_ages, keys
+from . import contact_ages, keys, transitions
 from .crypto import Vault
-from .plan import Contact, Profile
+from .fallback import Contact, Profile
 from .problems import field_errors, invalid
 from .schemas import RESIDENT
 
@@ -257,13 +256,11 @@ class Registry:
     def remember_reply(self, pipe, rid: str, ref: str) -> None:
         """Queue: the resident's next SMS reply answers `ref`. Written only while
         the resident exists, so a late send never revives an erased resident."""
-        # EVALSHA, once per SMS sent; the pipeline loads the script if Redis lacks it.
-        pipe.scripts.add(_SET_IF_RESIDENT_SCRIPT)
-        pipe.evalsha(_SET_IF_RESIDENT_SCRIPT.sha, 1, keys.resident(rid), keys.REPLY_TARGET, ref)
+        transitions.remember_reply(pipe, rid, ref)
 
     async def set_non_emergency(self, rid: str, allowed: bool) -> None:
         """A resident's STOP or START: consent to non-emergency alerts."""
-        await self.redis.eval(_SET_CONSENT, 1, keys.resident(rid), "true" if allowed else "false")
+        await transitions.set_consent(self.redis, rid, allowed)
         await _changed(self.redis, rid)
 
     async def sealed_with_old_keys(self, rids: list[str]) -> list[tuple[str, bytes]]:
@@ -281,12 +278,12 @@ class Registry:
         pipe = self.redis.pipeline(transaction=False)
         for rid, c in sealed:
             fresh = self.vault.seal_bytes(self.vault.open_bytes(c, bound_to=rid), bound_to=rid)
-            pipe.eval(_SWAP_SEALED, 1, keys.resident(rid), c, fresh)
+            transitions.reseal(pipe, rid, c, fresh)
         return sum(await pipe.execute())
 
     async def mark_dead(self, rid: str, contact: int) -> None:
         """A contact point that cannot work again (stale token, bad number)."""
-        if await self.redis.eval(_MARK_DEAD, 1, keys.resident(rid), str(contact)):
+        if await transitions.dead_contact(self.redis, rid, contact):
             await _changed(self.redis, rid)
 
 
@@ -296,42 +293,6 @@ CHANGES_KEPT = 200_000
 
 def _changed(client, rid: str):
     return client.xadd(keys.RESIDENT_CHANGES, {"r": rid}, maxlen=CHANGES_KEPT, approximate=True)
-
-
-# Appends an index to field x once, and only while the resident exists.
-_MARK_DEAD = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local x = redis.call('HGET', KEYS[1], 'x') or ''
-for i in string.gmatch(x, '[^,]+') do if i == ARGV[1] then return 0 end end
-if x == '' then x = ARGV[1] else x = x .. ',' .. ARGV[1] end
-redis.call('HSET', KEYS[1], 'x', x)
-return 1
-"""
-
-
-_SWAP_SEALED = """
-if redis.call('HGET', KEYS[1], 'c') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'c', ARGV[2])
-return 1
-"""
-
-
-_SET_IF_RESIDENT = """
-if redis.call('HEXISTS', KEYS[1], 'p') == 0 then return 0 end
-return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-"""
-
-# Bound to no client: the pipeline it is queued on runs it.
-_SET_IF_RESIDENT_SCRIPT = AsyncScript(None, _SET_IF_RESIDENT.encode())
-
-_SET_CONSENT = """
-local p = redis.call('HGET', KEYS[1], 'p')
-if not p then return 0 end
-local profile = cjson.decode(p)
-profile.ne = ARGV[1] == 'true'
-redis.call('HSET', KEYS[1], 'p', cjson.encode(profile))
-return 1
-"""
 
 
 # Bulk import ---------------------------------------------------------------

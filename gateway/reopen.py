@@ -16,8 +16,8 @@ import orjson
 
 from . import deliveries, keys
 from .alerts import Alerts
+from .fallback import Policy, build_plan
 from .lifecycle import resumed
-from .plan import Policy, build_plan
 from .registry import profile
 from .transitions import now_ms, text
 

@@ -27,11 +27,12 @@ from channels.notices import notices
 
 from . import deliveries, keys
 from .alerts import drill_of
-from .api.http import STATE, posted_form
+from .api.http import STATE
 from .api.routing import Route
 from .config import TEMPLATES_DIR
 from .console.html import HTML_PAGE, form_body, render
-from .plan import DEFAULT_ORDER, pick_language
+from .fallback import DEFAULT_ORDER, pick_language
+from .forms import posted_form
 from .schemas import NEEDS
 from .transitions import text
 
@@ -78,7 +79,7 @@ async def _resident(request: web.Request) -> tuple[str, str, str, dict] | None:
     """(alert id, token, resident id, alert doc) for a token of that alert, else None."""
     aid, token = request.match_info["aid"], request.match_info["token"]
     redis = request.app[STATE]["redis"]
-    rid = request.app[STATE]["engine"].vault.resident_of(aid, token)
+    rid = request.app[STATE]["channel_context"].registry.vault.resident_of(aid, token)
     # A sealed token is genuine; the delivery must also exist (a resident of this alert).
     if rid is None or not await redis.exists(keys.delivery(aid, rid)):
         return None
@@ -134,7 +135,8 @@ async def _render_message(request, aid, token, rid, doc, lang, *, form_expired: 
 
 
 async def acknowledge(request: web.Request) -> web.Response:
-    """The button: recorded as `acknowledged` on the delivery's current step, like an SMS reply "1"."""
+    """The button: recorded as `acknowledged` on the delivery's current step, like an SMS reply "1",
+    and reported the way every channel reports (`ChannelContext.report`)."""
     found = await _resident(request)
     if found is None:
         return _missing(request)
@@ -148,7 +150,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     if k is not None:
         answer = str(form.get("answer", "1"))
         codes = {o["code"] for o in doc.get("response_options", [])}
-        await state["engine"].report(ProviderEvent(
+        await state["channel_context"].report(ProviderEvent(
             aid, rid, int(k), int(n), "acknowledged", "web", ref="page", channel="web",
             error_code=answer if answer in codes else ""))
     raise web.HTTPSeeOther(f"/m/{aid}.{token}?lang={lang}")

@@ -5,7 +5,7 @@ A campaign is an alert of its own, `purpose: reverify`, so it runs, shows and
 reports like any alert:
 - Minor severity: low priority, it waits for a resident's quiet hours and goes
   only to residents who accept non-emergency messages;
-- its plan holds only their stale numbers (plan.Policy.stale_only): a text,
+- its plan holds only their stale numbers (fallback.Policy.stale_only): a text,
   then a call;
 - it asks for acknowledgement, so the one key a resident answers with (reply
   1, press 1) confirms the delivery, and any confirmation makes the number

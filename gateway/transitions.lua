@@ -1,7 +1,9 @@
--- Every delivery state transition, atomic in Redis.
+-- Every alert and delivery state transition, atomic in Redis.
 --
--- KEYS[1] is the alert prefix `{a:<id>}`; every key touched derives from it,
--- so one call stays inside one Cluster slot.  ARGV[1] names the operation.
+-- KEYS[1] is the alert prefix `{a:<id>}`; every key a delivery op touches
+-- derives from it, so one call stays inside one Cluster slot (the alert ops
+-- near the end also write the indexes of all alerts, named in KEYS[2..]).
+-- ARGV[1] names the operation.
 --
 -- Delivery hash fields:
 --   s  state        planned | in_progress | confirmed | unreachable | cancelled | expired | opted_out
@@ -293,6 +295,23 @@ local function reopen(rid, steps, who, now, lease)
   return 'reopened:' .. k
 end
 
+-- Alerts ---------------------------------------------------------------------
+-- The alert hash is A itself (gateway/alerts.py).  Its status goes
+-- planning -> active -> done | cancelled | expired, and a finished alert runs
+-- again (done -> active) when an update adds residents or deliveries reopen.
+
+local NEW = {[''] = true}  -- an alert not stored yet
+
+-- The one writer of an alert's status: it moves only from a state `from`
+-- names, so a cancel that came in between wins.  Further field/value pairs
+-- are written with it.  Returns whether it moved, and the status it found.
+local function alert_status(to, from, ...)
+  local status = redis.call('HGET', A, 'status') or ''
+  if not from[status] then return false, status end
+  redis.call('HSET', A, 'status', to, ...)
+  return true, status
+end
+
 -- The ops below take many deliveries of this alert per call and return a reply for each, in order.
 
 -- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
@@ -344,7 +363,7 @@ if op == 'reopen' then
     out[#out + 1] = closed and 'closed' or reopen(ARGV[i], ARGV[i + 1], who, now, lease)
     any = any or string.sub(out[#out], 1, 9) == 'reopened:'
   end
-  if a[1] == 'done' and any then redis.call('HSET', A, 'status', 'active') end
+  if any then alert_status('active', {done = true}) end
   return out
 end
 
@@ -353,6 +372,111 @@ if op == 'close' then
   local now, state, out = tonumber(ARGV[2]), ARGV[3], {}
   for i = 4, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
   return out
+end
+
+-- The alert ops, one call each.  They come last: a delivery op returns
+-- before Redis runs a line of them.
+
+-- The agency's CAP index (KEYS[2], or '' for a JSON alert): a CAP message
+-- (sender, identifier) -> the 'aid|digest' it became.
+local function cap_prior(field)
+  return KEYS[2] ~= '' and redis.call('HGET', KEYS[2], field)
+end
+
+local function cap_remember(field, value)
+  if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], field, value) end
+end
+
+-- What an update or a cancel checks first: the same CAP message seen before
+-- ({'prior', 'aid|digest'}), or no such alert ({'missing', ''}); else nil
+-- and the alert's status.
+local function amend_check(field)
+  local prior = cap_prior(field)
+  if prior then return {'prior', prior} end
+  local status = redis.call('HGET', A, 'status')
+  if not status then return {'missing', ''} end
+  return nil, status
+end
+
+-- alert_create: stores the alert unless this agency already used the
+-- idempotency key or posted this CAP message: then returns that alert's
+-- 'aid|digest' for comparison, else ''.
+-- KEYS: alert, CAP index or '', idempotency key or '', ALERTS, agency alerts, ACTIVE_ALERTS, CALLBACK_ALERTS.
+-- ARGV: op, aid, digest, doc, agency, created ms, expires ms, idempotency ttl, CAP field, CAP JSON or '',
+-- callbacks 0/1, drill (CAP status Test or Exercise, or '': read by /metrics without the document).
+if op == 'alert_create' then
+  local prior = (KEYS[3] ~= '' and redis.call('GET', KEYS[3])) or cap_prior(ARGV[9])
+  if prior then return prior end
+  local mine = ARGV[2] .. '|' .. ARGV[3]
+  if KEYS[3] ~= '' then redis.call('SET', KEYS[3], mine, 'EX', ARGV[8]) end
+  cap_remember(ARGV[9], mine)
+  alert_status('planning', NEW, 'doc', ARGV[4], 'agency', ARGV[5], 'created_ms', ARGV[6], 'expires_ms', ARGV[7],
+               'version', 1)
+  if ARGV[10] ~= '' then redis.call('HSET', A, 'cap', ARGV[10]) end
+  if ARGV[12] ~= '' then redis.call('HSET', A, 'drill', ARGV[12]) end
+  if ARGV[11] == '1' then
+    redis.call('HSET', A, 'cb', 1)
+    redis.call('SADD', KEYS[7], ARGV[2])
+  end
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[2])
+  redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2])
+  redis.call('SADD', KEYS[6], ARGV[2])
+  return ''
+end
+
+-- alert_update: new content, area and expiry; the version goes up.
+-- KEYS: alert, CAP index or ''.  ARGV: op, doc, expires ms, now, CAP JSON or '', CAP field, 'aid|digest'.
+if op == 'alert_update' then
+  local found, status = amend_check(ARGV[6])
+  if found then return found end
+  if status == 'cancelled' or status == 'expired' then return {'closed', status} end
+  cap_remember(ARGV[6], ARGV[7])
+  redis.call('HSET', A, 'doc', ARGV[2], 'expires_ms', ARGV[3], 'updated_ms', ARGV[4])
+  if ARGV[5] ~= '' then redis.call('HSET', A, 'cap', ARGV[5]) end
+  return {'ok', tostring(redis.call('HINCRBY', A, 'version', 1))}
+end
+
+-- alert_cancel: KEYS: alert, CAP index or ''.  ARGV: op, now, CAP field, 'aid|digest', CAP JSON of the Cancel or ''.
+if op == 'alert_cancel' then
+  local found, status = amend_check(ARGV[3])
+  if found then return found end
+  cap_remember(ARGV[3], ARGV[4])
+  if ARGV[5] ~= '' then redis.call('HSET', A, 'cap_cancel', ARGV[5]) end
+  -- A finished alert is cancelled too (nothing left to stop): no update may revive it.
+  if alert_status('cancelled', {planning = true, active = true, done = true}, 'cancelled_ms', ARGV[2]) then
+    return {'cancelled', status}
+  end
+  return {'unchanged', status}
+end
+
+-- alert_activate: to active from one of the states named.  ARGV: op, targeted or '', states...
+if op == 'alert_activate' then
+  local from = {}
+  for i = 3, #ARGV do from[ARGV[i]] = true end
+  local targeted = ARGV[2] ~= '' and {'targeted', ARGV[2]} or {}
+  return alert_status('active', from, unpack(targeted)) and 1 or 0
+end
+
+-- alert_round: an update round, created once.  KEYS: round, the alert's rounds, ACTIVE_ALERTS, CALLBACK_ALERTS.
+-- ARGV: op, round id, doc, agency, parent, now, expires ms, callbacks 0/1, residents.
+if op == 'alert_round' then
+  if redis.call('EXISTS', A) == 1 then return 0 end
+  alert_status('active', NEW, 'doc', ARGV[3], 'agency', ARGV[4], 'parent', ARGV[5], 'created_ms', ARGV[6],
+               'expires_ms', ARGV[7], 'version', 1, 'targeted', ARGV[9], 'fanned', 1)
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[2])
+  if ARGV[8] == '1' then
+    redis.call('HSET', A, 'cb', 1)
+    redis.call('SADD', KEYS[4], ARGV[2])
+  end
+  return 1
+end
+
+-- alert_end: a running alert ends (done, expired) unless it ended meanwhile:
+-- a cancel that lands between the pump's read and this write keeps its label.
+-- ARGV: op, status, now.
+if op == 'alert_end' then
+  return alert_status(ARGV[2], {planning = true, active = true}, 'ended_ms', ARGV[3]) and 1 or 0
 end
 
 return redis.error_reply('unknown op ' .. tostring(op))

@@ -1,8 +1,16 @@
-"""Python side of `transitions.lua`: one method per operation.
+"""Every state change in Redis, as Lua scripts behind typed functions.
 
-Every operation takes many deliveries of one alert, a few dozen per script
-call, and queues its calls on the caller's pipeline, so a batch costs one
-round trip; the script is loaded once per client (EVALSHA afterwards).
+- `transitions.lua`: alerts and their deliveries, the state machine.  Its
+  batch ops take many deliveries of one alert, a few dozen per script call,
+  queued on the caller's pipeline, so a batch costs one round trip.
+- `transitions/residents.lua`: a resident's hash, never reviving an erased one.
+- `transitions/leases.lua`: the pump's lead, the mail batcher's lock, due timers.
+- `transitions/pacing.lua`, `transitions/routing.lua`: provider pace buckets
+  and traffic split, shared by every worker.
+
+This module alone loads and calls them: each is sent as EVALSHA, loaded
+again if Redis answers NOSCRIPT (redis-py's script object; a pipeline does
+the same in gateway/store.py).  Read-only reads stay plain commands.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ from pathlib import Path
 from typing import Iterable
 
 import orjson
+from redis.commands.core import AsyncScript
 
 from . import keys
 
-LUA = (Path(__file__).with_name("transitions.lua")).read_text()
+HERE = Path(__file__).parent
+LUA = (HERE / "transitions.lua").read_text()
 TERMINAL = frozenset({"confirmed", "unreachable", "cancelled", "expired", "opted_out"})
 STATES = ("planned", "in_progress", "confirmed", "unreachable", "cancelled", "expired", "opted_out")
 # A claimed send that has not reported back in this long is taken over.
@@ -29,13 +39,33 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class Lua:
+    """One script, bound to no client: its SHA is worked out once, at import."""
+
+    def __init__(self, source: str):
+        self.script = AsyncScript(None, source.encode())
+
+    def queue(self, pipe, keys_: list[str], args: list) -> None:
+        """Queues the call on `pipe`, which loads the script if Redis lacks it."""
+        pipe.scripts.add(self.script)
+        pipe.evalsha(self.script.sha, len(keys_), *keys_, *args)
+
+    async def __call__(self, client, keys_: list[str], args: list):
+        return await self.script(keys=keys_, args=args, client=client)
+
+
+STATE_MACHINE = Lua(LUA)
+RESIDENTS, LEASES, PACING, ROUTING = (Lua((HERE / "transitions" / f"{name}.lua").read_text())
+                                      for name in ("residents", "leases", "pacing", "routing"))
+
+
 class Transitions:
     def __init__(self, redis):
         self.redis = redis
-        self.script = redis.register_script(LUA)
+        self.script = STATE_MACHINE.script
 
-    async def _run(self, aid: str, args: list, client=None):
-        return await self.script(keys=[keys.alert(aid)], args=args, client=client)
+    async def _run(self, aid: str, args: list, client=None, more_keys: tuple[str, ...] = ()):
+        return await self.script(keys=[keys.alert(aid), *more_keys], args=args, client=client or self.redis)
 
     async def plan(self, aid: str, level: int, max_attempts: int, rows: Iterable[tuple[str, int, list, str]], *,
                    claim: bool = False) -> list[tuple[str, bytes]]:
@@ -74,6 +104,50 @@ class Transitions:
 
     async def close(self, pipe, aid: str, rids: Iterable[str], state: str) -> "Replies":
         return await self._queue(pipe, aid, ["close", now_ms(), state], [[rid] for rid in rids])
+
+    # Alerts: one call each, answered at once. ------------------------------
+
+    async def create_alert(self, aid: str, agency_id: str, doc: bytes, digest: str, *, expires_ms: int,
+                           idempotency_key: str, idempotency_ttl_s: int, cap_field: str, cap: bytes | str,
+                           callbacks: bool, drill: str) -> str:
+        """Stores a new alert (status planning); or, if the idempotency key or
+        the CAP message (`cap_field`) was used before, returns the
+        "aid|digest" it became and stores nothing.  "" means stored."""
+        prior = await self._run(aid, [
+            "alert_create", aid, digest, doc, agency_id, now_ms(), expires_ms, idempotency_ttl_s, cap_field, cap,
+            int(callbacks), drill],
+            more_keys=(keys.cap_index(agency_id) if cap_field else "", idempotency_key, keys.ALERTS,
+                       keys.agency_alerts(agency_id), keys.ACTIVE_ALERTS, keys.CALLBACK_ALERTS))
+        return text(prior)
+
+    async def update_alert(self, aid: str, doc: bytes, expires_ms: int, *, agency_id: str, cap_field: str,
+                           cap: bytes | str, digest: str) -> tuple[str, str]:
+        """("ok", new version) | ("prior", "aid|digest") | ("missing", "") | ("closed", status)."""
+        res = await self._run(aid, ["alert_update", doc, expires_ms, now_ms(), cap, cap_field, f"{aid}|{digest}"],
+                              more_keys=(keys.cap_index(agency_id) if cap_field else "",))
+        return text(res[0]), text(res[1])
+
+    async def cancel_alert(self, aid: str, *, agency_id: str = "", cap_field: str = "", cap: bytes | str = "",
+                           digest: str = "") -> tuple[str, str]:
+        """("cancelled", status before) | ("unchanged", status) | ("prior", "aid|digest") | ("missing", "")."""
+        res = await self._run(aid, ["alert_cancel", now_ms(), cap_field, f"{aid}|{digest}", cap],
+                              more_keys=(keys.cap_index(agency_id) if cap_field else "",))
+        return text(res[0]), text(res[1])
+
+    async def activate_alert(self, aid: str, targeted: int | None, *from_states: str) -> bool:
+        """To active, only from one of `from_states`: a cancel that came in between wins."""
+        return bool(await self._run(aid, ["alert_activate", "" if targeted is None else targeted, *from_states]))
+
+    async def start_round(self, round_id: str, parent: str, doc: bytes | str, agency_id: str, *, expires_ms: int,
+                          callbacks: bool, residents: int) -> bool:
+        """Creates the update round `round_id` of `parent`, active at once; False if it exists."""
+        return bool(await self._run(round_id, [
+            "alert_round", round_id, doc, agency_id, parent, now_ms(), expires_ms, int(callbacks), residents],
+            more_keys=(keys.alert_rounds(parent), keys.ACTIVE_ALERTS, keys.CALLBACK_ALERTS)))
+
+    async def end_alert(self, aid: str, status: str) -> bool:
+        """A running alert ends (done, expired); False if it had ended (cancelled) meanwhile."""
+        return bool(await self._run(aid, ["alert_end", status, now_ms()]))
 
     async def _queue(self, pipe, aid: str, head: list, items: list[list]) -> "Replies":
         # A few dozen deliveries a call: Redis serves other clients (the API
@@ -118,3 +192,64 @@ class Event:
 
 def text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Residents -------------------------------------------------------------------
+
+
+def remember_reply(pipe, rid: str, ref: str) -> None:
+    """Queues: the resident's next SMS reply answers `ref`, unless the resident was erased."""
+    RESIDENTS.queue(pipe, [keys.resident(rid)], ["remember", keys.REPLY_TARGET, ref])
+
+
+def reseal(pipe, rid: str, read: bytes, fresh: bytes) -> None:
+    """Queues: the contact data sealed again, if it is still what was read (reply 1, else 0)."""
+    RESIDENTS.queue(pipe, [keys.resident(rid)], ["reseal", read, fresh])
+
+
+def contact_confirmed(pipe, rid: str, index: int, at_ms: int) -> None:
+    """Queues: contact point `index` of the resident confirmed at `at_ms`."""
+    RESIDENTS.queue(pipe, [keys.resident(rid)], ["contact_confirmed", index, at_ms])
+
+
+async def dead_contact(redis, rid: str, index: int) -> bool:
+    """Marks a contact point that cannot work again; False if marked before or the resident is gone."""
+    return bool(await RESIDENTS(redis, [keys.resident(rid)], ["dead_contact", str(index)]))
+
+
+async def set_consent(redis, rid: str, allowed: bool) -> bool:
+    """Consent to non-emergency alerts; False if the resident is gone."""
+    return bool(await RESIDENTS(redis, [keys.resident(rid)], ["consent", "true" if allowed else "false"]))
+
+
+# Leases ----------------------------------------------------------------------
+
+
+async def lead(redis, lease: str, holder: str, ms: int) -> bool:
+    """Takes the lease or keeps it for another `ms`; only the holder renews."""
+    return bool(await LEASES(redis, [lease], ["lead", holder, ms]))
+
+
+async def release(redis, lease: str, holder: str) -> bool:
+    return bool(await LEASES(redis, [lease], ["release", holder]))
+
+
+def due_timers(pipe, aid: str, now: int, limit: int, lease_ms: int) -> None:
+    """Queues: the alert's due timers, each pushed `lease_ms` ahead; replies
+    [members, score of the next one or None]."""
+    LEASES.queue(pipe, [keys.alert_timers(aid)], ["due", now, limit, lease_ms])
+
+
+# Providers -------------------------------------------------------------------
+
+
+def reserve(pipe, buckets: list[str], now_ms_: str, count: int, spacing: list) -> None:
+    """Queues: `count` send slots in every one of `buckets` (GCRA); `spacing`
+    is each bucket's interval and tolerance, ms.  Replies the ms to wait per send."""
+    PACING.queue(pipe, buckets, [now_ms_, count, *spacing])
+
+
+async def publish_split(redis, split_key: str, switches_key: str, read: str, state: str, shares: bytes,
+                        switch: bytes, at_ms: int, kept: int) -> bool:
+    """The channel's new traffic split, unless another process moved it since `read`."""
+    return bool(await ROUTING(redis, [split_key, switches_key], [read, state, shares, switch, at_ms, kept]))

@@ -1,6 +1,6 @@
 """The fallback rules of docs/design.md, one resident profile at a time (pure logic)."""
 
-from gateway.plan import (
+from gateway.fallback import (
     ChannelSpec,
     Contact,
     Policy,

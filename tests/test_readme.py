@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from gateway.severity import markdown
+from gateway.fallback import markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -1,4 +1,4 @@
-"""The severity policy table (gateway/severity.py) and what it does to plans."""
+"""The severity policy table (gateway/fallback.py) and what it does to plans."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway import severity
-from gateway.plan import (
+from gateway import fallback
+from gateway.fallback import (
     EMERGENCY,
     ChannelSpec,
     Contact,
     Policy,
     Profile,
     build_plan,
+    first_send_at_ms,
     initial_state,
+    quiet_until,
+    rule_for,
 )
 from gateway.schemas import SEVERITIES, URGENCIES
-from gateway.severity import first_send_at_ms, quiet_until, rule_for
 
 KST = timezone(timedelta(hours=9))
 SPECS = {
@@ -71,12 +73,12 @@ def test_minor_respects_quiet_hours_accepts_delivery_and_may_go_by_mail():
 
 
 def test_emergency_rows_are_the_planners_emergencies():
-    assert {r.severity for r in severity.TABLE if r.emergency} == set(EMERGENCY)
+    assert {r.severity for r in fallback.TABLE if r.emergency} == set(EMERGENCY)
 
 
 def test_the_markdown_table_has_a_row_per_rule():
-    lines = severity.markdown().splitlines()
-    assert len(lines) == 2 + len(severity.TABLE)
+    lines = fallback.markdown().splitlines()
+    assert len(lines) == 2 + len(fallback.TABLE)
     assert lines[2].startswith("| Extreme | Immediate | `acknowledged` | ignored | push and SMS together")
 
 
@@ -84,7 +86,7 @@ def test_the_markdown_table_has_a_row_per_rule():
 
 
 def test_policy_reads_its_defaults_from_the_table():
-    for rule in severity.TABLE:
+    for rule in fallback.TABLE:
         pol = policy(rule.severity, rule.urgency or "Expected")
         assert pol.confirmation == rule.confirmation
         assert pol.quiet_hours == rule.quiet_hours

@@ -1,9 +1,14 @@
-"""Batch ops of transitions.lua: many deliveries a call, a reply for each, in order."""
+"""The transitions module: batch ops of transitions.lua (many deliveries a
+call, a reply for each, in order), the alert's status, and the scripts of
+gateway/transitions/ (residents, leases)."""
 
 from __future__ import annotations
 
-from gateway import keys
-from gateway.transitions import LUA_CHUNK, Transitions
+import pytest
+from redis.exceptions import ResponseError
+
+from gateway import keys, transitions
+from gateway.transitions import LUA_CHUNK, Transitions, now_ms
 
 STEPS = [{"l": [["sms", 0]], "t": 60}, {"l": [["voice", 0]], "t": 600}]
 
@@ -128,3 +133,145 @@ async def test_a_cancelled_or_expired_alert_reopens_nothing(redis):
     assert await reopen(t, redis, "a9", ["r0000"]) == [b"closed"]
     assert await redis.hget(keys.delivery("a9", "r0000"), "s") == b"unreachable"
     assert await redis.hget(keys.alert("a9"), "status") == b"done"
+
+
+# The alert's status ------------------------------------------------------------
+
+DOC = b'{"event": "Heat wave"}'
+
+
+async def create(t: Transitions, aid: str, *, idempotency_key: str = "", cap_field: str = "", digest: str = "d1"):
+    return await t.create_alert(aid, "ag1", DOC, digest, expires_ms=0, idempotency_key=idempotency_key,
+                                idempotency_ttl_s=60, cap_field=cap_field, cap=b"{}" if cap_field else "",
+                                callbacks=False, drill="")
+
+
+async def test_an_alert_posted_twice_with_one_idempotency_key_is_stored_once(redis):
+    t = Transitions(redis)
+    idem = keys.idempotency("ag1", "k1")
+    assert await create(t, "al_1", idempotency_key=idem) == ""
+    assert await create(t, "al_2", idempotency_key=idem, digest="d2") == "al_1|d1"
+    assert await redis.exists(keys.alert("al_2")) == 0
+    assert await redis.hget(keys.alert("al_1"), "status") == b"planning"
+    assert await redis.sismember(keys.ACTIVE_ALERTS, "al_1")
+
+
+async def test_a_cancel_that_comes_while_the_audience_is_resolved_wins_over_the_fan_out(redis):
+    t = Transitions(redis)
+    await create(t, "al_3")
+    assert await t.cancel_alert("al_3") == ("cancelled", "planning")
+    assert not await t.activate_alert("al_3", 10, "planning", "active")
+    assert await redis.hmget(keys.alert("al_3"), "status", "targeted") == [b"cancelled", None]
+    assert await t.cancel_alert("al_3") == ("unchanged", "cancelled")
+    assert await t.cancel_alert("al_none") == ("missing", "")
+
+
+async def test_a_finished_alert_is_cancelled_too_and_no_update_revives_it(redis):
+    t = Transitions(redis)
+    await create(t, "al_4")
+    assert await t.activate_alert("al_4", 2, "planning", "active")
+    assert await t.end_alert("al_4", "done")
+    assert await t.cancel_alert("al_4") == ("cancelled", "done")
+    assert await t.update_alert("al_4", DOC, 0, agency_id="ag1", cap_field="", cap="", digest="d2") == \
+        ("closed", "cancelled")
+    assert not await t.end_alert("al_4", "expired")  # the pump keeps the cancel's label
+    assert not await t.activate_alert("al_4", None, "done")
+    assert await redis.hget(keys.alert("al_4"), "status") == b"cancelled"
+
+
+async def test_the_same_cap_update_twice_raises_the_version_once(redis):
+    t = Transitions(redis)
+    await create(t, "al_5", cap_field="city,msg-1")
+    update = {"agency_id": "ag1", "cap_field": "city,msg-2", "cap": b"{}", "digest": "d2"}
+    assert await t.update_alert("al_5", DOC, 0, **update) == ("ok", "2")
+    assert await t.update_alert("al_5", DOC, 0, **update) == ("prior", "al_5|d2")
+    # A cancel naming a message already used is recognised, and cancels nothing.
+    assert await t.cancel_alert("al_5", agency_id="ag1", cap_field="city,msg-1", cap=b"{}", digest="d1") == \
+        ("prior", "al_5|d1")
+    assert await redis.hmget(keys.alert("al_5"), "version", "status") == [b"2", b"planning"]
+
+
+async def test_an_update_round_is_created_once_and_watched_at_once(redis):
+    t = Transitions(redis)
+    assert await t.start_round("al_6_v2", "al_6", DOC, "ag1", expires_ms=0, callbacks=True, residents=3)
+    assert not await t.start_round("al_6_v2", "al_6", DOC, "ag1", expires_ms=0, callbacks=True, residents=3)
+    assert await redis.lrange(keys.alert_rounds("al_6"), 0, -1) == [b"al_6_v2"]
+    assert await redis.hmget(keys.alert("al_6_v2"), "status", "parent", "targeted") == [b"active", b"al_6", b"3"]
+    assert await redis.sismember(keys.ACTIVE_ALERTS, "al_6_v2")
+    assert await redis.sismember(keys.CALLBACK_ALERTS, "al_6_v2")
+
+
+# Residents -----------------------------------------------------------------------
+
+
+async def test_nothing_written_about_an_erased_resident_brings_them_back(redis):
+    # An SMS sent, a STOP, a dead number or a confirmation arriving after the erasure.
+    pipe = redis.pipeline(transaction=False)
+    transitions.remember_reply(pipe, "gone", "ref1")
+    transitions.contact_confirmed(pipe, "gone", 0, now_ms())
+    transitions.reseal(pipe, "gone", b"old", b"new")
+    assert await pipe.execute() == [0, 0, 0]
+    assert not await transitions.set_consent(redis, "gone", False)
+    assert not await transitions.dead_contact(redis, "gone", 1)
+    assert await redis.exists(keys.resident("gone")) == 0
+
+
+async def test_a_dead_contact_point_is_marked_once(redis):
+    await redis.hset(keys.resident("r1"), mapping={"p": "{}", "x": ""})
+    assert await transitions.dead_contact(redis, "r1", 2)
+    assert not await transitions.dead_contact(redis, "r1", 2)
+    assert await transitions.dead_contact(redis, "r1", 0)
+    assert await redis.hget(keys.resident("r1"), "x") == b"2,0"
+
+
+async def test_a_stop_keeps_the_rest_of_the_profile(redis):
+    await redis.hset(keys.resident("r2"), mapping={"p": '{"l": ["ko"], "ne": true}'})
+    assert await transitions.set_consent(redis, "r2", False)
+    assert await redis.hget(keys.resident("r2"), "p") in (b'{"l":["ko"],"ne":false}', b'{"ne":false,"l":["ko"]}')
+
+
+async def test_a_confirmation_dates_only_a_contact_point_the_resident_has(redis):
+    await redis.hset(keys.resident("r3"), mapping={"p": "{}", "lc": '[["h0",1000],["h1",1000]]'})
+    pipe = redis.pipeline(transaction=False)
+    transitions.contact_confirmed(pipe, "r3", 1, 5000)
+    transitions.contact_confirmed(pipe, "r3", 2, 5000)  # replaced meanwhile by a shorter list
+    assert await pipe.execute() == [1, 0]
+    assert await redis.hget(keys.resident("r3"), "lc") == b'[["h0",1000],["h1",5000]]'
+
+
+async def test_a_reseal_lands_only_on_the_contact_data_it_read(redis):
+    await redis.hset(keys.resident("r4"), mapping={"p": "{}", "c": "agency-wrote-this"})
+    pipe = redis.pipeline(transaction=False)
+    transitions.reseal(pipe, "r4", b"what-was-read", b"sealed-again")
+    assert await pipe.execute() == [0]
+    assert await redis.hget(keys.resident("r4"), "c") == b"agency-wrote-this"
+
+
+# Leases ------------------------------------------------------------------------
+
+
+async def test_one_pump_leads_and_only_it_renews_or_lets_go(redis):
+    assert await transitions.lead(redis, keys.PUMP_LEADER, "host-a", 5000)
+    assert not await transitions.lead(redis, keys.PUMP_LEADER, "host-b", 5000)
+    assert await transitions.lead(redis, keys.PUMP_LEADER, "host-a", 5000)
+    assert not await transitions.release(redis, keys.PUMP_LEADER, "host-b")
+    assert await transitions.release(redis, keys.PUMP_LEADER, "host-a")
+    assert await transitions.lead(redis, keys.PUMP_LEADER, "host-b", 5000)
+
+
+async def test_a_due_timer_handed_out_comes_due_again_after_its_lease(redis):
+    await redis.zadd(keys.alert_timers("a10"), {"r1|0|t": 1000, "r2|0|t": 2000, "r3|0|t": 9000})
+    pipe = redis.pipeline(transaction=False)
+    transitions.due_timers(pipe, "a10", 2000, 10, 60_000)
+    transitions.due_timers(pipe, "a10", 2000, 10, 60_000)
+    first, second = await pipe.execute()
+    assert first == [[b"r1|0|t", b"r2|0|t"], b"9000"]
+    assert second == [[], b"9000"]  # handed out: not again before the lease ends
+    assert await redis.zscore(keys.alert_timers("a10"), "r1|0|t") == 62_000
+
+
+async def test_a_script_asked_for_an_op_it_lacks_says_so(redis):
+    with pytest.raises(ResponseError, match="unknown op"):
+        await transitions.LEASES(redis, ["k"], ["steal"])
+    with pytest.raises(ResponseError, match="unknown op"):
+        await Transitions(redis)._run("a11", ["teleport"])

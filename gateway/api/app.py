@@ -67,7 +67,7 @@ def routes() -> list[Route]:
 def make_app(settings, redis, engine, dispatch) -> web.Application:
     app = web.Application(middlewares=[problems], client_max_size=settings.max_import_bytes)
     app[STATE] = {"settings": settings, "redis": redis, "engine": engine, "dispatch": dispatch,
-                  "egress": Egress(settings.callback_networks)}
+                  "channel_context": engine.context, "egress": Egress(settings.callback_networks)}
     table = routes()
     for r in table:
         app.router.add_route(r.method, r.path, r.handler)

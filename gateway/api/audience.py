@@ -23,11 +23,10 @@ from aiohttp import web
 from ..agencies import Agency
 from ..alerts import unknown_residents, validate
 from ..cap import area_problems
+from ..fallback import Contact, Policy, Profile, build_plan, initial_state, quiet_until
 from ..geo import DISTRICT_GEOCODES, ResidentIndex, Snapshot, Targets, audience_problems
-from ..plan import Contact, Policy, Profile, build_plan, initial_state
 from ..problems import check, invalid
 from ..schemas import ALERT, COUNTS, INTEGER, STRING, STRINGS, record
-from ..severity import quiet_until
 from .http import STATE, json_body, json_response, require
 from .routing import Route, returns
 

@@ -1,25 +1,14 @@
-"""What every handler needs: the app state, JSON and forms in, JSON out, the calling agency."""
+"""What every API handler needs: the app state, JSON in and out, the calling agency."""
 
 from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from multidict import MultiDict, MultiDictProxy
 
 from ..agencies import Agency, authenticate
 from ..problems import Problem
 
 STATE = web.AppKey("state", dict)
-
-
-async def posted_form(request: web.Request):
-    """The posted form; an empty one when its bytes are not text in the charset it
-    names, or it names one nobody knows (no browser or provider sends either), so the
-    caller's CSRF, nonce or signature check refuses it."""
-    try:
-        return await request.post()
-    except (UnicodeDecodeError, ValueError, LookupError):
-        return MultiDictProxy(MultiDict())
 
 
 def json_response(data, status: int = 200, headers: dict | None = None) -> web.Response:

@@ -18,7 +18,14 @@ from channels.base import Recipient
 
 from ..alerts import validate
 from ..engine import AlertView
-from ..plan import Contact, Policy, Profile, build_plan, initial_state, pick_language
+from ..fallback import (
+    Contact,
+    Policy,
+    Profile,
+    build_plan,
+    initial_state,
+    pick_language,
+)
 from ..problems import Problem, field_errors, invalid
 from ..registry import normalise
 from ..schemas import ALERT, CONFIRMATIONS, INTEGER, RESIDENT, STRING, record

@@ -10,7 +10,6 @@ import orjson
 from .. import keys
 from ..lifecycle import Lifecycle
 from ..transitions import now_ms
-from . import keys as ops_keys
 
 NOTE_MAX = 500
 
@@ -32,4 +31,4 @@ async def welfare_visit(redis, aid: str, rid: str, who: str, note: str) -> None:
     if not await redis.exists(keys.delivery(aid, rid)):
         raise ActionError("that resident is not in this alert's audience")
     visit = {"by": who, "at_ms": now_ms(), "note": note.strip()[:NOTE_MAX]}
-    await redis.hset(ops_keys.welfare(aid), rid, orjson.dumps(visit))
+    await redis.hset(keys.welfare(aid), rid, orjson.dumps(visit))

@@ -21,9 +21,10 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..api.http import STATE, posted_form
+from .. import keys
+from ..api.http import STATE
+from ..forms import posted_form
 from ..transitions import now_ms, text
-from . import keys
 from .html import render_error
 
 ROLES = ("viewer", "operator", "admin")

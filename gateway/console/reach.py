@@ -3,7 +3,7 @@ which contact points went stale (found dead by a failure, or unconfirmed for
 GATEWAY_CONTACT_STALE_DAYS), and how long confirmation takes by channel and
 by age.
 
-Reach is the plan each resident would get today (gateway.plan.build_plan,
+Reach is the plan each resident would get today (gateway.fallback.build_plan,
 default policy, the channels this gateway has), so it counts needs and dead
 contact points as the engine does.  Times come from past alerts.
 """
@@ -19,11 +19,10 @@ from aiohttp import web
 from .. import deliveries, keys
 from ..api.http import STATE, json_response, require
 from ..api.routing import Route, returns
-from ..schemas import COUNTS, INTEGER, STRING, STRINGS, record
-from ..plan import Policy, build_plan
+from ..fallback import Policy, build_plan
 from ..registry import every_resident_id, profile
+from ..schemas import COUNTS, INTEGER, STRING, STRINGS, record
 from ..transitions import text
-from . import keys as ops_keys
 from .outcomes import median
 
 KINDS = ("several", "push", "sms", "voice", "mail", "none")
@@ -54,7 +53,7 @@ async def report(redis, specs: dict, districts: frozenset[str] = frozenset(), sc
 
     Cached a minute per scope: it reads every resident.
     """
-    cached = await redis.get(ops_keys.reach(scope))
+    cached = await redis.get(keys.reach(scope))
     if cached:
         return orjson.loads(cached)
     body = {
@@ -64,7 +63,7 @@ async def report(redis, specs: dict, districts: frozenset[str] = frozenset(), sc
         "districts": await _districts(redis, specs, districts, stale_days),
         "time_to_confirmation": await _times(redis, scope),
     }
-    await redis.set(ops_keys.reach(scope), orjson.dumps(body), ex=CACHE_S)
+    await redis.set(keys.reach(scope), orjson.dumps(body), ex=CACHE_S)
     return body
 
 

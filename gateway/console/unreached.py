@@ -16,7 +16,6 @@ from .. import deliveries, keys
 from ..deliveries import delivery_view, unreachable_reasons
 from ..registry import decode
 from ..transitions import text
-from . import keys as ops_keys
 from .html import clock
 from .outcomes import label
 
@@ -55,7 +54,7 @@ async def rows(redis, vault, aid: str, rids: list[str]) -> list[Row]:
     for rid in rids:
         pipe.hgetall(keys.delivery(aid, rid))
         pipe.hgetall(keys.resident(rid))
-    pipe.hmget(ops_keys.welfare(aid), *rids)
+    pipe.hmget(keys.welfare(aid), *rids)
     res = await pipe.execute()
     welfare = res[-1]
     out = []

@@ -16,7 +16,8 @@ from channels.routing import current_split
 
 from .. import keys, reopen
 from ..alerts import Alerts
-from ..api.http import STATE, posted_form
+from ..api.http import STATE
+from ..forms import posted_form
 from ..transitions import STATES, text
 from . import actions, auth, charts, outcomes, providers, reach, unreached
 from .auth import FORM, SESSION, page

@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from gateway import keys
 from gateway.cli import main
 from gateway.console import ROUTES, auth
-from gateway.console import keys as ops_keys
 from tests.console.town import (
     CSRF,
     PASSWORD,
@@ -68,7 +67,7 @@ async def test_many_wrong_passwords_lock_the_name_for_a_while(town, client):
     for _ in range(auth.MAX_FAILURES):
         assert (await sign_in(client, "mina", "guess")).status == 401
     assert (await sign_in(client, "mina")).status == 401
-    await town.redis.delete(ops_keys.login_failures("mina"))
+    await town.redis.delete(keys.login_failures("mina"))
     assert (await sign_in(client, "mina")).status == 303
 
 
@@ -104,7 +103,7 @@ async def test_a_viewer_sees_no_actions_and_can_take_none(town, client):
         r = await client.post(f"/ops/alerts/{aid}/{action}", data={"csrf": csrf, **form}, allow_redirects=False)
         assert r.status == 403, action
     assert (await town.redis.hget(keys.alert(aid), "status")) == b"active"
-    assert not await town.redis.exists(ops_keys.welfare(aid))
+    assert not await town.redis.exists(keys.welfare(aid))
     assert (await town.delivery(aid, "r1"))["s"] == "unreachable"
 
 
@@ -144,7 +143,7 @@ async def test_only_an_admin_manages_operators(town, client):
     r = await client.post("/ops/operators", data={"csrf": await csrf_of(client), "name": "eve", "role": "admin",
                                                   "password": PASSWORD}, allow_redirects=False)
     assert r.status == 403
-    assert not await town.redis.exists(ops_keys.operator("eve"))
+    assert not await town.redis.exists(keys.operator("eve"))
 
 
 async def test_an_admin_creates_an_operator_and_disabling_ends_their_session(town, client):

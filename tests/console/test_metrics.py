@@ -6,9 +6,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import keys
-from gateway.console import keys as ops_keys
 from tests.console.town import heat_wave, phone, resident
-
 
 A = ("cap_status", "Actual")
 
@@ -65,7 +63,7 @@ async def test_a_finished_alert_is_tallied_once(town, client):
     await town.redis.hset(keys.alert(aid), "status", "done")
     await town.redis.srem(keys.ACTIVE_ALERTS, aid)
     await client.get("/metrics")
-    assert await town.redis.exists(ops_keys.tallies(aid))
+    assert await town.redis.exists(keys.tallies(aid))
 
 
 async def test_with_a_metrics_token_only_a_scraper_holding_it_reads_the_metrics(town):

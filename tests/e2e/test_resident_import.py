@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from gateway import keys
-from gateway.cli import import_file
+from gateway.resident_import import import_file
 from simulator.city import generate
 
 pytestmark = pytest.mark.e2e
