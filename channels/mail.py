@@ -59,20 +59,6 @@ LETTER_TTL_S = 90 * 86400
 BATCHER_LEASE_MS = 120_000
 
 
-# Redis keys of the mail channel.
-def letter_key(letter_id: str) -> str:
-    """A letter id -> the send it belongs to (`Message.ref`)."""
-    return f"mail:letter:{letter_id}"
-
-
-def batch_key(batch_id: str) -> str:
-    """A batch id -> the letter ids in it (JSON), to fail them all if it is refused."""
-    return f"mail:batch:{batch_id}"
-
-
-BATCHER_LOCK = "mail:batcher"
-
-
 class Mail(Channel):
     name = "mail"
     contact_types = frozenset({"postal"})
@@ -101,7 +87,7 @@ class Mail(Channel):
             letter_id=letter_id, ref=message.ref, resident_ref=recipient.resident_id,
             postcode=contact.get("postcode", ""), address_line1=(contact.get("lines") or [""])[0],
             pages=letter.pages, sha256=sha256(letter.pdf), urgent=is_urgent(message), queued_at=time.time())
-        await self.ctx.redis.set(letter_key(letter_id), message.ref, ex=LETTER_TTL_S)
+        await self.ctx.redis.set(keys.letter(letter_id), message.ref, ex=LETTER_TTL_S)
         await asyncio.to_thread(self.tray.put, pending, letter.pdf)
         return Outcome("queued", NAME, ref=letter_id, detail=f"{letter.layout}, {letter.pages} pages")
 
@@ -148,12 +134,12 @@ class Mail(Channel):
     async def _batcher(self):
         """One batcher at a time across API processes."""
         token = secrets.token_hex(8)
-        mine = await self.ctx.redis.set(BATCHER_LOCK, token, nx=True, px=BATCHER_LEASE_MS)
+        mine = await self.ctx.redis.set(keys.MAIL_BATCHER, token, nx=True, px=BATCHER_LEASE_MS)
         try:
             yield bool(mine)
         finally:
             if mine:
-                await release(self.ctx.redis, BATCHER_LOCK, token)
+                await release(self.ctx.redis, keys.MAIL_BATCHER, token)
 
     async def reseal_tray(self, wait_s: float = 300.0) -> int:
         """Waiting letters sealed again with the current key (`gateway keys reseal`),
@@ -206,7 +192,7 @@ class Mail(Channel):
     async def _hand_over(self, box: DropBox, batch_id: str, folder: Path, batch: list[PendingLetter]) -> None:
         if not (folder / HANDED_OVER).exists():
             ids = [letter.letter_id for letter in batch]
-            await self.ctx.redis.set(batch_key(batch_id), orjson.dumps(ids), ex=LETTER_TTL_S)
+            await self.ctx.redis.set(keys.letter_batch(batch_id), orjson.dumps(ids), ex=LETTER_TTL_S)
             await box.hand_over(batch_id, self.tray.batch_files(folder, batch))
             (folder / HANDED_OVER).touch()
             log.info("batch %s with %d letters handed to the print house", batch_id, len(batch))
@@ -237,7 +223,7 @@ class Mail(Channel):
         """Only answers about letters of the batch the file names count: its name must
         echo a batch id we handed over (random, unguessable), and the letter ids ours
         in that batch. Anything else (a forged or misfiled file) changes nothing."""
-        raw = await self.ctx.redis.get(batch_key(batch_id))
+        raw = await self.ctx.redis.get(keys.letter_batch(batch_id))
         ours = set(orjson.loads(raw)) if raw else set()
         kept = [a for a in answers if a.letter_id in ours or (ours and not a.letter_id)]
         if len(kept) < len(answers):
@@ -248,7 +234,7 @@ class Mail(Channel):
     async def _refused(self, batch_id: str, answers) -> None:
         if not answers:
             return
-        raw = await self.ctx.redis.get(batch_key(batch_id))
+        raw = await self.ctx.redis.get(keys.letter_batch(batch_id))
         ids = orjson.loads(raw)
         reasons = {a.letter_id: a.reason for a in answers if a.letter_id}
         whole = "; ".join(a.reason for a in answers if not a.letter_id)
@@ -258,7 +244,7 @@ class Mail(Channel):
                                       detail=reasons.get(letter_id) or whole or "another letter spoiled the batch")
 
     async def _report_letter(self, letter_id: str, status: str, **kwargs) -> None:
-        ref = await self.ctx.redis.get(letter_key(letter_id))
+        ref = await self.ctx.redis.get(keys.letter(letter_id))
         if ref is None:
             log.warning("print house answered about unknown letter %s", letter_id)
             return

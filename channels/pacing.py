@@ -23,15 +23,6 @@ from gateway.transitions import reserve
 COALESCE_S = 0.002
 
 
-def bucket_key(channel: str, provider: str, sender: str = "") -> str:
-    """A pace bucket: per provider account, or per sender number of it.
-
-    The hash tag keeps a provider's buckets in one Cluster slot, so one
-    script can reserve in all of them."""
-    tag = f"{{pace:{channel}:{provider}}}"
-    return f"{tag}:from:{sender}" if sender else tag
-
-
 @dataclass(frozen=True)
 class Bucket:
     key: str

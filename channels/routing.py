@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
+from gateway import keys
 from gateway.transitions import publish_split
 
 log = logging.getLogger("channels.routing")
@@ -49,23 +50,6 @@ FLUSH_S = 0.05
 SWITCH_STEP = 0.10
 SWITCHES_KEPT = 100
 COUNTERS = ("sent", "failed", "delivered", "undelivered", "receipt_ms", "receipts")
-
-
-# Redis keys, gateway/keys.py style.
-def health_key(channel: str, provider: str, bucket: int) -> str:
-    """Counters of one provider in one 10-second bucket (hash of COUNTERS)."""
-    return f"route:{channel}:{provider}:{bucket}"
-
-
-# The split and its switches share a hash tag: one script writes both.
-def split_key(channel: str) -> str:
-    """The split in force: `state` ("twilio=5,kannel=95"), `shares` JSON, `at_ms`."""
-    return f"{{route:{channel}}}:split"
-
-
-def switches_key(channel: str) -> str:
-    """Past switches, newest first: JSON {at_ms, from, to, reason}."""
-    return f"{{route:{channel}}}:switches"
 
 
 @dataclass(frozen=True)
@@ -204,13 +188,13 @@ class Router:
         if not counts or self.redis is None:
             return
         pipe = self.redis.pipeline(transaction=False)
-        keys = set()
+        touched = set()
         for (provider, bucket, name), value in counts.items():
             if value:
-                key = health_key(self.channel, provider, bucket)
+                key = keys.route_health(self.channel, provider, bucket)
                 pipe.hincrby(key, name, value)
-                keys.add(key)
-        for key in keys:
+                touched.add(key)
+        for key in touched:
             pipe.expire(key, BUCKET_S * (WINDOW_BUCKETS + 1))
         try:
             await pipe.execute()
@@ -229,7 +213,7 @@ class Router:
         pipe = self.redis.pipeline(transaction=False)
         for provider in self.base:
             for b in buckets:
-                pipe.hgetall(health_key(self.channel, provider, b))
+                pipe.hgetall(keys.route_health(self.channel, provider, b))
         rows = iter(await pipe.execute())
         out = {}
         for provider in self.base:
@@ -265,7 +249,7 @@ class Router:
         health = await self.health()
         new = shares(self.base, {p: h.score for p, h in health.items()})
         self._split = new
-        stored = await self.redis.hget(split_key(self.channel), "state")
+        stored = await self.redis.hget(keys.route_split(self.channel), "state")
         stored = stored.decode() if isinstance(stored, bytes) else (stored or "")
         old = parse_state(stored) if stored else shares(self.base, {})
         if stored and max(abs(new.get(p, 0.0) - old.get(p, 0.0)) for p in new) < SWITCH_STEP:
@@ -273,9 +257,9 @@ class Router:
         reason = "; ".join(health[p].describe() for p in new if new[p] < old.get(p, 0.0) - 1e-9) or \
             "; ".join(health[p].describe() for p in new)
         switch = {"at_ms": int(self.clock() * 1000), "from": state_of(old), "to": state_of(new), "reason": reason}
-        published = await publish_split(self.redis, split_key(self.channel), switches_key(self.channel), stored,
-                                        state_of(new), orjson.dumps(new), orjson.dumps(switch), switch["at_ms"],
-                                        SWITCHES_KEPT)
+        published = await publish_split(self.redis, keys.route_split(self.channel),
+                                        keys.route_switches(self.channel), stored, state_of(new), orjson.dumps(new),
+                                        orjson.dumps(switch), switch["at_ms"], SWITCHES_KEPT)
         if published and stored:
             log.warning("%s traffic switched: %s -> %s (%s)", self.channel.upper(), _pretty(old), _pretty(new), reason)
         elif published:
@@ -297,8 +281,8 @@ def _pretty(split: dict[str, float]) -> str:
 async def current_split(redis: Any, channel: str = "sms", switches: int = 10) -> dict:
     """What the console shows: the split in force and the latest switches."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hgetall(split_key(channel))
-    pipe.lrange(switches_key(channel), 0, switches - 1)
+    pipe.hgetall(keys.route_split(channel))
+    pipe.lrange(keys.route_switches(channel), 0, switches - 1)
     split, recent = await pipe.execute()
     split = {k.decode(): v.decode() for k, v in split.items()}
     return {

@@ -26,7 +26,7 @@ from gateway import keys
 
 from .base import ATTEMPT_PATH, Channel, Message, Outcome, ProviderEvent, Recipient
 from .kannel import Kannel, read_report
-from .pacing import Bucket, Pacer, bucket_key
+from .pacing import Bucket, Pacer
 from .replies import classify_reply, reply_confirmation
 from .routing import Router, parse_base
 from .sms_text import UCS2, RenderedSms, render_sms
@@ -114,8 +114,8 @@ class Sms(Channel):
 
     def buckets(self, provider) -> tuple[Bucket, ...]:
         s = self.ctx.settings
-        return (Bucket(bucket_key(self.name, provider.name), s.sms_rate_per_provider),
-                Bucket(bucket_key(self.name, provider.name, provider.sender), s.sms_rate_per_sender))
+        return (Bucket(keys.pace_bucket(self.name, provider.name), s.sms_rate_per_provider),
+                Bucket(keys.pace_bucket(self.name, provider.name, provider.sender), s.sms_rate_per_sender))
 
     async def send(self, message, recipient) -> Outcome:
         sms = self.render(message, recipient)

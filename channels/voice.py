@@ -17,8 +17,10 @@ from xml.etree import ElementTree
 from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
+from gateway import keys
+
 from .base import ATTEMPT_PATH, Channel, Outcome, ProviderEvent
-from .pacing import Bucket, Pacer, bucket_key
+from .pacing import Bucket, Pacer
 from .tts_voices import voice_for
 from .twilio import Twilio
 from .voice_script import alert_twiml, gather_twiml, machine_twiml
@@ -58,8 +60,8 @@ class Voice(Channel):
         # (engine back-off); the default voice step budget fits three calls.
         self.retry_backoff_s = settings.voice_retry_backoff_s
         self.pacer = Pacer(ctx.redis)
-        self.buckets = (Bucket(bucket_key(self.name, "twilio"), settings.voice_cps_per_provider),
-                        Bucket(bucket_key(self.name, "twilio", settings.twilio_from_number),
+        self.buckets = (Bucket(keys.pace_bucket(self.name, "twilio"), settings.voice_cps_per_provider),
+                        Bucket(keys.pace_bucket(self.name, "twilio", settings.twilio_from_number),
                                settings.voice_cps_per_sender))
 
     def available(self) -> bool:

@@ -13,45 +13,21 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import orjson
 
 from . import keys
-from .cap import area_problems
-from .geo import AgencyArea, audience_problems, residents_in_areas
-from .problems import Problem, check, invalid
+from .geo import AgencyArea, residents_in_areas
+from .problems import Problem
 from .registry import every_resident_id
-from .schemas import ALERT
-from .transitions import STATES, TERMINAL, Transitions, now_ms, text
+from .transitions import STATES, TERMINAL, Transitions, text
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 
 
 def new_alert_id() -> str:
     return "al_" + secrets.token_hex(8)
-
-
-def validate(doc: Any) -> dict:
-    check(ALERT, doc)
-    errors = area_problems(doc) + audience_problems(doc["audience"])
-    langs = set(doc["content"])
-    for i, opt in enumerate(doc.get("response_options", [])):
-        if opt["code"] == "1":
-            errors.append({"field": f"/response_options/{i}/code", "detail": "1 is kept for 'I got this'"})
-        for lang in opt["label"]:
-            if lang not in langs:
-                errors.append({"field": f"/response_options/{i}/label/{lang}", "detail": "no content in that language"})
-    if "expires" in doc:
-        expires = datetime.fromisoformat(doc["expires"].replace("Z", "+00:00"))
-        if expires.tzinfo is None:
-            errors.append({"field": "/expires", "detail": "needs a UTC offset"})
-        elif expires.timestamp() * 1000 <= now_ms():
-            errors.append({"field": "/expires", "detail": "is in the past"})
-    if errors:
-        raise invalid(errors)
-    return doc
 
 
 def expires_ms(doc: dict) -> int:
@@ -210,10 +186,3 @@ async def _keep(redis, ids: list[str], drill: bool, within: AgencyArea | None) -
             keep &= within.holds(district, codes, lat, lon)
         out.extend(rid for rid, ok in zip(chunk, keep) if ok)
     return out
-
-
-async def unknown_residents(redis, ids: list[str]) -> list[int]:
-    pipe = redis.pipeline(transaction=False)
-    for rid in ids:
-        pipe.exists(keys.resident(rid))
-    return [i for i, found in enumerate(await pipe.execute()) if not found]

@@ -11,9 +11,9 @@ posts afterwards, the gateway POSTs JSON batches of events to that URL:
 
 How they flow: transitions.lua appends each terminal state to the alert's
 stream `{a:<id>}:events` (when the alert hash has `cb`); the pump adds the
-summaries to the same stream; the `Courier`, run by the pump leader, sends
-each alert's stream in order, one batch at a time, and deletes what the
-agency accepted. A batch that fails is tried again after 2, 4, 8... seconds
+summaries to the same stream (its `summary` op queues the final one once);
+the `Courier`, run by the pump leader, sends each alert's stream in order,
+one batch at a time, and deletes what the agency accepted. A batch that fails is tried again after 2, 4, 8... seconds
 (at most 10 minutes apart); after `MAX_ATTEMPTS` it becomes a dead letter the
 agency can list and replay, and the queue moves on. Delivery is at least
 once: each event has an `id` to drop repeats by.
@@ -41,7 +41,7 @@ from .agencies import get_callback
 from .alerts import Alerts
 from .deliveries import delivery_view
 from .egress import Egress
-from .transitions import now_ms, text
+from .transitions import Transitions, now_ms, text
 
 log = logging.getLogger("gateway.callbacks")
 
@@ -88,10 +88,10 @@ def _iso(ms: int | str | None) -> str | None:
     return datetime.fromtimestamp(int(ms) / 1000, timezone.utc).isoformat(timespec="milliseconds")
 
 
-async def add_summary(redis, aid: str, kind: str) -> None:
-    """Queue the alert's summary (`progress` or `final`) behind its delivery events."""
+async def add_summary(redis, aid: str, kind: str) -> bool:
+    """Queue the alert's summary (`progress` or `final`) behind its delivery events; False if not its time."""
     summary = await Alerts(redis).summary(aid)
-    await redis.xadd(keys.alert_events(aid), {"t": kind, "j": orjson.dumps(summary)})
+    return await Transitions(redis).queue_summary(aid, kind, orjson.dumps(summary))
 
 
 async def compose(redis, aid: str, root: str, entries: list) -> list[dict]:
@@ -179,13 +179,9 @@ class Courier:
                     await self._forget(aid)
                     continue
             elif status in ("done", "cancelled", "expired") and not active:
-                await add_summary(self.redis, aid, "final")
-                await self.redis.hset(keys.alert(aid), "cb_final", 1)
-                queued += 1
+                queued += await add_summary(self.redis, aid, "final")
             elif status == "active" and now - int(progress_ms or 0) >= PROGRESS_EVERY_S * 1000:
-                await add_summary(self.redis, aid, "progress")
-                await self.redis.hset(keys.alert(aid), "cb_progress_ms", now)
-                queued += 1
+                queued += await add_summary(self.redis, aid, "progress")
             # An update round waits for its alert's own events: a resident hears of
             # their first delivery before the round's.
             parent = text(parent) if parent else None

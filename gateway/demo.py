@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import service
+from . import samples, service
 from .agencies import create_agency
 from .config import Settings
 from .resident_import import import_file
@@ -44,23 +44,8 @@ DEADLINE_S = 300
 
 
 def heat_wave_alert() -> dict:
-    return {
-        "event": "Heat wave",
-        "severity": "Severe",
-        "urgency": "Immediate",
-        "certainty": "Observed",
-        "content": {
-            "ko": {"headline": "폭염 경보", "body": "오늘 낮 최고기온이 38도까지 오릅니다. 한낮 야외 활동을 피하세요.",
-                   "instruction": "물을 자주 드시고 가까운 무더위 쉼터를 이용하세요."},
-            "en": {"headline": "Heat wave warning", "body": "Temperatures reach 38C today. Avoid outdoor activity at midday.",
-                   "instruction": "Drink water often and use the nearest cooling centre."},
-            "zh-CN": {"headline": "高温警报", "body": "今天最高气温将达38度。中午请避免户外活动。", "instruction": "请多喝水，使用附近的避暑中心。"},
-            "vi": {"headline": "Cảnh báo nắng nóng", "body": "Nhiệt độ hôm nay lên tới 38 độ. Tránh ra ngoài vào buổi trưa.",
-                   "instruction": "Uống nhiều nước và đến trung tâm tránh nóng gần nhất."},
-        },
-        "audience": {"everyone": True},
-        "policy": {"step_timeouts": STEP_TIMEOUTS},
-    }
+    return samples.heat_wave({"everyone": True}, languages=tuple(samples.HEAT_WAVE_TEXT), urgency="Immediate",
+                             certainty="Observed", policy={"step_timeouts": STEP_TIMEOUTS})
 
 
 def _free_port() -> int:

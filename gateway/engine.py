@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
 
 import orjson
 
@@ -35,6 +35,7 @@ from .fallback import (
     pick_language,
     retry_after_ms,
 )
+from .group_commit import GroupCommit
 from .registry import Registry, profile
 from .transitions import Event, Transitions, now_ms, text
 
@@ -77,6 +78,8 @@ class Engine:
         self.follow_up = follow_up
         self._alerts: dict[str, AlertView] = {}
         self._inflight = asyncio.Semaphore(settings.inflight_per_worker)
+        # Webhooks arriving together are recorded together (gateway/group_commit.py).
+        self._reports = GroupCommit(self._record_events)
 
     def open_channels(self, http=None) -> None:
         self.context.http = http
@@ -86,6 +89,7 @@ class Engine:
                 self.channels[name] = channel
 
     async def close(self) -> None:
+        await self._reports.drain()
         for channel in self.channels.values():
             await channel.close()
 
@@ -270,23 +274,53 @@ class Engine:
     async def report(self, ev: ProviderEvent) -> str:
         if ev.status == "opted_out":
             return await self._opt_out(ev)
+        return await self._reports.submit(ev)
+
+    async def _record_events(self, evs: list[ProviderEvent]) -> list[str]:
+        """Events reported together: one op call per alert in one round trip, then
+        the contacts they prove fresh or dead, then the next steps they call for."""
+        by_alert: dict[str, list[int]] = {}
+        for i, ev in enumerate(evs):
+            by_alert.setdefault(ev.alert_id, []).append(i)
         pipe = self.redis.pipeline(transaction=False)
-        replies = await self.t.event(pipe, ev.alert_id, [
-            Event(ev.resident_id, ev.step, ev.attempt, ev.leg, ev.status, ev.permanent, ev.provider, ev.ref,
-                  ev.error_code, ev.channel, self._backoff_ms(ev.channel, ev.attempt), ev.at_ms)])
-        # The plan rides in the same round trip: a confirmation or a dead contact needs the leg's contact point.
-        pipe.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
+        placed = []
+        for aid, idx in by_alert.items():
+            placed.append((idx, await self.t.event(pipe, aid, [
+                Event(evs[i].resident_id, evs[i].step, evs[i].attempt, evs[i].leg, evs[i].status, evs[i].permanent,
+                      evs[i].provider, evs[i].ref, evs[i].error_code, evs[i].channel,
+                      self._backoff_ms(evs[i].channel, evs[i].attempt), evs[i].at_ms) for i in idx])))
         results = await pipe.execute()
-        res = text(replies.of(results)[0])
-        if ev.contact_dead or res == "confirmed":
-            contact = _contact_of(ev, results[-1])
-            if contact is not None and ev.contact_dead:
+        out = [""] * len(evs)
+        for idx, replies in placed:
+            for i, res in zip(idx, replies.of(results)):
+                out[i] = text(res)
+        await self._contacts_proven([ev for ev, res in zip(evs, out) if ev.contact_dead or res == "confirmed"])
+        nxt: dict[str, list[Item]] = {}
+        for ev, res in zip(evs, out):
+            if res.startswith("next:"):
+                nxt.setdefault(ev.alert_id, []).append((ev.resident_id, int(res[5:]), 0))
+        for aid, items in nxt.items():
+            await self._follow(aid, items)
+        return out
+
+    async def _contacts_proven(self, evs: list[ProviderEvent]) -> None:
+        """A confirmation makes its contact point fresh; a dead contact is marked so."""
+        if not evs:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for ev in evs:
+            pipe.hget(keys.delivery(ev.alert_id, ev.resident_id), "p")
+        fresh: dict[int | None, list[tuple[str, int]]] = {}
+        for ev, plan in zip(evs, await pipe.execute()):
+            contact = _contact_of(ev, plan)
+            if contact is None:
+                continue
+            if ev.contact_dead:
                 await self.registry.mark_dead(ev.resident_id, contact)
-            elif contact is not None:
-                await contact_ages.confirmed(self.redis, [(ev.resident_id, contact)], ev.at_ms)
-        if res.startswith("next:"):
-            await self._follow(ev.alert_id, [(ev.resident_id, int(res[5:]), 0)])
-        return res
+            else:
+                fresh.setdefault(ev.at_ms, []).append((ev.resident_id, contact))
+        for at_ms, points in fresh.items():
+            await contact_ages.confirmed(self.redis, points, at_ms)
 
     async def _opt_out(self, ev: ProviderEvent) -> str:
         """STOP ends a non-emergency delivery; emergencies still go."""

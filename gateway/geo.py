@@ -186,13 +186,19 @@ class Targets:
 
 
 def audience_problems(audience: dict) -> list[dict]:
-    """Geocodes that would leave an audience targeting less than it says."""
-    t = Targets.of(audience.get("areas", ()))
+    """What JSON Schema cannot say about an audience's areas: polygons that are
+    not closed or enclose nothing, and geocodes that would leave it targeting
+    less than it says. For after schema validation; JSON pointers into the alert."""
+    areas = audience.get("areas", ())
+    out = [{"field": f"/audience/areas/{n}/polygon", "detail": problem}
+           for n, shape in enumerate(areas)
+           if isinstance(shape, dict) and shape.get("polygon") and (problem := ring_problem(shape["polygon"]))]
+    t = Targets.of(areas)
     if t.shapes:
-        return []  # beside shapes, a geocode only restates them
-    return [{"field": f"/audience/areas/{i}/geocode/name",
-             "detail": f"the gateway cannot resolve {g['name']} codes; use one of {sorted(DISTRICT_GEOCODES)} "
-                       "or give a polygon or circle"} for i, g in t.unknown]
+        return out  # beside shapes, a geocode only restates them
+    return out + [{"field": f"/audience/areas/{i}/geocode/name",
+                   "detail": f"the gateway cannot resolve {g['name']} codes; use one of {sorted(DISTRICT_GEOCODES)} "
+                             "or give a polygon or circle"} for i, g in t.unknown]
 
 
 # From Redis (the fan-out) -------------------------------------------------------

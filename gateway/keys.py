@@ -167,3 +167,43 @@ def welfare(aid: str) -> str:
 def tallies(aid: str) -> str:
     """A finished alert's metrics tallies, JSON, so a scrape does not rescan it."""
     return f"{{a:{aid}}}:tallies"
+
+
+# Providers, shared by every worker (channels/routing.py, channels/pacing.py)
+def route_health(channel: str, provider: str, bucket: int) -> str:
+    """Counters of one provider in one 10-second bucket (hash of channels.routing.COUNTERS)."""
+    return f"route:{channel}:{provider}:{bucket}"
+
+
+# The split and its switches share a hash tag: one script writes both.
+def route_split(channel: str) -> str:
+    """The split in force: `state` ("twilio=5,kannel=95"), `shares` JSON, `at_ms`."""
+    return f"{{route:{channel}}}:split"
+
+
+def route_switches(channel: str) -> str:
+    """Past switches, newest first: JSON {at_ms, from, to, reason}."""
+    return f"{{route:{channel}}}:switches"
+
+
+def pace_bucket(channel: str, provider: str, sender: str = "") -> str:
+    """A pace bucket: per provider account, or per sender number of it.
+
+    The hash tag keeps a provider's buckets in one Cluster slot, so one
+    script can reserve in all of them."""
+    tag = f"{{pace:{channel}:{provider}}}"
+    return f"{tag}:from:{sender}" if sender else tag
+
+
+# Paper mail (channels/mail.py)
+def letter(letter_id: str) -> str:
+    """A letter id -> the send it belongs to (`Message.ref`)."""
+    return f"mail:letter:{letter_id}"
+
+
+def letter_batch(batch_id: str) -> str:
+    """A batch id -> the letter ids in it (JSON), to fail them all if it is refused."""
+    return f"mail:batch:{batch_id}"
+
+
+MAIL_BATCHER = "mail:batcher"  # the lease of the one process that batches letters

@@ -61,15 +61,6 @@ async def activate(redis, aid: str, targeted: int) -> bool:
     return await Transitions(redis).activate_alert(aid, targeted, "planning", "active")
 
 
-async def resumed(redis, aid: str) -> None:
-    """An alert that had finished runs again (residents added, deliveries
-    reopened): the pump watches it, and the agency will get another final summary."""
-    await redis.sadd(keys.ACTIVE_ALERTS, aid)
-    if await redis.hexists(keys.alert(aid), "cb"):
-        await redis.hdel(keys.alert(aid), "cb_final")
-        await redis.sadd(keys.CALLBACK_ALERTS, aid)
-
-
 def _not_found() -> Problem:
     return Problem(404, "Not found", "No such alert.")
 
@@ -181,11 +172,9 @@ class Lifecycle:
         added = [rid for rid in wanted if rid not in known]
         if added:
             last = await deliveries.last_seq(r, aid)
-            await r.hset(keys.alert(aid), "targeted", len(known) + len(added))
+            await self.t.grow_alert(aid, len(known) + len(added))
             size = engine.settings.batch_size
             work.added = [(last + 1 + i, added[i:i + size]) for i in range(0, len(added), size)]
-            if status == "done" and await self.t.activate_alert(aid, None, "done"):
-                await resumed(r, aid)
 
         # Earlier rounds still going get the new content too; their residents
         # are not told again in a new round.
@@ -194,10 +183,7 @@ class Lifecycle:
         for child in await Alerts(r).rounds(aid):
             if child == round_id:
                 continue
-            meta = await r.hmget(keys.alert(child), "status")
-            if text(meta[0] or b"") in ("planning", "active"):
-                await r.hset(keys.alert(child), mapping={"doc": raw_doc, "expires_ms": expires_ms(doc)})
-                await r.hincrby(keys.alert(child), "version", 1)
+            if await self.t.refresh_round(child, raw_doc, expires_ms(doc)):
                 for page in (await deliveries.in_states(r, child, OPEN)).values():
                     still_open.update(page)
 
@@ -227,7 +213,7 @@ class Lifecycle:
         # A second run may have found more confirmed: the round counts everyone planned in it.
         planned = int(await r.hget(keys.alert_counts(child), "targeted") or 0)
         if planned > len(rows):
-            await r.hset(keys.alert(child), "targeted", planned)
+            await self.t.grow_alert(child, planned)
 
 
 @dataclass

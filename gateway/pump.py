@@ -122,6 +122,7 @@ class Pump:
             return
         if status == "planning" and now_ms() - int(retried or created) > STUCK_PLANNING_MS:
             # Accepted but never fanned out (broker down at the time): try again.
+            # A plain write: the leader's own retry clock, read by nobody with the status.
             await self.redis.hset(keys.alert(aid), "fanout_retry_ms", now_ms())
             self.dispatch.fan_out(aid)
             return

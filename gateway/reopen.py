@@ -17,7 +17,6 @@ import orjson
 from . import deliveries, keys
 from .alerts import Alerts
 from .fallback import Policy, build_plan
-from .lifecycle import resumed
 from .registry import profile
 from .transitions import now_ms, text
 
@@ -77,7 +76,6 @@ async def reopen_unreached(redis, engine, dispatch, aid: str, channels: list[str
             if res.startswith("reopened:"):
                 sends.append((rid, int(res[9:]), 0))
         if sends:
-            await resumed(redis, aid)
             dispatch.send_steps(aid, sends)
             out.reopened += len(sends)
     return out

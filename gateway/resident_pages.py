@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import re
 import time
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import orjson
 from aiohttp import web
@@ -75,18 +75,23 @@ def nonce_ok(request: web.Request, aid: str, token: str, nonce: str) -> bool:
     return hmac.compare_digest(make_nonce(request, aid, token, int(issued)), nonce)
 
 
-async def _resident(request: web.Request) -> tuple[str, str, str, dict] | None:
-    """(alert id, token, resident id, alert doc) for a token of that alert, else None."""
-    aid, token = request.match_info["aid"], request.match_info["token"]
-    redis = request.app[STATE]["redis"]
-    rid = request.app[STATE]["channel_context"].registry.vault.resident_of(aid, token)
-    # A sealed token is genuine; the delivery must also exist (a resident of this alert).
-    if rid is None or not await redis.exists(keys.delivery(aid, rid)):
-        return None
-    doc = await redis.hget(keys.alert(aid), "doc")
-    if doc is None:
-        return None
-    return aid, token, rid, orjson.loads(doc)
+def resident_page(handler):
+    """A page behind a resident's link: the handler gets (alert id, token,
+    resident id, alert doc) for a token of that alert; any other gets the
+    page that says the link is not known."""
+    @wraps(handler)
+    async def with_resident(request: web.Request) -> web.Response:
+        aid, token = request.match_info["aid"], request.match_info["token"]
+        redis = request.app[STATE]["redis"]
+        rid = request.app[STATE]["channel_context"].registry.vault.resident_of(aid, token)
+        # A sealed token is genuine; the delivery must also exist (a resident of this alert).
+        if rid is None or not await redis.exists(keys.delivery(aid, rid)):
+            return _missing(request)
+        doc = await redis.hget(keys.alert(aid), "doc")
+        if doc is None:
+            return _missing(request)
+        return await handler(request, aid, token, rid, orjson.loads(doc))
+    return with_resident
 
 
 def _missing(request: web.Request) -> web.Response:
@@ -107,11 +112,8 @@ def _language(request: web.Request, carried: list[str], resident_languages: list
 
 # The message --------------------------------------------------------------
 
-async def message_page(request: web.Request) -> web.Response:
-    found = await _resident(request)
-    if found is None:
-        return _missing(request)
-    aid, token, rid, doc = found
+@resident_page
+async def message_page(request: web.Request, aid: str, token: str, rid: str, doc: dict) -> web.Response:
     redis = request.app[STATE]["redis"]
     carried = list(doc["content"])
     lang = _language(request, carried, (await _profile(redis, rid))["l"])
@@ -134,13 +136,10 @@ async def _render_message(request, aid, token, rid, doc, lang, *, form_expired: 
                   nonce=make_nonce(request, aid, token))
 
 
-async def acknowledge(request: web.Request) -> web.Response:
+@resident_page
+async def acknowledge(request: web.Request, aid: str, token: str, rid: str, doc: dict) -> web.Response:
     """The button: recorded as `acknowledged` on the delivery's current step, like an SMS reply "1",
     and reported the way every channel reports (`ChannelContext.report`)."""
-    found = await _resident(request)
-    if found is None:
-        return _missing(request)
-    aid, token, rid, doc = found
     form = await posted_form(request)
     lang = form.get("lang") if form.get("lang") in doc["content"] else next(iter(doc["content"]))
     if not nonce_ok(request, aid, token, str(form.get("nonce", ""))):
@@ -165,11 +164,8 @@ def _prefs(profile: dict) -> dict:
             "non_emergency": profile.get("ne", True)}
 
 
-async def preferences_page(request: web.Request) -> web.Response:
-    found = await _resident(request)
-    if found is None:
-        return _missing(request)
-    aid, token, rid, doc = found
+@resident_page
+async def preferences_page(request: web.Request, aid: str, token: str, rid: str, doc: dict) -> web.Response:
     profile = await _profile(request.app[STATE]["redis"], rid)
     lang = _language(request, list(doc["content"]), profile["l"])
     return _render_preferences(request, aid, token, doc, lang, _prefs(profile),
@@ -232,11 +228,8 @@ async def save_preferences(redis, rid: str, fields: dict) -> bool:
                 continue
 
 
-async def save_preferences_form(request: web.Request) -> web.Response:
-    found = await _resident(request)
-    if found is None:
-        return _missing(request)
-    aid, token, rid, doc = found
+@resident_page
+async def save_preferences_form(request: web.Request, aid: str, token: str, rid: str, doc: dict) -> web.Response:
     redis = request.app[STATE]["redis"]
     form = await posted_form(request)
     lang = form.get("lang") if form.get("lang") in doc["content"] else next(iter(doc["content"]))

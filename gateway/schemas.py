@@ -196,9 +196,9 @@ ALERT = {
                     "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$"},
                 },
                 "everyone": {"type": "boolean", "enum": [True]},  # not `const`: a client generator miswrites it
-                # Geographic targets, as CAP <area> carries them (gateway/cap.py).
+                # Geographic targets, as CAP <area> carries them (gateway/cap/areas.py).
                 # Polygon points are [lat, lon] (CAP order, WGS 84). JSON Schema
-                # cannot say "first point == last point": cap.area_problems() does.
+                # cannot say "first point == last point": geo.audience_problems() does.
                 "areas": {
                     "type": "array",
                     "minItems": 1,

@@ -149,6 +149,7 @@ async def _fan_out(rt: Runtime, aid: str) -> None:
     size = rt.settings.batch_size
     for start in range(0, len(rids), size):
         plan_batch.apply_async((aid, start, rids[start:start + size]))
+    # Not part of `activate`: true only once the broker holds every batch, and only the pump reads it.
     await r.hset(keys.alert(aid), "fanned", 1)
 
 

@@ -1,8 +1,8 @@
 -- Every alert and delivery state transition, atomic in Redis.
 --
 -- KEYS[1] is the alert prefix `{a:<id>}`; every key a delivery op touches
--- derives from it, so one call stays inside one Cluster slot (the alert ops
--- near the end also write the indexes of all alerts, named in KEYS[2..]).
+-- derives from it, so one call stays inside one Cluster slot (reopen and the
+-- alert ops near the end also write the indexes of all alerts, named in KEYS[2..]).
 -- ARGV[1] names the operation.
 --
 -- Delivery hash fields:
@@ -312,6 +312,18 @@ local function alert_status(to, from, ...)
   return true, status
 end
 
+-- A finished alert runs again (done -> active): the pump watches it once
+-- more, and an agency with callbacks will hear a new final summary.
+-- KEYS[2], KEYS[3]: ACTIVE_ALERTS, CALLBACK_ALERTS.
+local function resume(aid)
+  if not alert_status('active', {done = true}) then return end
+  redis.call('SADD', KEYS[2], aid)
+  if redis.call('HEXISTS', A, 'cb') == 1 then
+    redis.call('HDEL', A, 'cb_final')
+    redis.call('SADD', KEYS[3], aid)
+  end
+end
+
 -- The ops below take many deliveries of this alert per call and return a reply for each, in order.
 
 -- claim: ARGV = op, now, lease_ms, then (rid, k, n) repeated.
@@ -351,19 +363,20 @@ if op == 'timer' then
   return out
 end
 
--- reopen: ARGV = op, now, lease_ms, operator, then (rid, steps_json) repeated.  An alert
--- cancelled or expired reopens nothing ('closed'); a finished one (done) runs again.
+-- reopen: KEYS = alert, ACTIVE_ALERTS, CALLBACK_ALERTS.  ARGV = op, now, lease_ms, operator,
+-- alert id, then (rid, steps_json) repeated.  An alert cancelled or expired
+-- reopens nothing ('closed'); a finished one (done) runs again.
 if op == 'reopen' then
   local now, lease, who, out = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], {}
   local a = redis.call('HMGET', A, 'status', 'expires_ms')
   local ex = tonumber(a[2] or '0')
   local closed = a[1] == 'cancelled' or a[1] == 'expired' or (ex > 0 and now >= ex)
   local any = false
-  for i = 5, #ARGV, 2 do
+  for i = 6, #ARGV, 2 do
     out[#out + 1] = closed and 'closed' or reopen(ARGV[i], ARGV[i + 1], who, now, lease)
     any = any or string.sub(out[#out], 1, 9) == 'reopened:'
   end
-  if any then alert_status('active', {done = true}) end
+  if any then resume(ARGV[5]) end
   return out
 end
 
@@ -424,6 +437,12 @@ if op == 'alert_create' then
   return ''
 end
 
+-- New content (and area and expiry), with any further field/value pairs; returns the new version.
+local function new_content(doc, expires_ms, ...)
+  redis.call('HSET', A, 'doc', doc, 'expires_ms', expires_ms, ...)
+  return redis.call('HINCRBY', A, 'version', 1)
+end
+
 -- alert_update: new content, area and expiry; the version goes up.
 -- KEYS: alert, CAP index or ''.  ARGV: op, doc, expires ms, now, CAP JSON or '', CAP field, 'aid|digest'.
 if op == 'alert_update' then
@@ -431,9 +450,18 @@ if op == 'alert_update' then
   if found then return found end
   if status == 'cancelled' or status == 'expired' then return {'closed', status} end
   cap_remember(ARGV[6], ARGV[7])
-  redis.call('HSET', A, 'doc', ARGV[2], 'expires_ms', ARGV[3], 'updated_ms', ARGV[4])
   if ARGV[5] ~= '' then redis.call('HSET', A, 'cap', ARGV[5]) end
-  return {'ok', tostring(redis.call('HINCRBY', A, 'version', 1))}
+  return {'ok', tostring(new_content(ARGV[2], ARGV[3], 'updated_ms', ARGV[4]))}
+end
+
+-- round_update: an update round still running takes its alert's new content,
+-- so its pending steps send it; a round that ended keeps what it sent (0).
+-- ARGV: op, doc, expires ms.
+if op == 'round_update' then
+  local status = redis.call('HGET', A, 'status')
+  if status ~= 'planning' and status ~= 'active' then return 0 end
+  new_content(ARGV[2], ARGV[3])
+  return 1
 end
 
 -- alert_cancel: KEYS: alert, CAP index or ''.  ARGV: op, now, CAP field, 'aid|digest', CAP JSON of the Cancel or ''.
@@ -457,6 +485,15 @@ if op == 'alert_activate' then
   return alert_status('active', from, unpack(targeted)) and 1 or 0
 end
 
+-- alert_grow: an update added residents: `targeted` counts them, and a
+-- finished alert runs again.  KEYS: alert, ACTIVE_ALERTS, CALLBACK_ALERTS.  ARGV: op, alert id, targeted.
+if op == 'alert_grow' then
+  if redis.call('EXISTS', A) == 0 then return 0 end
+  redis.call('HSET', A, 'targeted', ARGV[3])
+  resume(ARGV[2])
+  return 1
+end
+
 -- alert_round: an update round, created once.  KEYS: round, the alert's rounds, ACTIVE_ALERTS, CALLBACK_ALERTS.
 -- ARGV: op, round id, doc, agency, parent, now, expires ms, callbacks 0/1, residents.
 if op == 'alert_round' then
@@ -469,6 +506,25 @@ if op == 'alert_round' then
     redis.call('HSET', A, 'cb', 1)
     redis.call('SADD', KEYS[4], ARGV[2])
   end
+  return 1
+end
+
+-- summary: the alert's summary (JSON, ARGV[3]) queued for the agency behind
+-- its delivery events, marked so that it is queued once.  'progress' while
+-- the alert runs (`cb_progress_ms` = ARGV[4], now); 'final' once it has ended
+-- and the pump no longer watches it (KEYS[2]: ACTIVE_ALERTS), and only once
+-- until it runs again (`resume` clears `cb_final`).  ARGV: op, kind, summary, now, alert id.
+if op == 'summary' then
+  local status, final = unpack(redis.call('HMGET', A, 'status', 'cb_final'))
+  if ARGV[2] == 'final' then
+    local ended = status == 'done' or status == 'cancelled' or status == 'expired'
+    if final or not ended or redis.call('SISMEMBER', KEYS[2], ARGV[5]) == 1 then return 0 end
+    redis.call('HSET', A, 'cb_final', 1)
+  else
+    if status ~= 'active' then return 0 end
+    redis.call('HSET', A, 'cb_progress_ms', ARGV[4])
+  end
+  redis.call('XADD', A .. ':events', '*', 't', ARGV[2], 'j', ARGV[3])
   return 1
 end
 

@@ -99,8 +99,9 @@ class Transitions:
     async def reopen(self, pipe, aid: str, items: Iterable[tuple[str, list]], who: str) -> "Replies":
         """items: (resident id, steps to append).  Reply per item: b"reopened:<step>",
         b"noop" (not unreachable: reopened already, or reached) or b"closed" (the alert ended)."""
-        return await self._queue(pipe, aid, ["reopen", now_ms(), CLAIM_LEASE_MS, who],
-                                 [[rid, orjson.dumps(steps)] for rid, steps in items])
+        return await self._queue(pipe, aid, ["reopen", now_ms(), CLAIM_LEASE_MS, who, aid],
+                                 [[rid, orjson.dumps(steps)] for rid, steps in items],
+                                 more_keys=(keys.ACTIVE_ALERTS, keys.CALLBACK_ALERTS))
 
     async def close(self, pipe, aid: str, rids: Iterable[str], state: str) -> "Replies":
         return await self._queue(pipe, aid, ["close", now_ms(), state], [[rid] for rid in rids])
@@ -134,6 +135,19 @@ class Transitions:
                               more_keys=(keys.cap_index(agency_id) if cap_field else "",))
         return text(res[0]), text(res[1])
 
+    async def refresh_round(self, round_id: str, doc: bytes | str, expires_ms: int) -> bool:
+        """An update round still running takes its alert's new content; False if it ended."""
+        return bool(await self._run(round_id, ["round_update", doc, expires_ms]))
+
+    async def grow_alert(self, aid: str, targeted: int) -> None:
+        """An update added residents: `targeted` counts them, and a finished alert runs again."""
+        await self._run(aid, ["alert_grow", aid, targeted], more_keys=(keys.ACTIVE_ALERTS, keys.CALLBACK_ALERTS))
+
+    async def queue_summary(self, aid: str, kind: str, summary: bytes) -> bool:
+        """The alert's `progress` (while it runs) or `final` summary (once, after it ended),
+        queued for the agency behind its delivery events; False if not its time."""
+        return bool(await self._run(aid, ["summary", kind, summary, now_ms(), aid], more_keys=(keys.ACTIVE_ALERTS,)))
+
     async def activate_alert(self, aid: str, targeted: int | None, *from_states: str) -> bool:
         """To active, only from one of `from_states`: a cancel that came in between wins."""
         return bool(await self._run(aid, ["alert_activate", "" if targeted is None else targeted, *from_states]))
@@ -149,7 +163,8 @@ class Transitions:
         """A running alert ends (done, expired); False if it had ended (cancelled) meanwhile."""
         return bool(await self._run(aid, ["alert_end", status, now_ms()]))
 
-    async def _queue(self, pipe, aid: str, head: list, items: list[list]) -> "Replies":
+    async def _queue(self, pipe, aid: str, head: list, items: list[list], more_keys: tuple[str, ...] = ()
+                     ) -> "Replies":
         # A few dozen deliveries a call: Redis serves other clients (the API
         # accepting an alert) between calls, not after a whole batch.
         start = len(pipe)
@@ -157,7 +172,7 @@ class Transitions:
             args = list(head)
             for item in items[i:i + LUA_CHUNK]:
                 args += item
-            await self._run(aid, args, pipe)
+            await self._run(aid, args, pipe, more_keys)
         return Replies(start, len(pipe))
 
 

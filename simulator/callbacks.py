@@ -118,8 +118,9 @@ class Callbacks:
                 await asyncio.sleep(sim.scaled(sim.config.callback_backoff_s * 2 ** (attempt - 1)))
             try:
                 status, _ = await self.request(url, params, method, token)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                 stats["callbacks.failed"] += 1
+                stats[f"callbacks.failed.{type(e).__name__}"] += 1
                 continue
             if status < 500:
                 stats["callbacks.sent" if status < 400 else "callbacks.rejected"] += 1

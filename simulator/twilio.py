@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from simulator import faults as fault_kinds
 from simulator import voice
@@ -164,14 +165,21 @@ class TwilioAPI:
             return twilio_error(429, 20429, "Too Many Requests")
         return twilio_error(500, 20500, "Internal Server Error")
 
-    # --- Messages -----------------------------------------------------------
-
-    async def create_message(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-sms")
+    async def _posted(self, request: web.Request, provider: str) -> MultiDictProxy | web.Response:
+        """A create request's form, logged; or Twilio's refusal."""
+        refused = await self._refuse(request, provider)
         if refused:
             return refused
         form = await request.post()
         self.sim.log_request(request, form)
+        return form
+
+    # --- Messages -----------------------------------------------------------
+
+    async def create_message(self, request: web.Request) -> web.Response:
+        form = await self._posted(request, "twilio-sms")
+        if isinstance(form, web.Response):
+            return form
         to, sender = form.get("To", ""), form.get("From", "")
         service = form.get("MessagingServiceSid") or None
         body, callback = form.get("Body", ""), form.get("StatusCallback") or None
@@ -314,28 +322,17 @@ class TwilioAPI:
         self.sim.callbacks.emit("twilio-sms", sid, self.sim.config.inbound_sms_url, params, final=True)
 
     async def fetch_message(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-sms")
-        if refused:
-            return refused
-        message = self.messages.get(request.match_info["Sid"])
-        if message is None:
-            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
-        return _json(_message(message))
+        return await self._fetch(request, "twilio-sms", self.messages, _message)
 
     async def list_messages(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-sms")
-        if refused:
-            return refused
-        return self._page(request, "messages", self.messages, _message, ("To", "From"))
+        return await self._page(request, "twilio-sms", "messages", self.messages, _message, ("To", "From"))
 
     # --- Calls --------------------------------------------------------------
 
     async def create_call(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-voice")
-        if refused:
-            return refused
-        form = await request.post()
-        self.sim.log_request(request, form)
+        form = await self._posted(request, "twilio-voice")
+        if isinstance(form, web.Response):
+            return form
         to, sender = form.get("To", ""), form.get("From", "")
         url, twiml = form.get("Url", ""), form.get("Twiml", "")
         callback = form.get("StatusCallback") or None
@@ -405,29 +402,40 @@ class TwilioAPI:
         return _json(_call(resource), 201)
 
     async def fetch_call(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-voice")
-        if refused:
-            return refused
-        call = self.calls.get(request.match_info["Sid"])
-        if call is None:
-            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
-        return _json(_call(call))
+        return await self._fetch(request, "twilio-voice", self.calls, _call)
 
     async def list_calls(self, request: web.Request) -> web.Response:
-        refused = await self._refuse(request, "twilio-voice")
-        if refused:
-            return refused
-        return self._page(request, "calls", self.calls, _call, ("To", "From", "Status"))
+        return await self._page(request, "twilio-voice", "calls", self.calls, _call, ("To", "From", "Status"))
 
-    def _page(
+    async def _fetch(
         self,
         request: web.Request,
+        provider: str,
+        store: dict[str, dict],
+        show: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> web.Response:
+        """One message or call by its SID."""
+        refused = await self._refuse(request, provider)
+        if refused:
+            return refused
+        resource = store.get(request.match_info["Sid"])
+        if resource is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        return _json(show(resource))
+
+    async def _page(
+        self,
+        request: web.Request,
+        provider: str,
         name: str,
         store: dict[str, dict],
         show: Callable[[dict[str, Any]], dict[str, Any]],
         filters: tuple[str, ...],
     ) -> web.Response:
         """One page of a list, newest first, in Twilio's list envelope."""
+        refused = await self._refuse(request, provider)
+        if refused:
+            return refused
         query = request.query
         wanted = {f.lower(): query[f] for f in filters if query.get(f)}
         try:

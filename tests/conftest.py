@@ -1,5 +1,7 @@
 """Fixtures every kind of test may use: one real Redis (the embedded
-redis-server) for the whole session, emptied before each test that asks."""
+redis-server) for the whole session, emptied before each test that asks;
+and, from tests/wholestack.py, the whole gateway (`stack`, `city`) that the
+API tests (tests/api) and the whole-stack stories (tests/e2e) share."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.store import connect
 
-pytest_plugins = ["hang_report"]
+pytest_plugins = ["hang_report", "wholestack"]
 
 
 @pytest.fixture(scope="session")

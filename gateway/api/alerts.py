@@ -15,7 +15,8 @@ from ..problems import Problem, check, invalid
 from ..reopen import CannotReopen, reopen_unreached
 from ..schemas import ALERT, COUNTS, INTEGER, REOPEN, STRING, STRINGS, record
 from ..transitions import STATES, text
-from .audience import checked_alert
+from ..validate import validate
+from .audience import index_of
 from .cap import CAP_BODY, CAP_TYPES, POLICY_HEADER, post_cap
 from .http import STATE, json_body, json_response, require
 from .routing import Route, returns
@@ -34,7 +35,7 @@ async def post_alert(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise Problem(415, "Unsupported media type", "Send application/json or application/cap+xml.",
                       errors=[{"field": "Content-Type", "detail": f"{request.content_type} is not accepted"}])
-    doc = await checked_alert(request.app, agency, await json_body(request))
+    doc = await validate(agency, await json_body(request), index_of(request.app))
     state = request.app[STATE]
     aid, created = await Alerts(state["redis"]).create(agency.id, doc, key, callbacks=agency.has_callback)
     if created:
@@ -47,7 +48,7 @@ async def update_alert(request: web.Request) -> web.Response:
     """New content (area, expiry) for an alert: pending steps send it, the confirmed hear it again."""
     agency = await require(request, "alerts:write")
     aid, _ = await _owned(request, agency)
-    doc = await checked_alert(request.app, agency, await json_body(request))
+    doc = await validate(agency, await json_body(request), index_of(request.app))
     state = request.app[STATE]
     result = await Lifecycle(state["redis"], state["dispatch"]).update(aid, doc, agency_id=agency.id)
     return json_response({**result, "href": f"/v1/alerts/{aid}"}, status=202)

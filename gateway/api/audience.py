@@ -3,8 +3,7 @@
 Answers from the in-process `ResidentIndex` (gateway/geo.py): a numpy pass
 over every resident, shapely on those near the shapes, and one
 `build_plan` per kind of resident (same needs, contact kinds, dead contacts,
-consents), not per resident. Also home of `check_area`: what an agency may
-target, used by every route that takes an audience.
+consents), not per resident. What an agency may target is gateway/validate.py's.
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from ..agencies import Agency
-from ..alerts import unknown_residents, validate
-from ..cap import area_problems
 from ..fallback import Contact, Policy, Profile, build_plan, initial_state, quiet_until
-from ..geo import DISTRICT_GEOCODES, ResidentIndex, Snapshot, Targets, audience_problems
-from ..problems import check, invalid
+from ..geo import ResidentIndex, Snapshot
+from ..problems import check
 from ..schemas import ALERT, COUNTS, INTEGER, STRING, STRINGS, record
+from ..validate import validate_audience
 from .http import STATE, json_body, json_response, require
 from .routing import Route, returns
 
@@ -85,72 +82,6 @@ async def stop_index(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-
-
-# What an agency may target ------------------------------------------------------------
-
-
-NO_SUCH_RESIDENT = "no such resident in your agency's area"
-
-
-async def checked_alert(app: web.Application, agency: Agency, doc) -> dict:
-    """The alert, valid and inside the agency's area, or a 422 naming every bad field."""
-    doc = validate(doc)
-    errors = await check_area(app, agency, doc["audience"])
-    if errors:
-        raise invalid(errors)
-    return doc
-
-
-async def check_area(app: web.Application, agency: Agency, audience: dict) -> list[dict]:
-    """Errors for every target the agency may not reach (JSON pointers into the alert)."""
-    redis = app[STATE]["redis"]
-    errors = []
-    if audience.get("residents"):
-        for i in await unknown_residents(redis, audience["residents"]):
-            errors.append({"field": f"/audience/residents/{i}", "detail": NO_SUCH_RESIDENT})
-    area = agency.area()
-    if not area.limited:
-        return errors
-    drawn = " (your agency's area is drawn as polygons: target it with polygons or circles)" \
-        if not area.districts else ""
-    if audience.get("everyone"):
-        errors.append({"field": "/audience/everyone", "detail": "your agency may target only its own area"})
-    for i, code in enumerate(audience.get("districts", [])):
-        if code not in area.districts:
-            errors.append({"field": f"/audience/districts/{i}", "detail": "outside your agency's area" + drawn})
-    snap = None
-    areas = audience.get("areas", [])
-    targets = Targets.of(areas)
-    for i, area_ in enumerate(areas):
-        if "geocode" in area_ and area_["geocode"]["name"] in DISTRICT_GEOCODES \
-                and area_["geocode"]["value"] not in area.districts:
-            errors.append({"field": f"/audience/areas/{i}/geocode/value",
-                           "detail": "outside your agency's area" + drawn})
-    for shape in targets.shapes:
-        if area.covers_shape(shape):
-            continue
-        if not area.districts:
-            errors.append({"field": f"/audience/areas/{shape.index}/{shape.kind}",
-                           "detail": "reaches outside your agency's area"})
-            continue
-        # Districts have no drawn border here: a shape is inside if everyone it reaches lives inside.
-        snap = snap or await index_of(app).snapshot()
-        reached = snap.shapes_mask([shape]) & snap.alive
-        outside = int((reached & ~area.holds(snap.district, snap.districts, snap.lat, snap.lon)).sum())
-        if outside:
-            people = f"{outside} resident" + ("s" if outside != 1 else "")
-            errors.append({"field": f"/audience/areas/{shape.index}/{shape.kind}",
-                           "detail": f"reaches {people} outside your agency's area"})
-    if audience.get("residents") and not errors:
-        snap = snap or await index_of(app).snapshot()
-        inside = area.holds(snap.district, snap.districts, snap.lat, snap.lon)
-        for i, rid in enumerate(audience["residents"]):
-            pos = snap.positions.get(rid)
-            if pos is not None and pos < len(inside) and not inside[pos]:
-                # Said as of an unknown id: a resident outside is not the agency's to know of.
-                errors.append({"field": f"/audience/residents/{i}", "detail": NO_SUCH_RESIDENT})
-    return errors
 
 
 # The preview ----------------------------------------------------------------------------
@@ -234,10 +165,7 @@ async def preview(request: web.Request) -> web.Response:
     body = await json_body(request)
     check(PREVIEW, body)
     audience = body["audience"]
-    errors = area_problems(body) + audience_problems(audience)
-    errors += await check_area(request.app, agency, audience)
-    if errors:
-        raise invalid(errors)
+    await validate_audience(agency, audience, index_of(request.app))
     snap = await index_of(request.app).snapshot()
     mask = snap.audience_mask(audience)
     drill = body.get("status", "Actual") != "Actual"

@@ -24,11 +24,14 @@ from aiohttp import web
 
 from ..agencies import Agency
 from ..alerts import Alerts, body_digest
-from ..cap import MAX_CAP_BYTES, CapError, emit_cap, format_cap_time, parse_cap
+from ..cap.emit import emit_cap
+from ..cap.parse import MAX_CAP_BYTES, CapAlert, CapError, parse_cap
+from ..cap.vocabulary import format_cap_time
 from ..lifecycle import Lifecycle
 from ..problems import Problem, field_errors, invalid
 from ..schemas import ALERT
-from .audience import checked_alert
+from ..validate import validate
+from .audience import index_of
 from .http import STATE, json_response, require
 from .routing import Route, returns
 
@@ -110,29 +113,30 @@ async def post_cap(request: web.Request, agency: Agency, idempotency_key: str | 
     digest = body_digest({"cap": cap, "alert": doc})
     lifecycle = Lifecycle(redis, state["dispatch"])
 
-    if message.msg_type == "Alert":
-        try:
-            await checked_alert(request.app, agency, doc)
-        except Problem as p:
-            raise _as_cap_errors(p) from None
-        aid, created = await Alerts(redis).create(agency.id, doc, idempotency_key, cap=cap, cap_digest=digest,
-                                                  callbacks=agency.has_callback)
-        if created:
-            state["dispatch"].fan_out(aid)
-        body = {"id": aid, "status": "accepted" if created else "already accepted", "href": f"/v1/alerts/{aid}",
-                "cap": {"identifier": message.identifier, "sender": message.sender, "msg_type": "Alert"},
-                "warnings": message.warnings}
-        return json_response(body, status=202, headers={"Location": f"/v1/alerts/{aid}"})
-
-    aid = await _referenced_alert(lifecycle, agency, message.references)
     if message.msg_type == "Cancel":
+        aid = await _referenced_alert(lifecycle, agency, message.references)
         result = await lifecycle.cancel(aid, agency_id=agency.id, cap=cap, cap_digest=digest)
-    else:
-        try:
-            await checked_alert(request.app, agency, doc)
-        except Problem as p:
-            raise _as_cap_errors(p) from None
+        return _changed(aid, result, message)
+    aid = await _referenced_alert(lifecycle, agency, message.references) if message.msg_type == "Update" else None
+    try:
+        await validate(agency, doc, index_of(request.app))
+    except Problem as p:
+        raise _as_cap_errors(p) from None
+    if aid is not None:
         result = await lifecycle.update(aid, doc, agency_id=agency.id, cap=cap, cap_digest=digest)
+        return _changed(aid, result, message)
+    aid, created = await Alerts(redis).create(agency.id, doc, idempotency_key, cap=cap, cap_digest=digest,
+                                              callbacks=agency.has_callback)
+    if created:
+        state["dispatch"].fan_out(aid)
+    body = {"id": aid, "status": "accepted" if created else "already accepted", "href": f"/v1/alerts/{aid}",
+            "cap": {"identifier": message.identifier, "sender": message.sender, "msg_type": "Alert"},
+            "warnings": message.warnings}
+    return json_response(body, status=202, headers={"Location": f"/v1/alerts/{aid}"})
+
+
+def _changed(aid: str, result: dict, message: CapAlert) -> web.Response:
+    """The answer to an Update or Cancel: what happened to the alert it refers to."""
     body = {**result, "href": f"/v1/alerts/{aid}", "warnings": message.warnings,
             "cap": {"identifier": message.identifier, "sender": message.sender, "msg_type": message.msg_type}}
     return json_response(body, status=202, headers={"Location": f"/v1/alerts/{aid}"})

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from channels.base import Recipient
 
-from ..alerts import validate
 from ..engine import AlertView
 from ..fallback import (
     Contact,
@@ -26,10 +25,11 @@ from ..fallback import (
     initial_state,
     pick_language,
 )
-from ..problems import Problem, field_errors, invalid
+from ..problems import field_errors, invalid
 from ..registry import normalise
 from ..schemas import ALERT, CONFIRMATIONS, INTEGER, RESIDENT, STRING, record
 from ..transitions import now_ms
+from ..validate import alert_problems
 from .http import STATE, json_body, json_response, require
 from .routing import Route, returns
 
@@ -76,10 +76,10 @@ async def preview_alert(request: web.Request) -> web.Response:
 def _checked_alert(alert: dict) -> dict:
     """The alert's own rules (response codes, expiry, areas), errors under /alert."""
     doc = {"audience": {"everyone": True}, **alert}
-    try:
-        return validate(doc)
-    except Problem as p:
-        raise invalid([{**e, "field": "/alert" + e["field"]} for e in p.errors]) from None
+    errors = alert_problems(doc)
+    if errors:
+        raise invalid([{**e, "field": "/alert" + e["field"]} for e in errors])
+    return doc
 
 
 async def _resident(state: dict, agency, body: dict) -> dict:

@@ -7,7 +7,9 @@ session's CSRF token, checked by `auth.page`, and lands in the audit log.
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import NoReturn
 
 import orjson
 from aiohttp import web
@@ -116,20 +118,30 @@ def _page_number(request: web.Request, pages: int) -> int:
         return 1
 
 
-async def _alert_or_404(request: web.Request) -> tuple[str, dict] | web.Response:
-    aid = request.match_info["aid"]
-    meta = await Alerts(request.app[STATE]["redis"]).get(aid)
-    if meta is None:
-        return render_error(404, "No such alert", f"There is no alert {aid}.", session=request[SESSION])
-    return aid, meta
+def about_alert(role: str):
+    """A page or action about one alert: `auth.page(role)`, then the alert
+    (the handler gets its id and stored hash) or a 404 page."""
+    def wrap(handler):
+        @page(role)
+        @functools.wraps(handler)
+        async def with_alert(request: web.Request) -> web.StreamResponse:
+            aid = request.match_info["aid"]
+            meta = await Alerts(request.app[STATE]["redis"]).get(aid)
+            if meta is None:
+                return render_error(404, "No such alert", f"There is no alert {aid}.", session=request[SESSION])
+            return await handler(request, aid, meta)
+        return with_alert
+    return wrap
 
 
-@page("viewer")
-async def alert_page(request: web.Request) -> web.Response:
-    found = await _alert_or_404(request)
-    if isinstance(found, web.Response):
-        return found
-    aid, meta = found
+async def _back_to_alert(request: web.Request, aid: str, message: str, anchor: str = "") -> NoReturn:
+    """After an action: say what happened on the alert's page."""
+    await auth.flash(request.app[STATE]["redis"], request[SESSION], message)
+    raise web.HTTPSeeOther(f"/ops/alerts/{aid}{anchor}")
+
+
+@about_alert("viewer")
+async def alert_page(request: web.Request, aid: str, meta: dict) -> web.Response:
     state = request.app[STATE]
     redis = state["redis"]
     store = Alerts(redis)
@@ -163,12 +175,8 @@ async def _living_alone(redis, rids: list[str]) -> list[str]:
     return [rid for rid, p in zip(rids, await pipe.execute()) if p and "lives_alone" in orjson.loads(p)["n"]]
 
 
-@page("viewer")
-async def unreached_csv(request: web.Request) -> web.StreamResponse:
-    found = await _alert_or_404(request)
-    if isinstance(found, web.Response):
-        return found
-    aid, _ = found
+@about_alert("viewer")
+async def unreached_csv(request: web.Request, aid: str, _meta: dict) -> web.StreamResponse:
     state = request.app[STATE]
     redis, session = state["redis"], request[SESSION]
     rids = await unreached.open_rids(redis, aid)
@@ -186,27 +194,18 @@ async def unreached_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@page("operator")
-async def cancel_from_console(request: web.Request) -> web.Response:
-    found = await _alert_or_404(request)
-    if isinstance(found, web.Response):
-        return found
-    aid, _ = found
+@about_alert("operator")
+async def cancel_from_console(request: web.Request, aid: str, _meta: dict) -> web.Response:
     state, session = request.app[STATE], request[SESSION]
     done = await actions.cancel(state, aid)
     await auth.audit(state["redis"], session.operator.name, "cancel alert", aid,
                      "cancelled" if done else "nothing was open")
-    await auth.flash(state["redis"], session, "Alert cancelled: no further step starts." if done
-                     else "The alert had already ended; nothing was changed.")
-    raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+    await _back_to_alert(request, aid, "Alert cancelled: no further step starts." if done
+                         else "The alert had already ended; nothing was changed.")
 
 
-@page("operator")
-async def reopen_unreached(request: web.Request) -> web.Response:
-    found = await _alert_or_404(request)
-    if isinstance(found, web.Response):
-        return found
-    aid, _ = found
+@about_alert("operator")
+async def reopen_unreached(request: web.Request, aid: str, _meta: dict) -> web.Response:
     state, session, form = request.app[STATE], request[SESSION], request[FORM]
     channel = str(form.get("channel", ""))
     again = form.get("again") == "1"
@@ -215,35 +214,26 @@ async def reopen_unreached(request: web.Request) -> web.Response:
                                              [channel] if channel != "any" else None, again=again,
                                              who=session.operator.name)
     except reopen.CannotReopen as e:
-        await auth.flash(state["redis"], session, f"Not reopened: {e}.")
-        raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+        await _back_to_alert(request, aid, f"Not reopened: {e}.")
     on = "any channel" if channel == "any" else channel
     await auth.audit(state["redis"], session.operator.name, "reopen unreached", aid,
                      f"{done.reopened} residents on {on}{' (again)' if again else ''}; "
                      f"{done.nothing_new} with nothing left to try")
-    await auth.flash(state["redis"], session,
-                     f"Reopened {done.reopened} residents on {on}." + (
-                         f" {done.nothing_new} have nothing left to try on {on}." if done.nothing_new else ""))
-    raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+    await _back_to_alert(request, aid, f"Reopened {done.reopened} residents on {on}." + (
+        f" {done.nothing_new} have nothing left to try on {on}." if done.nothing_new else ""))
 
 
-@page("operator")
-async def record_welfare_visit(request: web.Request) -> web.Response:
-    found = await _alert_or_404(request)
-    if isinstance(found, web.Response):
-        return found
-    aid, _ = found
+@about_alert("operator")
+async def record_welfare_visit(request: web.Request, aid: str, _meta: dict) -> web.Response:
     state, session, form = request.app[STATE], request[SESSION], request[FORM]
     rid = str(form.get("resident", ""))
     try:
         await actions.welfare_visit(state["redis"], aid, rid, session.operator.name, str(form.get("note", "")))
     except actions.ActionError as e:
-        await auth.flash(state["redis"], session, f"Not recorded: {e}.")
-        raise web.HTTPSeeOther(f"/ops/alerts/{aid}")
+        await _back_to_alert(request, aid, f"Not recorded: {e}.")
     await auth.audit(state["redis"], session.operator.name, "welfare visit done", f"{aid}/{rid}",
                      str(form.get("note", ""))[:200])
-    await auth.flash(state["redis"], session, f"Welfare visit to {rid} recorded.")
-    raise web.HTTPSeeOther(f"/ops/alerts/{aid}#r-{rid}")
+    await _back_to_alert(request, aid, f"Welfare visit to {rid} recorded.", f"#r-{rid}")
 
 
 @page("viewer")

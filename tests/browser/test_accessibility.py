@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.samples import phone, resident
 from tests.browser.conftest import axe_violations, signed_in
-from tests.console.town import PASSWORD, heat_wave, phone, resident
+from tests.console.town import PASSWORD, heat_wave
 
 CONSOLE_PAGES = ["/ops/alerts", "/ops/alerts/{aid}", "/ops/alerts/{aid}?welfare=1", "/ops/providers", "/ops/reach",
                  "/ops/audit", "/ops/operators", "/ops/alerts/al_missing"]

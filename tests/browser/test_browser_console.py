@@ -7,8 +7,9 @@ import csv
 import io
 from pathlib import Path
 
+from gateway.samples import phone, resident
 from tests.browser.conftest import signed_in
-from tests.console.town import heat_wave, phone, resident
+from tests.console.town import heat_wave
 
 
 async def running_alert(town) -> str:

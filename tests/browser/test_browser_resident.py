@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.console.town import heat_wave, phone, resident
+from gateway.samples import phone, resident
+from tests.console.town import heat_wave
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1, "is_mobile": True, "has_touch": True}
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from channels.base import ChannelContext, Message, Recipient
-from channels.mail import Mail, batch_key, letter_id_for
+from channels.mail import Mail, letter_id_for
 from channels.printhouse import (
     FolderDropBox,
     PendingLetter,
@@ -21,11 +21,11 @@ from channels.printhouse import (
     read_answer,
 )
 from gateway import keys
-from tests.letter_fonts import require_letter_fonts
 from gateway.config import Settings
 from simulator.behaviour import Behaviour
 from simulator.printhouse import PrintHouse, check
 from simulator.records import Records
+from tests.letter_fonts import require_letter_fonts
 
 SEOUL = "Asia/Seoul"
 HOME = ("03151", "세종대로 209, 101동 1203호")
@@ -245,7 +245,7 @@ async def test_a_refused_batch_fails_each_letter_for_another_try(tmp_path, redis
     refused = [e for e in post.events if e.status == "failed"]
     assert sorted(e.resident_id for e in refused) == ["r1", "r2"]
     assert all(e.error_code == "rejected" and not e.permanent and e.detail == "paper jam" for e in refused)
-    assert await redis.get(batch_key(batch_id))
+    assert await redis.get(keys.letter_batch(batch_id))
 
 
 async def test_answers_about_letters_we_never_sent_change_nothing(tmp_path, redis):

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from channels.pacing import Bucket, Pacer, bucket_key
+from channels.pacing import Bucket, Pacer
+from gateway import keys
 from gateway.store import connect
 
 
@@ -31,7 +32,7 @@ def pacer(redis, clock: Clock) -> Pacer:
 async def test_a_batch_over_the_account_limit_is_spread_over_seconds_in_one_round_trip(redis):
     clock = Clock()
     p = pacer(redis, clock)
-    account = Bucket(bucket_key("sms", "twilio"), rate_per_s=10)
+    account = Bucket(keys.pace_bucket("sms", "twilio"), rate_per_s=10)
     delays = sorted(await asyncio.gather(*(p.wait(account) for _ in range(30))))
     assert delays[:10] == [0.0] * 10  # one second's burst goes at once
     assert delays[10] == pytest.approx(0.1, abs=0.002)
@@ -41,7 +42,7 @@ async def test_a_batch_over_the_account_limit_is_spread_over_seconds_in_one_roun
 
 async def test_two_workers_share_one_sender_number_limit(redis, redis_url):
     clock = Clock()
-    sender = Bucket(bucket_key("sms", "twilio", "+15005550006"), rate_per_s=5, burst=1)
+    sender = Bucket(keys.pace_bucket("sms", "twilio", "+15005550006"), rate_per_s=5, burst=1)
     first, second = pacer(redis, clock), pacer(connect(redis_url), clock)
     a = await asyncio.gather(*(first.wait(sender) for _ in range(5)))
     b = await asyncio.gather(*(second.wait(sender) for _ in range(5)))
@@ -54,8 +55,8 @@ async def test_two_workers_share_one_sender_number_limit(redis, redis_url):
 async def test_the_tighter_of_sender_and_account_limits_wins(redis):
     clock = Clock()
     p = pacer(redis, clock)
-    account = Bucket(bucket_key("voice", "twilio"), rate_per_s=100)
-    caller = Bucket(bucket_key("voice", "twilio", "+15005550006"), rate_per_s=2, burst=1)
+    account = Bucket(keys.pace_bucket("voice", "twilio"), rate_per_s=100)
+    caller = Bucket(keys.pace_bucket("voice", "twilio", "+15005550006"), rate_per_s=2, burst=1)
     delays = sorted(await asyncio.gather(*(p.wait(account, caller) for _ in range(4))))
     assert delays == pytest.approx([0.0, 0.5, 1.0, 1.5], abs=0.002)
 
@@ -63,7 +64,7 @@ async def test_the_tighter_of_sender_and_account_limits_wins(redis):
 async def test_a_quiet_bucket_allows_a_burst_again(redis):
     clock = Clock()
     p = pacer(redis, clock)
-    account = Bucket(bucket_key("sms", "kannel"), rate_per_s=4)
+    account = Bucket(keys.pace_bucket("sms", "kannel"), rate_per_s=4)
     await asyncio.gather(*(p.wait(account) for _ in range(8)))
     clock.now += 10
     delays = await asyncio.gather(*(p.wait(account) for _ in range(4)))

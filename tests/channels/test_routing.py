@@ -15,8 +15,8 @@ from channels.routing import (
     current_split,
     parse_base,
     shares,
-    split_key,
 )
+from gateway import keys
 from gateway.store import connect
 
 PRIMARY_AND_STANDBY = {"twilio": 1.0, "kannel": 0.0}
@@ -148,4 +148,4 @@ def test_base_shares_come_from_config_and_unlisted_providers_stand_by():
 async def test_the_split_key_names_the_channel(redis):
     r = router(redis, Clock())
     await r.refresh()
-    assert await redis.hget(split_key("sms"), "state") == b"twilio=100,kannel=0"
+    assert await redis.hget(keys.route_split("sms"), "state") == b"twilio=100,kannel=0"

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from gateway.console import auth, outcomes
-from tests.console.town import csrf_of, heat_wave, phone, resident, sign_in
+from gateway.samples import phone, resident
+from tests.console.town import csrf_of, heat_wave, sign_in
 
 EVIL_NAME = "=HYPERLINK(\"http://x\")"
 

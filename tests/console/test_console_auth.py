@@ -8,15 +8,8 @@ from click.testing import CliRunner
 from gateway import keys
 from gateway.cli import main
 from gateway.console import ROUTES, auth
-from tests.console.town import (
-    CSRF,
-    PASSWORD,
-    csrf_of,
-    heat_wave,
-    phone,
-    resident,
-    sign_in,
-)
+from gateway.samples import phone, resident
+from tests.console.town import CSRF, PASSWORD, csrf_of, heat_wave, sign_in
 
 PAGE_ARGS = {"aid": "al_0000000000000000", "name": "someone"}
 

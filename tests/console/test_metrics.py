@@ -6,7 +6,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import keys
-from tests.console.town import heat_wave, phone, resident
+from gateway.samples import phone, resident
+from tests.console.town import heat_wave
 
 A = ("cap_status", "Actual")
 

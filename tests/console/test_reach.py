@@ -6,7 +6,8 @@ from datetime import datetime
 
 from gateway.agencies import create_agency
 from gateway.console import reach
-from tests.console.town import heat_wave, phone, resident, sign_in
+from gateway.samples import phone, resident
+from tests.console.town import heat_wave, sign_in
 
 JONGNO, JUNG = "11110", "11140"
 

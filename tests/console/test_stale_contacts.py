@@ -8,8 +8,9 @@ import orjson
 
 from gateway import contact_ages, keys
 from gateway.console import reach
+from gateway.samples import phone, resident
 from gateway.transitions import now_ms
-from tests.console.town import heat_wave, phone, resident
+from tests.console.town import heat_wave
 
 JONGNO, JUNG = "11110", "11140"
 YEAR_MS = 366 * contact_ages.DAY_MS
@@ -60,7 +61,7 @@ async def test_the_reach_report_counts_per_district_residents_whose_only_contact
     assert by[JONGNO]["unconfirmed"] == {"residents_only_stale": 1, "contact_points": {"phone": 2}}
     assert by[JUNG]["unconfirmed"] == {"residents_only_stale": 1, "contact_points": {"phone": 1}}
     # With a longer threshold nothing is stale yet.
-    await town.redis.delete("ops:reach:all")
+    await town.redis.delete(keys.reach("all"))
     by = {d["district"]: d for d in (await reach.report(town.redis, town.engine.specs(), stale_days=400))["districts"]}
     assert by[JONGNO]["unconfirmed"]["residents_only_stale"] == 0
 

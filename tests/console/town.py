@@ -15,14 +15,15 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.base import Channel, Outcome, ProviderEvent
-from gateway import keys
+from gateway import keys, samples
 from gateway.agencies import create_agency
-from gateway.alerts import Alerts, resolve_audience, validate
+from gateway.alerts import Alerts, resolve_audience
 from gateway.api.app import make_app
 from gateway.config import Settings
 from gateway.console.auth import create_operator
 from gateway.engine import Engine
 from gateway.registry import Registry, normalise
+from gateway.validate import alert_problems
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -84,36 +85,9 @@ def settings_for(data_dir, redis_url: str, **extra) -> Settings:
                     **extra)
 
 
-def resident(rid: str, *contacts, name: str | None = None, needs=(), languages=("ko",), district="11110",
-             birth_year: int | None = None) -> dict:
-    doc = {"id": rid, "name": name or f"Resident {rid}", "languages": list(languages), "district": district,
-           "contacts": list(contacts)}
-    if needs:
-        doc["needs"] = list(needs)
-    if birth_year:
-        doc["birth_year"] = birth_year
-    return doc
-
-
-def phone(number: str, handset: str = "feature_phone") -> dict:
-    return {"type": "phone", "number": number, "handset": handset}
-
-
-def heat_wave(audience: dict, **extra) -> dict:
-    return {
-        "event": "Heat wave",
-        "severity": "Severe",
-        "urgency": "Expected",
-        "content": {
-            "ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다.",
-                   "instruction": "물을 자주 드시고 무더위 쉼터를 이용하세요."},
-            "en": {"headline": "Heat wave warning", "body": "Temperatures reach 38C today.",
-                   "instruction": "Drink water often and use a cooling centre."},
-        },
-        "audience": audience,
-        "policy": {"confirmation": "delivered"},
-        **extra,
-    }
+def heat_wave(audience: dict, **fields) -> dict:
+    """The sample heat wave; in town a delivery closes once delivered."""
+    return samples.heat_wave(audience, policy={"confirmation": "delivered"}) | fields
 
 
 @dataclass
@@ -143,7 +117,8 @@ class Town:
         await self.registry.put_many(docs)
 
     async def post_alert(self, doc: dict) -> str:
-        aid, _ = await Alerts(self.redis).create(self.agency_id, validate(doc), None)
+        assert alert_problems(doc) == []
+        aid, _ = await Alerts(self.redis).create(self.agency_id, doc, None)
         self.dispatch.fan_out(aid)
         await self.dispatch.settle()
         return aid

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from stackkit import heat_wave
 
 from channels.notices import words_for
-from tests.e2e.test_fallback_paths import heat_wave, phone
+from gateway.samples import phone
 
 pytestmark = pytest.mark.e2e
 

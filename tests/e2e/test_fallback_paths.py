@@ -3,40 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from stackkit import heat_wave
+
+from gateway.samples import phone, resident
 
 pytestmark = pytest.mark.e2e
-
-FAST = {"sms": 2, "voice": 4, "push": 2, "mail": 2}
-
-
-def heat_wave(audience: dict, severity: str = "Moderate", **extra) -> dict:
-    return {
-        "event": "Heat wave",
-        "severity": severity,
-        "urgency": "Expected",
-        "content": {
-            "ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다. 야외 활동을 피하세요.",
-                   "instruction": "물을 자주 드시고 무더위 쉼터를 이용하세요."},
-            "en": {"headline": "Heat wave warning", "body": "Temperatures reach 38C today. Avoid outdoor activity.",
-                   "instruction": "Drink water often and use a cooling centre."},
-        },
-        "audience": audience,
-        "policy": {"step_timeouts": FAST},
-        **extra,
-    }
-
-
-def resident(rid: str, *contacts, needs=(), languages=("ko",), district="11110") -> dict:
-    doc = {"id": rid, "name": f"Resident {rid}", "languages": list(languages), "district": district,
-           "contacts": list(contacts)}
-    if needs:
-        doc["needs"] = list(needs)
-    return doc
-
-
-def phone(number: str, handset: str) -> dict:
-    return {"type": "phone", "number": number, "handset": handset}
-
 
 async def test_feature_phone_resident_gets_sms_confirmed_by_delivery_receipt(city):
     await city.add(resident("fp1", phone("+821055500001", "feature_phone")),

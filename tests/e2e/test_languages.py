@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from stackkit import heat_wave
 
 from channels.notices import words_for
-from tests.e2e.test_fallback_paths import heat_wave, phone, resident
+from gateway.samples import phone, resident
 
 pytestmark = pytest.mark.e2e
 

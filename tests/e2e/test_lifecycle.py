@@ -26,7 +26,7 @@ from capkit import (
 )
 
 from gateway import keys
-from gateway.cap import parse_cap
+from gateway.cap.parse import parse_cap
 from gateway.engine import Engine
 from gateway.lifecycle import Lifecycle
 

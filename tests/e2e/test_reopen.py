@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from stackkit import heat_wave
 
-from tests.e2e.test_fallback_paths import heat_wave, phone, resident
+from gateway.samples import phone, resident
 
 pytestmark = pytest.mark.e2e
 

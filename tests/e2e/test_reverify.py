@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from gateway import contact_ages, keys
+from gateway.samples import phone, resident
 from gateway.transitions import now_ms
-from tests.e2e.test_fallback_paths import phone, resident
 
 pytestmark = pytest.mark.e2e
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 import pytest
+from capkit import answers_sms, placed
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
-
-from tests.e2e.capkit import answers_sms, placed
 
 pytestmark = pytest.mark.e2e
 

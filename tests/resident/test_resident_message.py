@@ -7,7 +7,8 @@ import re
 import pytest
 
 from gateway import deliveries, keys
-from tests.console.town import NONCE, heat_wave, phone, resident
+from gateway.samples import phone, resident
+from tests.console.town import NONCE, heat_wave
 
 MAX_BYTES = 30 * 1024
 

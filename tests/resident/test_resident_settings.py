@@ -7,7 +7,8 @@ import pytest
 from multidict import MultiDict
 
 from gateway import keys
-from tests.console.town import NONCE, heat_wave, phone, resident
+from gateway.samples import phone, resident
+from tests.console.town import NONCE, heat_wave
 
 
 @pytest.fixture

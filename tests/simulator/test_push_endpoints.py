@@ -93,12 +93,24 @@ def _vapid() -> Vapid02:
 ALERT = {"title": "폭염 경보", "body": "야외 활동을 자제하세요", "lang": "ko", "ack": "ack-7f3a"}
 
 
+async def _web_push(subscription: dict, http, **extra):
+    """The alert sent as a browser's push service gets it from pywebpush, VAPID-signed."""
+    return await webpush_async(subscription, json.dumps(ALERT), vapid_private_key=_vapid(),
+                               vapid_claims={"sub": "mailto:ops@example.org"}, aiohttp_session=http,
+                               **{"ttl": 60, **extra})
+
+
+async def _refusal(subscription: dict, http) -> int:
+    """The status a push service refuses the alert with."""
+    with pytest.raises(WebPushException) as refused:
+        await _web_push(subscription, http)
+    return refused.value.response.status
+
+
 async def test_a_web_push_is_decrypted_recorded_and_the_resident_acknowledges(city, acks):
     sim, url, http = city
     subscription = _subscribe(sim, url, "r000001")
-    response = await webpush_async(subscription, json.dumps(ALERT), vapid_private_key=_vapid(),
-                                   vapid_claims={"sub": "mailto:ops@example.org"}, ttl=3600,
-                                   headers={"Urgency": "high"}, aiohttp_session=http)
+    response = await _web_push(subscription, http, ttl=3600, headers={"Urgency": "high"})
     assert response.status == 201 and response.headers["Location"].startswith(f"{url}/wp/messages/")
     [entry] = sim.records.for_resident("r000001")
     assert entry["provider"] == "webpush" and entry["payload"] == ALERT and entry["urgency"] == "high"
@@ -132,10 +144,7 @@ async def test_vapid_for_another_push_service_is_refused(city):
 async def test_a_stale_subscription_is_gone(city):
     sim, url, http = city
     subscription = _subscribe(sim, url, "r000004", token_state="stale")
-    with pytest.raises(WebPushException) as gone:
-        await webpush_async(subscription, json.dumps(ALERT), vapid_private_key=_vapid(),
-                            vapid_claims={"sub": "mailto:ops@example.org"}, ttl=60, aiohttp_session=http)
-    assert gone.value.response.status == 410
+    assert await _refusal(subscription, http) == 410
 
 
 async def test_a_payload_encrypted_for_another_browser_is_refused(city):
@@ -143,10 +152,7 @@ async def test_a_payload_encrypted_for_another_browser_is_refused(city):
     subscription = _subscribe(sim, url, "r000005")
     stranger = _subscribe(sim, url, "r000006")
     mixed_up = {"endpoint": subscription["endpoint"], "keys": stranger["keys"]}
-    with pytest.raises(WebPushException) as refused:
-        await webpush_async(mixed_up, json.dumps(ALERT), vapid_private_key=_vapid(),
-                            vapid_claims={"sub": "mailto:ops@example.org"}, ttl=60, aiohttp_session=http)
-    assert refused.value.response.status == 400
+    assert await _refusal(mixed_up, http) == 400
 
 
 async def test_a_web_push_without_ttl_is_refused(city):
@@ -242,6 +248,5 @@ async def test_outages_rate_limits_and_dropped_connections_come_from_faults(city
         assert (await resp.json())["error"]["details"][0]["errorCode"] == "QUOTA_EXCEEDED"
     sim.faults.set({"webpush": {"outage": "reset"}})
     with pytest.raises(aiohttp.ClientError):
-        await webpush_async(_subscribe(sim, url, "r000014"), json.dumps(ALERT), vapid_private_key=_vapid(),
-                            vapid_claims={"sub": "mailto:ops@example.org"}, ttl=60, aiohttp_session=http)
+        await _web_push(_subscribe(sim, url, "r000014"), http)
     assert sim.records.for_resident("r000013") == sim.records.for_resident("r000014") == []

@@ -19,7 +19,7 @@ from capkit import (
 )
 
 from gateway.agencies import create_agency
-from gateway.cap import cap_schema, parse_cap
+from gateway.cap.parse import cap_schema, parse_cap
 from gateway.geo import haversine_km
 
 pytestmark = pytest.mark.e2e

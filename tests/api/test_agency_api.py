@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from openapi_spec_validator import validate
+from stackkit import call
 
 from gateway import keys
 from gateway.agencies import create_agency
@@ -19,13 +20,6 @@ ALERT = {
 }
 RESIDENT = {"languages": ["ko"], "district": "11110", "name": "김민지",
             "contacts": [{"type": "phone", "number": "010-5550-1234", "handset": "feature_phone"}]}
-
-
-async def call(city, method, path, *, key=None, **kw):
-    headers = {"Authorization": f"Bearer {key or city.key}", **kw.pop("headers", {})}
-    async with city.http.request(method, f"{city.api}{path}", headers=headers, **kw) as r:
-        body = await r.read()
-        return r.status, r.headers.get("Content-Type", ""), (orjson.loads(body) if body else None)
 
 
 async def alert_count(city) -> int:
@@ -117,7 +111,7 @@ async def test_phone_numbers_are_normalised_and_never_stored_in_clear(city):
 
 async def test_deleting_a_resident_erases_their_contact_data_and_phone_lookup(city):
     await call(city, "PUT", "/v1/residents/r1", json=RESIDENT)
-    engine_lookup = [k async for k in city.redis.scan_iter("phone:*")]
+    engine_lookup = [k async for k in city.redis.scan_iter(keys.phone_lookup("*"))]
     assert len(engine_lookup) == 1
     status, _, _ = await call(city, "DELETE", "/v1/residents/r1")
     assert status == 204

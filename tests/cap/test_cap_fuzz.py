@@ -11,9 +11,9 @@ from xml.sax.saxutils import escape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.cap import CapError, parse_cap
+from gateway.cap.parse import CapError, parse_cap
 
-SAMPLES = sorted((Path(__file__).parent / "cap_samples").glob("*.xml"))
+SAMPLES = sorted((Path(__file__).parent / "samples").glob("*.xml"))
 FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 # The texts that make CAP hard: times, polygons, circles, codes, languages, numbers, markup.
 TRICKY = st.sampled_from([

@@ -8,20 +8,15 @@ import re
 
 import orjson
 import pytest
+from capkit import CAP, answers_sms, cap_doc, placed
 from jsonschema import Draft202012Validator, FormatChecker
 
+from gateway import samples
 from gateway.agencies import create_agency
-
-from tests.e2e.capkit import CAP, answers_sms, cap_doc, placed
 
 pytestmark = pytest.mark.e2e
 
-ALERT = {
-    "event": "Heat wave",
-    "severity": "Severe",
-    "content": {"ko": {"headline": "폭염 경보", "body": "물을 자주 드세요."}},
-    "audience": {"districts": ["11110"]},
-}
+ALERT = samples.heat_wave({"districts": [samples.DISTRICT]}, languages=("ko",))
 
 
 # The operations an agency's client calls (not the console's or residents' pages, nor provider webhooks).

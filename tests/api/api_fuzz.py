@@ -3,7 +3,7 @@ requests, valid and invalid, over every operation of the agency API. A case
 fails when the answer is a 5xx, a 4xx that is not an RFC 9457 problem, or a
 body, status or content type the document does not describe.
 
-Shared by tests/e2e/test_api_fuzz.py (bounded, in CI) and
+Shared by tests/api/test_api_fuzz.py (bounded, in CI) and
 bench/schemathesis_run.py (10,000 cases and more)."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _run(operation, mode, examples, base_url, auth, session, figures, seed):
                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def one_case(case):
-        # Our key always: a generated one only meets the 401 that tests/e2e/test_agency_api.py covers.
+        # Our key always: a generated one only meets the 401 that tests/api/test_agency_api.py covers.
         case.headers = {**(case.headers or {}), **auth}
         response = case.call(base_url=base_url, session=session, timeout=30)
         figures.cases += 1

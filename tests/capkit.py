@@ -9,14 +9,14 @@ from pathlib import Path
 
 import orjson
 
-from gateway.cap import format_cap_time
+from gateway.cap.vocabulary import format_cap_time
 
-SAMPLES = Path(__file__).resolve().parents[1] / "cap_samples"
+SAMPLES = Path(__file__).resolve().parent / "cap" / "samples"
 KST = timezone(timedelta(hours=9))
 CAP = "application/cap+xml"
 FAST = {"push": 2, "sms": 3, "voice": 4, "mail": 2}
 
-# Inside the heat-wave polygon (tests/cap_samples/ko_heatwave.xml) ...
+# Inside the heat-wave polygon (tests/cap/samples/ko_heatwave.xml) ...
 JONGNO_INSIDE = (37.5800, 126.9800)
 JUNG_INSIDE = (37.5620, 126.9900)
 # ... and outside it, in the same districts.

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.e2e.capkit import answers_sms, placed
+from capkit import answers_sms, placed
 
 pytestmark = pytest.mark.e2e
 

@@ -77,6 +77,7 @@ async def test_reopening_the_unreachable_puts_them_back_in_progress_in_the_same_
     # One story: nobody is added, unreachable falls by those reopened.
     assert (counts["targeted"], counts["unreachable"], counts["in_progress"], counts["reopened"]) == (3, 1, 2, 2)
     assert await redis.hget(keys.alert("a4"), "status") == b"active"
+    assert await redis.sismember(keys.ACTIVE_ALERTS, "a4")  # the finished alert is watched again
     d = await redis.hgetall(keys.delivery("a4", "r0000"))
     assert (d[b"s"], d[b"k"], d[b"n"]) == (b"in_progress", b"2", b"0") and b"e" not in d
     assert d[b"p"].count(b'"mail"') == 1 and d[b"p"].count(b'"sms"') == 1
@@ -140,10 +141,11 @@ async def test_a_cancelled_or_expired_alert_reopens_nothing(redis):
 DOC = b'{"event": "Heat wave"}'
 
 
-async def create(t: Transitions, aid: str, *, idempotency_key: str = "", cap_field: str = "", digest: str = "d1"):
+async def create(t: Transitions, aid: str, *, idempotency_key: str = "", cap_field: str = "", digest: str = "d1",
+                 callbacks: bool = False):
     return await t.create_alert(aid, "ag1", DOC, digest, expires_ms=0, idempotency_key=idempotency_key,
                                 idempotency_ttl_s=60, cap_field=cap_field, cap=b"{}" if cap_field else "",
-                                callbacks=False, drill="")
+                                callbacks=callbacks, drill="")
 
 
 async def test_an_alert_posted_twice_with_one_idempotency_key_is_stored_once(redis):
@@ -199,6 +201,52 @@ async def test_an_update_round_is_created_once_and_watched_at_once(redis):
     assert await redis.hmget(keys.alert("al_6_v2"), "status", "parent", "targeted") == [b"active", b"al_6", b"3"]
     assert await redis.sismember(keys.ACTIVE_ALERTS, "al_6_v2")
     assert await redis.sismember(keys.CALLBACK_ALERTS, "al_6_v2")
+
+
+async def test_an_update_reaches_the_rounds_still_running_and_leaves_ended_ones_as_they_were(redis):
+    t = Transitions(redis)
+    for round_id in ("al_7_v2", "al_7_v3"):
+        await t.start_round(round_id, "al_7", DOC, "ag1", expires_ms=0, callbacks=False, residents=1)
+    await t.end_alert("al_7_v2", "done")
+    assert await t.refresh_round("al_7_v3", b'{"event": "Flood"}', 99)
+    assert not await t.refresh_round("al_7_v2", b'{"event": "Flood"}', 99)
+    assert await redis.hmget(keys.alert("al_7_v3"), "doc", "expires_ms", "version") == [b'{"event": "Flood"}', b"99",
+                                                                                        b"2"]
+    assert await redis.hmget(keys.alert("al_7_v2"), "doc", "version") == [DOC, b"1"]
+
+
+async def test_the_agency_hears_the_final_summary_once_and_only_after_the_alert_ended(redis):
+    t = Transitions(redis)
+    await create(t, "al_8", callbacks=True)
+    await t.activate_alert("al_8", 1, "planning")
+    assert not await t.queue_summary("al_8", "final", b"{}")  # still running
+    assert await t.queue_summary("al_8", "progress", b"{}")
+    await t.end_alert("al_8", "done")
+    assert not await t.queue_summary("al_8", "final", b"{}")  # the pump still watches it
+    await redis.srem(keys.ACTIVE_ALERTS, "al_8")
+    assert not await t.queue_summary("al_8", "progress", b"{}")
+    assert await t.queue_summary("al_8", "final", b"{}")
+    assert not await t.queue_summary("al_8", "final", b"{}")
+    events = await redis.xrange(keys.alert_events("al_8"))
+    assert [e[b"t"] for _, e in events] == [b"progress", b"final"]
+
+
+async def test_residents_an_update_adds_run_a_finished_alert_again_with_a_new_final_summary_to_come(redis):
+    t = Transitions(redis)
+    await create(t, "al_9", callbacks=True)
+    await t.activate_alert("al_9", 1, "planning")
+    await t.end_alert("al_9", "done")
+    await redis.srem(keys.ACTIVE_ALERTS, "al_9")  # the pump saw it end
+    assert await t.queue_summary("al_9", "final", b"{}")
+    await redis.srem(keys.CALLBACK_ALERTS, "al_9")  # the courier sent it and forgot the alert
+    await t.grow_alert("al_9", 3)
+    assert await redis.hmget(keys.alert("al_9"), "status", "targeted", "cb_final") == [b"active", b"3", None]
+    assert await redis.sismember(keys.ACTIVE_ALERTS, "al_9")
+    assert await redis.sismember(keys.CALLBACK_ALERTS, "al_9")
+    # A cancelled alert grows no more: its count moves, its label stays.
+    await t.cancel_alert("al_9")
+    await t.grow_alert("al_9", 4)
+    assert await redis.hmget(keys.alert("al_9"), "status", "targeted") == [b"cancelled", b"4"]
 
 
 # Residents -----------------------------------------------------------------------

@@ -7,10 +7,10 @@ import random
 
 import pytest
 from redis.exceptions import DataError, ResponseError
+from redis_sentinel import SentinelGroup
 
 from gateway.embedded_redis import _broker_from_redis_url
 from gateway.store import SentinelUrl, connect
-from redis_sentinel import SentinelGroup
 
 
 async def test_values_of_every_kind_round_trip(redis_url, redis):

@@ -40,9 +40,9 @@ def city_file(rows: int, folder, seed: int = 5) -> tuple[bytes, dict[int, str]]:
 
 async def registry_digest(redis) -> tuple[int, str]:
     """Every key the registry writes, and a digest of their values."""
-    names = sorted([k async for k in redis.scan_iter("r:*", count=5000)]
-                   + [k async for k in redis.scan_iter("district:*")]
-                   + [k async for k in redis.scan_iter("phone:*", count=5000)]
+    names = sorted([k async for k in redis.scan_iter(keys.resident("*"), count=5000)]
+                   + [k async for k in redis.scan_iter(keys.district("*"))]
+                   + [k async for k in redis.scan_iter(keys.phone_lookup("*"), count=5000)]
                    + [keys.RESIDENTS.encode(), keys.RESIDENT_GEO.encode(), keys.RESIDENT_CHANGES.encode()])
     digests = await redis.execute_command("DEBUG", "DIGEST-VALUE", *names)
     return len(names), hashlib.sha256(b"".join(names) + b"".join(digests)).hexdigest()

@@ -6,23 +6,13 @@ import orjson
 import pytest
 from openapi_spec_validator import validate
 
-from gateway import keys
+from gateway import keys, samples
 from gateway.agencies import create_agency
 from tests.letter_fonts import needs_letter_fonts
 
 pytestmark = pytest.mark.e2e
 
-HEAT = {
-    "event": "Heat wave",
-    "severity": "Severe",
-    "urgency": "Expected",
-    "content": {
-        "ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다. 야외 활동을 피하세요.",
-               "instruction": "물을 자주 드시고 무더위 쉼터를 이용하세요."},
-        "en": {"headline": "Heat wave warning", "body": "Temperatures reach 38C today. Avoid outdoor activity.",
-               "instruction": "Drink water often and use a cooling centre."},
-    },
-}
+HEAT = samples.heat_wave()
 GRANDMOTHER = {
     "name": "김순자", "languages": ["ko"], "district": "11110", "birth_year": 1938,
     "contacts": [{"type": "phone", "number": "010-5550-1234", "handset": "feature_phone"},

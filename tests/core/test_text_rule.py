@@ -21,7 +21,8 @@ from channels.letters import Address, Layout, html, render
 from channels.push import fcm_message, notification
 from channels.sms_text import render_sms
 from channels.voice_script import alert_twiml, gather_twiml, machine_twiml
-from gateway.cap import CapError, emit_cap, parse_cap
+from gateway.cap.emit import emit_cap
+from gateway.cap.parse import CapError, parse_cap
 from gateway.problems import field_errors
 from gateway.schemas import ALERT, RESIDENT, UNSENDABLE
 from tests.letter_fonts import needs_letter_fonts

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from stackkit import call
 
 from gateway import keys
 from gateway.agencies import create_agency
 from gateway.console.auth import audit_log
-from tests.e2e.test_agency_api import call
 
 pytestmark = pytest.mark.e2e
 

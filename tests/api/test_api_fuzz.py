@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.e2e.api_fuzz import RunningGateway, fuzz
+from tests.api.api_fuzz import RunningGateway, fuzz
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

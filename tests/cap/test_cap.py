@@ -1,4 +1,4 @@
-"""CAP 1.2 in and out (gateway/cap.py), against hand-written documents in cap_samples/."""
+"""CAP 1.2 in and out (gateway/cap/), against hand-written documents in samples/."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import pytest
 import xmlschema
 from jsonschema import Draft202012Validator, FormatChecker
 
-from gateway import cap
-from gateway.cap import CapAlert, CapError, area_problems, emit_cap, parse_cap
+from gateway.cap import parse
+from gateway.cap.emit import emit_cap
+from gateway.cap.parse import MAX_CAP_BYTES, CapAlert, CapError, parse_cap
+from gateway.geo import audience_problems
 from gateway.schemas import ALERT
 
-SAMPLES = Path(__file__).parent / "cap_samples"
-XSD = Path(cap.__file__).resolve().parent / "CAP-v1.2.xsd"  # OASIS' schema, shipped with the package
+SAMPLES = Path(__file__).parent / "samples"
+XSD = Path(parse.__file__).resolve().parent / "CAP-v1.2.xsd"  # OASIS' schema, shipped with the package
 KST = timezone(timedelta(hours=9))
 ACCEPTED = ["ko_heatwave.xml", "flood_circle.xml", "flood_update.xml", "flood_cancel.xml", "latin1_feed.xml"]
 
@@ -34,7 +36,7 @@ def assert_valid_alert(alert: dict) -> None:
     # The same checker as gateway.problems uses for the API.
     errors = list(Draft202012Validator(ALERT, format_checker=FormatChecker()).iter_errors(alert))
     assert not errors, [e.message for e in errors]
-    assert area_problems(alert) == []
+    assert audience_problems(alert["audience"]) == []
 
 
 def problems_of(data: bytes) -> list[dict]:
@@ -272,7 +274,7 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_document_over_one_mebibyte_is_refused_before_parsing():
-    data = sample("flood_circle.xml").replace(b"</alert>", b"<!--" + b"x" * cap.MAX_CAP_BYTES + b"--></alert>")
+    data = sample("flood_circle.xml").replace(b"</alert>", b"<!--" + b"x" * MAX_CAP_BYTES + b"--></alert>")
     problems = problems_of(data)
     assert problems[0]["element"] == "/" and "limit" in problems[0]["detail"]
 
@@ -337,9 +339,9 @@ def test_refused_documents(data, words):
 def test_xsd_layer_names_elements_by_path():
     # The XSD runs after the domain checks and reports what they did not name,
     # with the same paths: here it is given a tree the domain checks never saw.
-    root = cap._load(sample("bad_severity.xml"))
-    ctx = cap._Ctx(root)
-    cap._xsd_layer(ctx, root)
+    root = parse._load(sample("bad_severity.xml"))
+    ctx = parse.Ctx(root)
+    parse._xsd_layer(ctx, root)
     assert [p["element"] for p in ctx.problems] == ["alert/info[1]/severity"]
     assert ctx.problems[0]["detail"].startswith("not valid CAP 1.2")
 
@@ -411,10 +413,10 @@ def test_emit_refuses_what_would_be_bad_cap():
         emit_cap(unclosed, identifier="a", sender="b", sent=sent)
 
 
-def test_area_problems_for_json_alerts():
+def test_an_unclosed_polygon_in_a_json_alert_is_named():
     alert = {"audience": {"areas": [{"circle": {"lat": 0, "lon": 0, "radius_km": 1}},
                                     {"polygon": [[1, 1], [1, 2], [2, 2], [2, 1]]}]}}
-    assert area_problems(alert) == [
+    assert audience_problems(alert["audience"]) == [
         {"field": "/audience/areas/1/polygon",
          "detail": "the polygon is not closed: its first and last points must be the same"}
     ]
@@ -424,7 +426,7 @@ def test_a_polygon_that_encloses_no_area_is_refused_and_a_bow_tie_is_taken():
     line = [[37.5, 126.9], [37.6, 126.9], [37.55, 126.9], [37.5, 126.9]]  # every point on one meridian
     bow_tie = [[37.5, 126.9], [37.6, 127.0], [37.6, 126.9], [37.5, 127.0], [37.5, 126.9]]
     alert = {"audience": {"areas": [{"polygon": line}, {"polygon": bow_tie}]}}
-    assert area_problems(alert) == [
+    assert audience_problems(alert["audience"]) == [
         {"field": "/audience/areas/0/polygon",
          "detail": "the polygon encloses no area: its points lie on one line"}
     ]

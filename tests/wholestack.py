@@ -12,13 +12,13 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from stackkit import ACCOUNT_SID, AUTH_TOKEN, FROM, free_port
 
 from gateway import service, tasks
 from gateway.agencies import create_agency
 from gateway.config import Settings
 from gateway.store import connect
 from simulator import SimConfig, simulator_of, start
-from stackkit import ACCOUNT_SID, AUTH_TOKEN, FROM, free_port
 
 TIME_SCALE = 0.01
 

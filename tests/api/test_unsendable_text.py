@@ -9,9 +9,9 @@ import time
 
 import orjson
 import pytest
+from stackkit import call
 
 from gateway import keys
-from tests.e2e.test_agency_api import call
 
 pytestmark = pytest.mark.e2e
 

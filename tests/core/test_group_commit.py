@@ -1,0 +1,66 @@
+"""Webhooks that arrive together are recorded in one flush, each caller gets its own answer."""
+
+import asyncio
+
+import pytest
+
+from gateway.group_commit import GroupCommit
+
+
+class Recorder:
+    def __init__(self, fail: bool = False):
+        self.flushes: list[list[int]] = []
+        self.fail = fail
+
+    async def flush(self, items: list[int]) -> list[str]:
+        self.flushes.append(items)
+        await asyncio.sleep(0)
+        if self.fail:
+            raise ConnectionError("redis went away")
+        return [f"recorded {i}" for i in items]
+
+
+async def test_callers_arriving_together_share_one_flush_and_each_gets_its_own_answer():
+    rec = Recorder()
+    commit = GroupCommit(rec.flush)
+    answers = await asyncio.gather(*(commit.submit(i) for i in range(50)))
+    assert answers == [f"recorded {i}" for i in range(50)]
+    assert rec.flushes == [list(range(50))]
+
+
+async def test_a_burst_is_split_into_flushes_of_at_most_the_limit():
+    rec = Recorder()
+    commit = GroupCommit(rec.flush, limit=20)
+    await asyncio.gather(*(commit.submit(i) for i in range(50)))
+    assert [len(f) for f in rec.flushes] == [20, 20, 10]
+
+
+async def test_callers_arriving_one_by_one_are_not_held_back():
+    rec = Recorder()
+    commit = GroupCommit(rec.flush)
+    for i in range(3):
+        assert await commit.submit(i) == f"recorded {i}"
+    assert rec.flushes == [[0], [1], [2]]
+
+
+async def test_a_failed_flush_fails_every_caller_in_it_and_spares_the_next():
+    rec = Recorder(fail=True)
+    commit = GroupCommit(rec.flush)
+    answers = await asyncio.gather(*(commit.submit(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(a, ConnectionError) for a in answers)
+    rec.fail = False
+    assert await commit.submit(7) == "recorded 7"
+
+
+async def test_a_caller_that_hung_up_does_not_stop_the_others():
+    rec = Recorder()
+    commit = GroupCommit(rec.flush)
+    gone = asyncio.ensure_future(commit.submit(1))
+    stays = asyncio.ensure_future(commit.submit(2))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await stays == "recorded 2"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    await commit.drain()
+    assert rec.flushes == [[1, 2]]
