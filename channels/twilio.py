@@ -20,6 +20,11 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+# The client imports these on its first message or call; imported here, a
+# worker pool's parent holds them before it forks, not every child again.
+from twilio.rest.api.v2010.account import call as _call  # noqa: F401
+from twilio.rest.api.v2010.account import message as _message  # noqa: F401
+
 from gateway.forms import posted_form
 
 from .base import Outcome

@@ -16,6 +16,8 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from channels import discover
+
 from . import shared_keys, tasks
 from .api.app import make_app
 from .config import Settings
@@ -79,8 +81,9 @@ async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
         if pump_task:
             await pump_task
         await asyncio.gather(*channel_tasks, return_exceptions=True)
-        dispatch.flush()
+        # Requests still being answered may hand over work: stop them first.
         await runner.cleanup()
+        await dispatch.close()
         await engine.close()
         await http.close()
         await redis.aclose()
@@ -107,8 +110,11 @@ async def run_pump(settings: Settings, u: Urls) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gc.freeze()
-    await Pump(redis, tasks.Dispatch(settings.batch_size), Egress(settings.callback_networks),
-               batch_size=settings.batch_size).run(stop)
+    dispatch = tasks.Dispatch(settings.batch_size)
+    try:
+        await Pump(redis, dispatch, Egress(settings.callback_networks), batch_size=settings.batch_size).run(stop)
+    finally:
+        await dispatch.close()
 
 
 def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
@@ -117,6 +123,8 @@ def run_worker(settings: Settings, u: Urls, concurrency: int | None = None, logl
     # Batches can wait a moment; an agency posting an alert, Redis and the
     # providers' callbacks should not (all on one machine with `gateway run`).
     os.nice(WORKER_NICENESS)
+    # Channel modules loaded once, in the pool's parent, rather than in every child it forks.
+    discover()
     tasks.app.worker_main([
         "worker", "-Q", f"{tasks.Queues.STEPS},{tasks.Queues.FANOUT}", "-c", str(concurrency or settings.worker_concurrency),
         "-P", "prefork", "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import aiohttp
 import uvloop
@@ -222,6 +223,10 @@ class Dispatch:
 
     Escalations found by webhooks arrive one at a time; they are gathered for
     a few milliseconds so workers get batches, not single messages.
+
+    Publishing is a blocking round trip to the broker (kombu is synchronous):
+    one thread of its own does it, in order, so the event loop goes on
+    answering agencies and providers meanwhile.
     """
 
     FLUSH_S = 0.05
@@ -230,21 +235,24 @@ class Dispatch:
         self.batch_size = batch_size
         self._pending: dict[str, list[list]] = {}
         self._flusher: asyncio.TimerHandle | None = None
+        self._publisher = ThreadPoolExecutor(1, thread_name_prefix="publish")
+
+    def _publish(self, task, args: tuple) -> None:
+        self._publisher.submit(task.apply_async, args).add_done_callback(_log_failure)
 
     def fan_out(self, aid: str) -> None:
-        # Published once the agency has its 202: the alert is stored by then,
-        # and the pump starts again a fan-out that never began (STUCK_PLANNING_MS),
-        # so the broker's round trip need not hold up the answer.
-        asyncio.get_running_loop().call_soon(fan_out.apply_async, (aid,))
+        # The alert is stored by now, and the pump starts again a fan-out that
+        # never began (STUCK_PLANNING_MS), so the 202 need not wait for the broker.
+        self._publish(fan_out, (aid,))
 
     def due(self, aid: str, members: list[str]) -> None:
-        due.apply_async((aid, members))
+        self._publish(due, (aid, members))
 
     def close_open(self, aid: str, state: str) -> None:
-        close_open.apply_async((aid, state))
+        self._publish(close_open, (aid, state))
 
     def apply_update(self, aid: str, version: int) -> None:
-        apply_update.apply_async((aid, version))
+        self._publish(apply_update, (aid, version))
 
     def send_steps(self, aid: str, items) -> None:
         pending = self._pending.setdefault(aid, [])
@@ -259,6 +267,19 @@ class Dispatch:
         for aid in list(self._pending):
             self._flush_alert(aid)
 
+    async def close(self) -> None:
+        """Hands over what is gathered and waits until everything is published."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.flush()
+        await asyncio.get_running_loop().run_in_executor(None, self._publisher.shutdown)
+
     def _flush_alert(self, aid: str) -> None:
         for batch in batches(self._pending.pop(aid, []), self.batch_size):
-            send_steps.apply_async((aid, batch))
+            self._publish(send_steps, (aid, batch))
+
+
+def _log_failure(done: Future) -> None:
+    # Nothing is lost: the pump gives back timers and restarts fan-outs not handed over.
+    if done.exception() is not None:
+        log.error("could not publish a task", exc_info=done.exception())
