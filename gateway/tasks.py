@@ -95,7 +95,15 @@ def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -
     app.conf.broker_url = broker_url
     app.conf.gateway_redis_url = redis_url
     app.conf.broker_transport_options = options
+    forget_broker()
     return app
+
+
+def forget_broker() -> None:
+    """Celery keeps one broker connection and producer pool per process, opened
+    on first use: a process configured again must publish to its new broker."""
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 class Runtime:

@@ -65,10 +65,8 @@ def start_stack(data, **env: str) -> Stack:
 
 
 def forget_broker() -> None:
-    """Celery keeps one broker connection and producer pool per process: the
-    next API server must open them to its own stack's broker."""
-    tasks.app._pool = None
-    tasks.app.amqp._producer_pool = None
+    """The next API server must open its own stack's broker."""
+    tasks.forget_broker()
 
 
 def stop_stack(s: Stack) -> None:
