@@ -10,8 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = ("tests", "gateway", "channels", "simulator", "bench", ".ci")
-# `../shared`, `"shared" / "standards"`, `/work/shared`: the folder a clone does not have.
-OUTSIDE = re.compile(r"\.\./shared\b|[\"']shared[\"']\s*/|/work/shared\b|parents\[\d+\]\s*/\s*[\"']shared")
+# The notes folder beside the checkout, which a clone does not have, however a path
+# names it: up one level, as a path part, absolutely, or as parents[N] / it.  Built
+# from its name so that this guard itself names no such path.
+BESIDE = "shared"
+OUTSIDE = re.compile(rf"\.\./{BESIDE}\b|[\"']{BESIDE}[\"']\s*/|/work/{BESIDE}\b|parents\[\d+\]\s*/\s*[\"']{BESIDE}")
 DOCUMENT = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.md)\b")
 
 
