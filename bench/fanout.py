@@ -52,8 +52,8 @@ from gateway.alerts import resolve_audience  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.crypto import Vault  # noqa: E402
 from gateway.embedded_redis import EmbeddedRedis  # noqa: E402
-from gateway.registry import Registry, check_import  # noqa: E402
 from gateway.store import connect  # noqa: E402
+from scale import fanout_behaviour, load_fanout_city  # noqa: E402
 
 SID, TOKEN = "AC" + "0" * 31 + "1", "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
 
@@ -64,19 +64,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def city(n: int, out: Path) -> tuple[list[dict], Path]:
-    """Feature-phone residents: SMS first, then a call nobody answers."""
-    residents, lines = [], []
-    for i in range(n):
-        number = f"+82105{i:07d}"
-        residents.append({"id": f"b{i:06d}", "languages": ["ko"], "district": f"D{i % 25:02d}",
-                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
-        lines.append(orjson.dumps({"resident": f"b{i:06d}", "phones": [number], "voice": {"answer": "no-answer"}}))
-    behaviour = out / "behaviour.ndjson"
-    behaviour.write_bytes(b"\n".join(lines))
-    return residents, behaviour
 
 
 class Tree:
@@ -178,18 +165,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
     settings = Settings.from_env({"GATEWAY_DATA_DIR": str(data)})
     redis_server = EmbeddedRedis(data).start()
     redis = connect(redis_server.url)
-    t = time.perf_counter()
-    residents, _ = city(args.residents, data)
-    city_s = time.perf_counter() - t
-    vault = Vault.of(settings)
-    t = time.perf_counter()
-    registry = Registry(redis, vault)
-    checked = check_import((i, r) for i, r in enumerate(residents))
-    del residents
-    for i in range(0, len(checked), 2000):
-        await registry.put_many(checked[i:i + 2000])
-    import_s = time.perf_counter() - t
-    del checked
+    city_s, import_s = await load_fanout_city(redis, Vault.of(settings), args.residents)
     t = time.perf_counter()
     audience = len(await resolve_audience(redis, {"everyone": True}, drill=False))
     audience_s = time.perf_counter() - t
@@ -435,7 +411,7 @@ def one_run(args, code: Path, label: str) -> dict:
     data = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
-    _, behaviour = city(args.residents, data)
+    behaviour = fanout_behaviour(args.residents, data)
     faults = data / "faults.json"
     faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(sim_port), "--account-sid", SID,
