@@ -153,9 +153,10 @@ class Registry:
         resident's own choice of channel order (their /r/ page) is kept.  The
         indexes are written with one command each for the whole batch, not one
         per resident: at a million residents the replies were most of the import."""
-        if not residents:
-            return
-        olds = await self._old_indexes([r["id"] for r in residents])
+        if residents:
+            await self._write(residents, await self._old_indexes([r["id"] for r in residents]))
+
+    async def _write(self, residents: list[dict], olds: dict[str, tuple]) -> None:
         stale_phones: list[str] = []
         left: dict[str, list[str]] = defaultdict(list)
         joined: dict[str, list[str]] = defaultdict(list)
@@ -202,19 +203,20 @@ class Registry:
         the same file writes nothing; counts created, updated and unchanged."""
         pipe = self.redis.pipeline(transaction=False)
         for resident in residents:
-            pipe.hmget(keys.resident(resident["id"]), "p", "c", "h", "x")
-        counts, changed = Counter(created=0, updated=0, unchanged=0), []
-        for resident, stored in zip(residents, await pipe.execute()):
-            if stored[0] is None:
+            pipe.hmget(keys.resident(resident["id"]), "p", "c", "h", "x", "lc")
+        counts, changed, olds = Counter(created=0, updated=0, unchanged=0), [], {}
+        for resident, (p, c, h, x, lc) in zip(residents, await pipe.execute()):
+            if p is None:
                 counts["created"] += 1
-            elif self._same(resident, *stored):
+            elif self._same(resident, p, c, h, x):
                 counts["unchanged"] += 1
                 continue
             else:
                 counts["updated"] += 1
             changed.append(resident)
+            olds[resident["id"]] = _old_index(p, h, lc)
         if changed:
-            await self.put_many(changed)
+            await self._write(changed, olds)
         return counts
 
     def _same(self, resident: dict, p: bytes, c: bytes, h: bytes | None, x: bytes | None) -> bool:
@@ -227,16 +229,11 @@ class Registry:
 
     async def _old_indexes(self, rids: list[str]
                            ) -> dict[str, tuple[str | None, list[str], list[str], bytes | None]]:
-        """(district, phone digests, preferred channel order, contact ages) as stored now."""
+        """Each resident's old indexes as stored now (`_old_index`)."""
         pipe = self.redis.pipeline(transaction=False)
         for rid in rids:
             pipe.hmget(keys.resident(rid), "p", "h", "lc")
-        out = {}
-        for rid, (p, h, lc) in zip(rids, await pipe.execute()):
-            profile = orjson.loads(p) if p else {}
-            out[rid] = (profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [],
-                        lc)
-        return out
+        return {rid: _old_index(*stored) for rid, stored in zip(rids, await pipe.execute())}
 
     async def homes(self, rids: list[str]) -> dict[str, tuple[str, dict | None] | None]:
         """(district, location or None) of each stored resident, None for an
@@ -308,6 +305,13 @@ class Registry:
         """A contact point that cannot work again (stale token, bad number)."""
         if await transitions.dead_contact(self.redis, rid, contact):
             await _changed(self.redis, rid)
+
+
+def _old_index(p: bytes | None, h: bytes | None, lc: bytes | None
+               ) -> tuple[str | None, list[str], list[str], bytes | None]:
+    """(district, phone digests, preferred channel order, contact ages) of a stored resident."""
+    profile = orjson.loads(p) if p else {}
+    return profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [], lc
 
 
 # In-process indexes (gateway/geo.py) follow this stream instead of rereading everyone.
