@@ -103,7 +103,7 @@ async def one_size(n: int, seed: int) -> dict[str, float]:
             result = await result
         out[name] = time.perf_counter() - t
         out[f"{name} cpu"] = time.process_time() - cpu + await redis_cpu(redis) - rcpu
-        print(f"  {n:,}: {name} {out[name]:.1f} s", flush=True)
+        print(f"  {n:,}: {name} {out[name]:.1f} s ({out[f'{name} cpu']:.1f} s CPU)", flush=True)
         return result
 
     try:
