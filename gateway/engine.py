@@ -165,12 +165,12 @@ class Engine:
         out = []
         for (rid, k, n), res in zip(items, replies.of(await pipe.execute())):
             if text(res[0]) == "ok":
-                out.append(self._claimed(aid, rid, k, n, res[1]))
+                out.append(self._claimed(aid, rid, k, n, orjson.loads(res[1])))
         return out
 
-    def _claimed(self, aid: str, rid: str, k: int, n: int, legs: bytes) -> tuple[str, int, int, list, str]:
+    def _claimed(self, aid: str, rid: str, k: int, n: int, legs: list) -> tuple[str, int, int, list, str]:
         """A step claimed for sending: who, which step and attempt, its legs, the resident's page token."""
-        return rid, k, n, orjson.loads(legs), self.vault.link_token(aid, rid)
+        return rid, k, n, legs, self.vault.link_token(aid, rid)
 
     async def _open_residents(self, rids: Iterable[str], sealed: dict | None = None) -> dict[str, tuple[dict, dict]]:
         """Profile and opened contacts of each resident; `sealed` holds rows already read."""
@@ -350,7 +350,7 @@ class Engine:
         for m, res in zip(members, replies.of(await pipe.execute())):
             if isinstance(res, list):  # escalated or retried, and claimed for sending
                 rid = m.split("|", 1)[0]
-                claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), res[1]))
+                claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), orjson.loads(res[1])))
         await self.send(aid, [], claimed=claimed)
 
     async def _look_up_lost_receipts(self, aid: str, deadlines: list[str]) -> None:
