@@ -78,9 +78,14 @@ class Transitions:
         the new `planned` deliveries are claimed for their first send at once:
         returns (resident id, legs of the first step) of each so claimed."""
         rows = list(rows)
+        # Residents planned alike share one list of steps: encoded once.
+        encoded: dict[int, bytes] = {}
+        for _, _, steps, _ in rows:
+            if id(steps) not in encoded:
+                encoded[id(steps)] = orjson.dumps(steps)
         pipe = self.redis.pipeline(transaction=False)
         queued = await self._queue(pipe, aid, ["plan", level, max_attempts, CLAIM_LEASE_MS if claim else 0],
-                                   [[rid, seq, orjson.dumps(steps), state] for rid, seq, steps, state in rows])
+                                   [[rid, seq, encoded[id(steps)], state] for rid, seq, steps, state in rows])
         results = await pipe.execute()
         claimed = [text(rid) for _, rids in results[queued.start:queued.end] for rid in rids]
         if not claimed:
