@@ -34,7 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from fanout import SID, TOKEN, city, free_port  # noqa: E402
+from fanout import SID, TOKEN, city, free_port, simulator  # noqa: E402
 
 from gateway.config import Settings  # noqa: E402
 from gateway.crypto import Vault  # noqa: E402
@@ -121,12 +121,7 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="bench-worker-cost-"))
     sim_port = free_port()
     residents, behaviour = city(args.residents, data)
-    faults = data / "faults.json"
-    faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
-    sim = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(sim_port), "--account-sid", SID,
-                            "--auth-token", TOKEN, "--time-scale", "0.01", "--behaviour", str(behaviour),
-                            "--faults", str(faults)],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sim = simulator(sim_port, behaviour, data)
     settings = Settings.from_env({"GATEWAY_DATA_DIR": str(data / "gateway")})
     redis_server = EmbeddedRedis(data / "gateway").start()
     try:
