@@ -33,6 +33,11 @@ END_CHECK_S = 0.5
 # worker may have added an earlier one (a retry) since.
 RECHECK_S = 0.5
 
+# The pump shares the API's event loop: each round trip carries this many
+# alerts, so an agency's request waits for a slice, not for every running
+# alert (a thousand read in one pipeline held the loop for tens of ms).
+ALERTS_PER_TRIP = 50
+
 
 class Pump:
     def __init__(self, redis, dispatch, egress: Egress, *, batch_size: int = 200, tick_s: float = 0.1):
@@ -68,10 +73,10 @@ class Pump:
     async def tick(self) -> bool:
         """One pass over the active alerts; True if there is more to do at once.
 
-        One round trip pops the due timers of every alert that has one due
-        (or was not looked at for RECHECK_S), one more reads the alerts whose
-        end is due for a look (at most every END_CHECK_S each): the pump's
-        cost must not grow with round trips per active alert.
+        Round trips of ALERTS_PER_TRIP pop the due timers of every alert that
+        has one due (or was not looked at for RECHECK_S), more read the alerts
+        whose end is due for a look (at most every END_CHECK_S each): the
+        pump's cost must not grow with a round trip per active alert.
         """
         active = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
         limit = self.batch_size * 10
@@ -81,15 +86,17 @@ class Pump:
         # process's clock: off, it only looks more often, or up to RECHECK_S late).
         aids = [aid for aid in active
                 if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
-        pipe = self.redis.pipeline(transaction=False)
-        for aid in aids:
-            transitions.due_timers(pipe, aid, limit, TIMER_LEASE_MS)
-        for aid, (due, first) in zip(aids, await pipe.execute() if aids else []):
-            for batch in batches([text(m) for m in due], self.batch_size):
-                self.dispatch.due(aid, batch)
-            more |= len(due) == limit
-            self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
-        await self._end_if_over([aid for aid in active if self._end_check_due(aid)])
+        for part in slices(aids):
+            pipe = self.redis.pipeline(transaction=False)
+            for aid in part:
+                transitions.due_timers(pipe, aid, limit, TIMER_LEASE_MS)
+            for aid, (due, first) in zip(part, await pipe.execute()):
+                for batch in batches([text(m) for m in due], self.batch_size):
+                    self.dispatch.due(aid, batch)
+                more |= len(due) == limit
+                self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
+        for part in slices([aid for aid in active if self._end_check_due(aid)]):
+            await self._end_if_over(part)
         await self.callbacks.tick()
         return more
 
@@ -105,8 +112,6 @@ class Pump:
         return True
 
     async def _end_if_over(self, aids: list[str]) -> None:
-        if not aids:
-            return
         pipe = self.redis.pipeline(transaction=False)
         # Expiry and a stuck fan-out are judged by Redis's clock too.
         pipe.time()
@@ -144,3 +149,7 @@ class Pump:
                 await self.t.end_alert(aid, "done")
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)
+
+
+def slices(aids: list[str]) -> list[list[str]]:
+    return [aids[i:i + ALERTS_PER_TRIP] for i in range(0, len(aids), ALERTS_PER_TRIP)]
