@@ -33,6 +33,13 @@ END_CHECK_S = 0.5
 # worker may have added an earlier one (a retry) since.
 RECHECK_S = 0.5
 
+# Step tasks the pump lets wait for the workers, at most.  Timers beyond that
+# stay due in their alerts' sets, in deadline order, and each pass shares the
+# room among the alerts that have some: a small alert's escalation does not
+# queue behind a large alert's hundred thousand, and a timer is not fired
+# again (TIMER_LEASE_MS) while its first task still waits in the broker.
+STEPS_AHEAD = 10
+
 # The pump shares the API's event loop: each round trip carries this many
 # alerts, so an agency's request waits for a slice, not for every running
 # alert (a thousand read in one pipeline held the loop for tens of ms).
@@ -79,25 +86,35 @@ class Pump:
         pump's cost must not grow with a round trip per active alert.
         """
         active = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
-        limit = self.batch_size * 10
-        more = False
+        more = await self._fire(active)
+        for part in slices([aid for aid in active if self._end_check_due(aid)]):
+            await self._end_if_over(part)
+        await self.callbacks.tick()
+        return more
+
+    async def _fire(self, active: list[str]) -> bool:
+        """Due timers to the workers, as many as STEPS_AHEAD leaves room for,
+        shared among the alerts; True if an alert filled its share."""
+        room = (STEPS_AHEAD - await self.dispatch.steps_waiting()) * self.batch_size
+        if room <= 0:
+            return False
         now, clock = now_ms(), time.monotonic()
         # Only alerts with a timer due, or not looked at for RECHECK_S (by this
         # process's clock: off, it only looks more often, or up to RECHECK_S late).
         aids = [aid for aid in active
                 if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
+        due_before = sum(1 for aid in aids if self._next_due.get(aid, (0, 0.0))[0] <= now)
+        share = max(self.batch_size, room // max(1, due_before))
+        more = False
         for part in slices(aids):
             pipe = self.redis.pipeline(transaction=False)
             for aid in part:
-                transitions.due_timers(pipe, aid, limit, TIMER_LEASE_MS)
+                transitions.due_timers(pipe, aid, share, TIMER_LEASE_MS)
             for aid, (due, first) in zip(part, await pipe.execute()):
                 for batch in batches([text(m) for m in due], self.batch_size):
                     self.dispatch.due(aid, batch)
-                more |= len(due) == limit
+                more |= len(due) == share
                 self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
-        for part in slices([aid for aid in active if self._end_check_due(aid)]):
-            await self._end_if_over(part)
-        await self.callbacks.tick()
         return more
 
     def _forget(self, aid: str) -> None:

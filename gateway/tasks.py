@@ -269,6 +269,10 @@ class Dispatch:
     def apply_update(self, aid: str, version: int) -> None:
         self._publish(apply_update, (aid, version))
 
+    async def steps_waiting(self) -> int:
+        """Step tasks published (all handed over so far) and not yet taken by a worker."""
+        return await asyncio.get_running_loop().run_in_executor(self._publisher, _waiting, Queues.STEPS)
+
     def send_steps(self, aid: str, items) -> None:
         pending = self._pending.setdefault(aid, [])
         pending.extend([rid, k, n] for rid, k, n in items)
@@ -292,6 +296,14 @@ class Dispatch:
     def _flush_alert(self, aid: str) -> None:
         for batch in batches(self._pending.pop(aid, []), self.batch_size):
             self._publish(send_steps, (aid, batch))
+
+
+def _waiting(queue: str) -> int:
+    with app.pool.acquire(block=True) as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except conn.channel_errors:
+            return 0  # never declared, or (Redis) emptied: nothing waits
 
 
 def _log_failure(done: Future) -> None:

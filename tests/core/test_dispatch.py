@@ -88,3 +88,13 @@ async def test_a_timed_out_step_is_taken_before_fan_out_batches_queued_ahead_of_
                 conn.drain_events(timeout=5)
 
     assert taken[:2] == ["gateway.due", "gateway.due"], taken
+
+
+async def test_the_pump_can_tell_how_many_step_tasks_wait_for_a_worker(broker):
+    dispatch = tasks.Dispatch()
+    assert await dispatch.steps_waiting() == 0
+    for aid in ("a1", "a2", "a3"):
+        dispatch.due(aid, ["r1|0|t"])
+    dispatch.fan_out("a4")
+    assert await dispatch.steps_waiting() == 3
+    await dispatch.close()
