@@ -88,6 +88,17 @@ def city(n: int, out: Path) -> tuple[list[dict], Path]:
     return residents, behaviour
 
 
+def simulator(port: int, behaviour: Path, data: Path) -> subprocess.Popen:
+    """The provider simulator for `city`'s residents, losing every status
+    callback, so that every sender only hands messages over."""
+    faults = data / "faults.json"
+    faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
+    return subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(port), "--account-sid", SID,
+                             "--auth-token", TOKEN, "--time-scale", "0.01", "--behaviour", str(behaviour),
+                             "--faults", str(faults)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 class Tree:
     """CPU seconds of a process and all its children, summed."""
 
@@ -466,12 +477,7 @@ def one_run(args, code: Path, label: str) -> dict:
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     _, behaviour = city(args.residents, data)
-    faults = data / "faults.json"
-    faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
-    sim = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(sim_port), "--account-sid", SID,
-                            "--auth-token", TOKEN, "--time-scale", "0.01", "--behaviour", str(behaviour),
-                            "--faults", str(faults)],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sim = simulator(sim_port, behaviour, data)
     time.sleep(3)
     load_before = os.getloadavg()
     try:
