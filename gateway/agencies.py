@@ -86,23 +86,42 @@ async def create_agency(redis, name: str, scopes=SCOPES, districts=(), rate_per_
     return agency, f"gw_{key_id}_{secret}"
 
 
+# A key id names one agency for good: once a key has been checked, its next
+# request reads the key, the agency and the rate window in one round trip (an
+# alert's accept waits on Redis once per round trip, behind the workers' Lua
+# calls).  The key itself is read every time, so a deleted key fails at once.
+_agency_of_key: dict[str, str] = {}
+
+
 async def authenticate(redis, api_key: str) -> tuple[Agency, int] | None:
     """The key's agency, and how many requests the agency has made in this
     second, this one included; None for an unknown key."""
     parts = api_key.split("_", 2)
     if len(parts) != 3 or parts[0] != "gw":
         return None
-    stored = await redis.hmget(keys.api_key(parts[1]), "agency", "sha256")
-    if stored[0] is None or not hmac.compare_digest(text(stored[1]), _digest(parts[2])):
-        return None
-    agency_id = text(stored[0])
-    # The agency and its rate window in one round trip: an alert's accept
-    # latency is mostly waiting on Redis, once per round trip.
+    key_id, secret = parts[1], parts[2]
+    agency_id = _agency_of_key.get(key_id)
+    if agency_id is None:
+        agency_id = _key_agency(await redis.hmget(keys.api_key(key_id), "agency", "sha256"), secret)
+        if agency_id is None:
+            return None
     pipe = redis.pipeline(transaction=False)
+    pipe.hmget(keys.api_key(key_id), "agency", "sha256")
     pipe.hgetall(keys.agency(agency_id))
     _count_request(pipe, agency_id)
-    raw, count, _ = await pipe.execute()
+    stored, raw, count, _ = await pipe.execute()
+    if _key_agency(stored, secret) != agency_id:
+        _agency_of_key.pop(key_id, None)
+        return None
+    _agency_of_key[key_id] = agency_id
     return (_agency(agency_id, raw), count) if raw else None
+
+
+def _key_agency(stored: list, secret: str) -> str | None:
+    """The agency of a stored key (agency, sha256) whose secret this is, or None."""
+    if stored[0] is None or not hmac.compare_digest(text(stored[1]), _digest(secret)):
+        return None
+    return text(stored[0])
 
 
 async def get_agency(redis, agency_id: str) -> Agency | None:

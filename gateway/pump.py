@@ -33,6 +33,18 @@ END_CHECK_S = 0.5
 # worker may have added an earlier one (a retry) since.
 RECHECK_S = 0.5
 
+# Step tasks the pump lets wait for the workers, at most.  Timers beyond that
+# stay due in their alerts' sets, in deadline order, and each pass shares the
+# room among the alerts that have some: a small alert's escalation does not
+# queue behind a large alert's hundred thousand, and a timer is not fired
+# again (TIMER_LEASE_MS) while its first task still waits in the broker.
+STEPS_AHEAD = 10
+
+# The pump shares the API's event loop: each round trip carries this many
+# alerts, so an agency's request waits for a slice, not for every running
+# alert (a thousand read in one pipeline held the loop for tens of ms).
+ALERTS_PER_TRIP = 50
+
 
 class Pump:
     def __init__(self, redis, dispatch, egress: Egress, *, batch_size: int = 200, tick_s: float = 0.1):
@@ -68,29 +80,41 @@ class Pump:
     async def tick(self) -> bool:
         """One pass over the active alerts; True if there is more to do at once.
 
-        One round trip pops the due timers of every alert that has one due
-        (or was not looked at for RECHECK_S), one more reads the alerts whose
-        end is due for a look (at most every END_CHECK_S each): the pump's
-        cost must not grow with round trips per active alert.
+        Round trips of ALERTS_PER_TRIP pop the due timers of every alert that
+        has one due (or was not looked at for RECHECK_S), more read the alerts
+        whose end is due for a look (at most every END_CHECK_S each): the
+        pump's cost must not grow with a round trip per active alert.
         """
         active = [text(a) for a in await self.redis.smembers(keys.ACTIVE_ALERTS)]
-        limit = self.batch_size * 10
-        more = False
+        more = await self._fire(active)
+        for part in slices([aid for aid in active if self._end_check_due(aid)]):
+            await self._end_if_over(part)
+        await self.callbacks.tick()
+        return more
+
+    async def _fire(self, active: list[str]) -> bool:
+        """Due timers to the workers, as many as STEPS_AHEAD leaves room for,
+        shared among the alerts; True if an alert filled its share."""
+        room = (STEPS_AHEAD - await self.dispatch.steps_waiting()) * self.batch_size
+        if room <= 0:
+            return False
         now, clock = now_ms(), time.monotonic()
         # Only alerts with a timer due, or not looked at for RECHECK_S (by this
         # process's clock: off, it only looks more often, or up to RECHECK_S late).
         aids = [aid for aid in active
                 if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
-        pipe = self.redis.pipeline(transaction=False)
-        for aid in aids:
-            transitions.due_timers(pipe, aid, limit, TIMER_LEASE_MS)
-        for aid, (due, first) in zip(aids, await pipe.execute() if aids else []):
-            for batch in batches([text(m) for m in due], self.batch_size):
-                self.dispatch.due(aid, batch)
-            more |= len(due) == limit
-            self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
-        await self._end_if_over([aid for aid in active if self._end_check_due(aid)])
-        await self.callbacks.tick()
+        due_before = sum(1 for aid in aids if self._next_due.get(aid, (0, 0.0))[0] <= now)
+        share = max(self.batch_size, room // max(1, due_before))
+        more = False
+        for part in slices(aids):
+            pipe = self.redis.pipeline(transaction=False)
+            for aid in part:
+                transitions.due_timers(pipe, aid, share, TIMER_LEASE_MS)
+            for aid, (due, first) in zip(part, await pipe.execute()):
+                for batch in batches([text(m) for m in due], self.batch_size):
+                    self.dispatch.due(aid, batch)
+                more |= len(due) == share
+                self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
         return more
 
     def _forget(self, aid: str) -> None:
@@ -105,8 +129,6 @@ class Pump:
         return True
 
     async def _end_if_over(self, aids: list[str]) -> None:
-        if not aids:
-            return
         pipe = self.redis.pipeline(transaction=False)
         # Expiry and a stuck fan-out are judged by Redis's clock too.
         pipe.time()
@@ -124,7 +146,7 @@ class Pump:
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)
             return
-        if status == "planning" and now - int(retried or created) > STUCK_PLANNING_MS:
+        if status == "planning" and now - int(retried or created) > _retry_wait(int(created), retried):
             # Accepted but never fanned out (broker down at the time): try again.
             # A plain write: the leader's own retry clock, read by nobody with the status.
             await self.redis.hset(keys.alert(aid), "fanout_retry_ms", now)
@@ -144,3 +166,16 @@ class Pump:
                 await self.t.end_alert(aid, "done")
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)
+
+
+def slices(aids: list[str]) -> list[list[str]]:
+    return [aids[i:i + ALERTS_PER_TRIP] for i in range(0, len(aids), ALERTS_PER_TRIP)]
+
+
+def _retry_wait(created: int, retried: str | None) -> int:
+    """How long a fan-out not yet begun is left before it is handed over again:
+    STUCK_PLANNING_MS, then as long as it had waited already (doubling).  Its
+    task may only be queued behind minutes of work: each alert handed over
+    every 30 s put 1,000 needless tasks in the queue every 30 s (a 100,000
+    fan-out with 1,000 small alerts posted during it)."""
+    return max(STUCK_PLANNING_MS, int(retried) - created if retried else 0)

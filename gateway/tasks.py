@@ -43,8 +43,15 @@ def batches(items: list, size: int) -> list[list]:
 class Queues:
     # Escalations and retries jump the fan-out queue: a resident already
     # waiting on a timed-out step should not wait behind a new alert.
+    # Workers consume them in this order (QUEUE_ORDER).
     STEPS = "steps"
     FANOUT = "fanout"
+
+
+# Kombu's Redis transport takes the queues of `-Q` in turn by default, so a
+# worker took a fan-out batch between every two escalation batches; in
+# priority order it takes steps while there are any.
+QUEUE_ORDER = {"queue_order_strategy": "priority"}
 
 
 app = Celery("gateway")
@@ -61,7 +68,7 @@ app.conf.update(
         "gateway.close_open": {"queue": Queues.STEPS},
     },
     # A killed worker's batch comes back after this; batches take seconds.
-    broker_transport_options={"visibility_timeout": 60},
+    broker_transport_options={"visibility_timeout": 60, **QUEUE_ORDER},
     broker_connection_retry_on_startup=True,
     # A task published while the broker fails over (a Sentinel election takes
     # seconds) waits for the new primary instead of being dropped.
@@ -88,7 +95,7 @@ def task(name: str):
 
 
 def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -> Celery:
-    options: dict = {"visibility_timeout": visibility_timeout_s}
+    options: dict = {"visibility_timeout": visibility_timeout_s, **QUEUE_ORDER}
     if broker_url.startswith(SENTINEL_SCHEME):
         broker_url, sentinel_options = SentinelUrl.parse(broker_url).broker()
         options.update(sentinel_options)
@@ -262,6 +269,10 @@ class Dispatch:
     def apply_update(self, aid: str, version: int) -> None:
         self._publish(apply_update, (aid, version))
 
+    async def steps_waiting(self) -> int:
+        """Step tasks published (all handed over so far) and not yet taken by a worker."""
+        return await asyncio.get_running_loop().run_in_executor(self._publisher, _waiting, Queues.STEPS)
+
     def send_steps(self, aid: str, items) -> None:
         pending = self._pending.setdefault(aid, [])
         pending.extend([rid, k, n] for rid, k, n in items)
@@ -285,6 +296,14 @@ class Dispatch:
     def _flush_alert(self, aid: str) -> None:
         for batch in batches(self._pending.pop(aid, []), self.batch_size):
             self._publish(send_steps, (aid, batch))
+
+
+def _waiting(queue: str) -> int:
+    with app.pool.acquire(block=True) as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except conn.channel_errors:
+            return 0  # never declared, or (Redis) emptied: nothing waits
 
 
 def _log_failure(done: Future) -> None:

@@ -9,6 +9,7 @@ import time
 
 import orjson
 import pytest
+from kombu import Queue
 
 from gateway import tasks
 from gateway.store import connect
@@ -64,3 +65,36 @@ async def test_webhook_escalations_gathered_before_stopping_are_published_by_clo
     queued = [orjson.loads(m) for m in await broker.lrange(tasks.Queues.STEPS, 0, -1)]
     assert len(queued) == 1
     assert "r1" in queued[0]["headers"]["argsrepr"] and "r2" in queued[0]["headers"]["argsrepr"]
+
+
+async def test_a_timed_out_step_is_taken_before_fan_out_batches_queued_ahead_of_it(broker):
+    """A resident whose SMS step timed out waits for no new alert's batches:
+    a worker takes every queued step task before the next fan-out batch."""
+    for aid in ("new1", "new2", "new3"):
+        tasks.fan_out.apply_async((aid,))
+    for aid in ("late1", "late2"):
+        tasks.due.apply_async((aid, ["r1|0|t"]))
+    taken = []
+
+    def take(body, message):
+        taken.append(message.headers["task"])
+        message.ack()
+
+    with tasks.app.connection_for_read() as conn:
+        # The worker's own order (gateway/service.py): steps, then fan-out.
+        queues = [Queue(tasks.Queues.STEPS), Queue(tasks.Queues.FANOUT)]
+        with conn.Consumer(queues, callbacks=[take], accept=["json"], prefetch_count=1):
+            while len(taken) < 3:
+                conn.drain_events(timeout=5)
+
+    assert taken[:2] == ["gateway.due", "gateway.due"], taken
+
+
+async def test_the_pump_can_tell_how_many_step_tasks_wait_for_a_worker(broker):
+    dispatch = tasks.Dispatch()
+    assert await dispatch.steps_waiting() == 0
+    for aid in ("a1", "a2", "a3"):
+        dispatch.due(aid, ["r1|0|t"])
+    dispatch.fan_out("a4")
+    assert await dispatch.steps_waiting() == 3
+    await dispatch.close()

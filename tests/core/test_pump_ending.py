@@ -56,3 +56,29 @@ async def test_an_alert_past_its_expiry_is_expired_and_its_open_deliveries_close
     await pump._end_one("a3", meta, [], now_ms())
     assert await redis.hget(keys.alert("a3"), "status") == b"expired"
     assert pump.dispatch.closed == [("a3", "expired")]
+
+
+class Handed(Published):
+    def __init__(self):
+        super().__init__()
+        self.fan_outs: list[str] = []
+
+    def fan_out(self, aid: str) -> None:
+        self.fan_outs.append(aid)
+
+
+async def test_an_alert_not_yet_fanned_out_is_handed_over_again_ever_less_often(redis):
+    created = now_ms()
+    await redis.hset(keys.alert("a4"), mapping={"status": "planning", "created_ms": created, "targeted": 0})
+    pump = Pump(redis, Handed(), Egress())
+    handed_at = []
+    for second in range(0, 300):
+        now = created + second * 1000
+        meta = await redis.hmget(keys.alert("a4"), "status", "expires_ms", "targeted", "fanned", "created_ms",
+                                 "fanout_retry_ms")
+        before = len(pump.dispatch.fan_outs)
+        await pump._end_one("a4", meta, [], now)
+        if len(pump.dispatch.fan_outs) > before:
+            handed_at.append(second)
+    # Its task may be queued behind minutes of work: each wait as long as all before it, not every 30 s.
+    assert handed_at == [31, 63, 127, 255], handed_at
