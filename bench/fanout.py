@@ -52,8 +52,8 @@ from gateway.alerts import resolve_audience  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.crypto import Vault  # noqa: E402
 from gateway.embedded_redis import EmbeddedRedis  # noqa: E402
-from gateway.registry import Registry, check_import  # noqa: E402
 from gateway.store import connect  # noqa: E402
+from scale import fanout_behaviour, load_fanout_city  # noqa: E402
 
 from backlog import Backlog, RedisLatency, slow_commands, slow_commands_begin  # noqa: E402
 
@@ -68,28 +68,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# A handset switched off: the network holds the SMS (Twilio says `sent`) and
-# its receipt comes long after the step's timeout, so the step times out even
-# when the gateway asks Twilio what became of it.
-SWITCHED_OFF_S = 10**6
-
-
-def city(n: int, out: Path) -> tuple[list[dict], Path]:
-    """Feature-phone residents, switched off: SMS first, then a call nobody answers."""
-    residents, lines = [], []
-    for i in range(n):
-        number = f"+82105{i:07d}"
-        residents.append({"id": f"b{i:06d}", "languages": ["ko"], "district": f"D{i % 25:02d}",
-                          "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
-        lines.append(orjson.dumps({"resident": f"b{i:06d}", "phones": [number], "sms": {"delay_s": SWITCHED_OFF_S},
-                                   "voice": {"answer": "no-answer"}}))
-    behaviour = out / "behaviour.ndjson"
-    behaviour.write_bytes(b"\n".join(lines))
-    return residents, behaviour
-
-
 def simulator(port: int, behaviour: Path, data: Path) -> subprocess.Popen:
-    """The provider simulator for `city`'s residents, losing every status
+    """The provider simulator for the fan-out city (bench/scale.py), losing every status
     callback, so that every sender only hands messages over."""
     faults = data / "faults.json"
     faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
@@ -199,18 +179,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
     redis_server = EmbeddedRedis(data).start()
     redis = connect(redis_server.url)
     broker = connect(f"{redis_server.url}?db=1")
-    t = time.perf_counter()
-    residents, _ = city(args.residents, data)
-    city_s = time.perf_counter() - t
-    vault = Vault.of(settings)
-    t = time.perf_counter()
-    registry = Registry(redis, vault)
-    checked = check_import((i, r) for i, r in enumerate(residents))
-    del residents
-    for i in range(0, len(checked), 2000):
-        await registry.put_many(checked[i:i + 2000])
-    import_s = time.perf_counter() - t
-    del checked
+    city_s, import_s = await load_fanout_city(redis, Vault.of(settings), args.residents)
     t = time.perf_counter()
     audience = len(await resolve_audience(redis, {"everyone": True}, drill=False))
     audience_s = time.perf_counter() - t
@@ -476,7 +445,7 @@ def one_run(args, code: Path, label: str) -> dict:
     data = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
-    _, behaviour = city(args.residents, data)
+    behaviour = fanout_behaviour(args.residents, data)
     sim = simulator(sim_port, behaviour, data)
     time.sleep(3)
     load_before = os.getloadavg()

@@ -34,12 +34,12 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from fanout import SID, TOKEN, city, free_port, simulator  # noqa: E402
+from fanout import SID, TOKEN, free_port, residents_ids, simulator  # noqa: E402
+from scale import fanout_behaviour, load_fanout_city  # noqa: E402
 
 from gateway.config import Settings  # noqa: E402
 from gateway.crypto import Vault  # noqa: E402
 from gateway.embedded_redis import EmbeddedRedis  # noqa: E402
-from gateway.registry import Registry, check_import  # noqa: E402
 from gateway.store import connect  # noqa: E402
 
 # What one round runs in a process of its own, from the checkout it measures.
@@ -100,12 +100,9 @@ def one_round(code: Path, env: dict, aid: str, rids: list[str], batch: int) -> d
             "escalation": out["escalation"][0] / n * 1e6, "escalation_redis": out["escalation"][1] / n * 1e6}
 
 
-async def load_city(redis_url: str, settings: Settings, residents: list[dict]) -> None:
+async def load_city(redis_url: str, settings: Settings, n: int) -> None:
     redis = connect(redis_url)
-    registry = Registry(redis, Vault.of(settings))
-    checked = check_import((i, r) for i, r in enumerate(residents))
-    for i in range(0, len(checked), 2000):
-        await registry.put_many(checked[i:i + 2000])
+    await load_fanout_city(redis, Vault.of(settings), n)
     await redis.aclose()
 
 
@@ -120,14 +117,12 @@ def main() -> None:
 
     data = Path(tempfile.mkdtemp(prefix="bench-worker-cost-"))
     sim_port = free_port()
-    residents, behaviour = city(args.residents, data)
-    sim = simulator(sim_port, behaviour, data)
+    sim = simulator(sim_port, fanout_behaviour(args.residents, data), data)
     settings = Settings.from_env({"GATEWAY_DATA_DIR": str(data / "gateway")})
     redis_server = EmbeddedRedis(data / "gateway").start()
     try:
-        asyncio.run(load_city(redis_server.url, settings, residents))
-        rids = [r["id"] for r in residents]
-        del residents
+        asyncio.run(load_city(redis_server.url, settings, args.residents))
+        rids = residents_ids(args.residents)
         env = {**os.environ, **settings.env(), "GATEWAY_REDIS_URL": redis_server.url,
                "GATEWAY_PUBLIC_URL": "http://127.0.0.1:9", "TWILIO_API_BASE": f"http://127.0.0.1:{sim_port}",
                "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_FROM_NUMBER": "+15005550006",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
@@ -150,28 +150,52 @@ class Registry:
 
     async def put_many(self, residents: list[dict]) -> None:
         """Create or replace; old district and phone indexes are dropped, and the
-        resident's own choice of channel order (their /r/ page) is kept."""
-        olds = await self._old_indexes([r["id"] for r in residents])
+        resident's own choice of channel order (their /r/ page) is kept.  The
+        indexes are written with one command each for the whole batch, not one
+        per resident: at a million residents the replies were most of the import."""
+        if residents:
+            await self._write(residents, await self._old_indexes([r["id"] for r in residents]))
+
+    async def _write(self, residents: list[dict], olds: dict[str, tuple]) -> None:
+        stale_phones: list[str] = []
+        left: dict[str, list[str]] = defaultdict(list)
+        joined: dict[str, list[str]] = defaultdict(list)
+        lookups: dict[str, str] = {}
+        points: list = []
+        unplaced: list[str] = []
         pipe = self.redis.pipeline(transaction=True)
         for resident in residents:
             rid = resident["id"]
             old_district, old_phones, preferred, ages = olds[rid]
-            for digest in old_phones:
-                pipe.delete(keys.phone_lookup(digest))
+            stale_phones += map(keys.phone_lookup, old_phones)
             if old_district:
-                pipe.srem(keys.district(old_district), rid)
+                left[old_district].append(rid)
             fields = encode(resident, self.vault, preferred, ages)
             # Overwrites what the agency owns; the reply target (rt) stays.
             pipe.hset(keys.resident(rid), mapping=fields)
-            pipe.sadd(keys.district(resident["district"]), rid)
+            joined[resident["district"]].append(rid)
             for digest in filter(None, str(fields["h"]).split(",")):
-                pipe.set(keys.phone_lookup(digest), rid)
-            pipe.zadd(keys.RESIDENTS, {rid: 0}, nx=True)
+                lookups[keys.phone_lookup(digest)] = rid
             if "location" in resident:
-                pipe.geoadd(keys.RESIDENT_GEO, (resident["location"]["lon"], resident["location"]["lat"], rid))
+                points += (resident["location"]["lon"], resident["location"]["lat"], rid)
             else:
-                pipe.zrem(keys.RESIDENT_GEO, rid)
+                unplaced.append(rid)
             _changed(pipe, rid)
+        # Old indexes go before new ones: a number passed from one resident to
+        # another in the same batch ends up looking up its new owner.
+        if stale_phones:
+            pipe.delete(*stale_phones)
+        for code, rids in left.items():
+            pipe.srem(keys.district(code), *rids)
+        for code, rids in joined.items():
+            pipe.sadd(keys.district(code), *rids)
+        if lookups:
+            pipe.mset(lookups)
+        pipe.zadd(keys.RESIDENTS, dict.fromkeys(olds, 0), nx=True)
+        if points:
+            pipe.geoadd(keys.RESIDENT_GEO, points)
+        if unplaced:
+            pipe.zrem(keys.RESIDENT_GEO, *unplaced)
         await pipe.execute()
 
     async def import_many(self, residents: list[dict]) -> Counter:
@@ -179,19 +203,20 @@ class Registry:
         the same file writes nothing; counts created, updated and unchanged."""
         pipe = self.redis.pipeline(transaction=False)
         for resident in residents:
-            pipe.hmget(keys.resident(resident["id"]), "p", "c", "h", "x")
-        counts, changed = Counter(created=0, updated=0, unchanged=0), []
-        for resident, stored in zip(residents, await pipe.execute()):
-            if stored[0] is None:
+            pipe.hmget(keys.resident(resident["id"]), "p", "c", "h", "x", "lc")
+        counts, changed, olds = Counter(created=0, updated=0, unchanged=0), [], {}
+        for resident, (p, c, h, x, lc) in zip(residents, await pipe.execute()):
+            if p is None:
                 counts["created"] += 1
-            elif self._same(resident, *stored):
+            elif self._same(resident, p, c, h, x):
                 counts["unchanged"] += 1
                 continue
             else:
                 counts["updated"] += 1
             changed.append(resident)
+            olds[resident["id"]] = _old_index(p, h, lc)
         if changed:
-            await self.put_many(changed)
+            await self._write(changed, olds)
         return counts
 
     def _same(self, resident: dict, p: bytes, c: bytes, h: bytes | None, x: bytes | None) -> bool:
@@ -204,16 +229,11 @@ class Registry:
 
     async def _old_indexes(self, rids: list[str]
                            ) -> dict[str, tuple[str | None, list[str], list[str], bytes | None]]:
-        """(district, phone digests, preferred channel order, contact ages) as stored now."""
+        """Each resident's old indexes as stored now (`_old_index`)."""
         pipe = self.redis.pipeline(transaction=False)
         for rid in rids:
             pipe.hmget(keys.resident(rid), "p", "h", "lc")
-        out = {}
-        for rid, (p, h, lc) in zip(rids, await pipe.execute()):
-            profile = orjson.loads(p) if p else {}
-            out[rid] = (profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [],
-                        lc)
-        return out
+        return {rid: _old_index(*stored) for rid, stored in zip(rids, await pipe.execute())}
 
     async def homes(self, rids: list[str]) -> dict[str, tuple[str, dict | None] | None]:
         """(district, location or None) of each stored resident, None for an
@@ -285,6 +305,13 @@ class Registry:
         """A contact point that cannot work again (stale token, bad number)."""
         if await transitions.dead_contact(self.redis, rid, contact):
             await _changed(self.redis, rid)
+
+
+def _old_index(p: bytes | None, h: bytes | None, lc: bytes | None
+               ) -> tuple[str | None, list[str], list[str], bytes | None]:
+    """(district, phone digests, preferred channel order, contact ages) of a stored resident."""
+    profile = orjson.loads(p) if p else {}
+    return profile.get("d"), [d for d in (h or b"").decode().split(",") if d], profile.get("co") or [], lc
 
 
 # In-process indexes (gateway/geo.py) follow this stream instead of rereading everyone.
