@@ -263,10 +263,10 @@ def due_timers(pipe, aid: str, limit: int, lease_ms: int) -> None:
 # Providers -------------------------------------------------------------------
 
 
-def reserve(pipe, buckets: list[str], now_ms_: str, count: int, spacing: list) -> None:
-    """Queues: `count` send slots in every one of `buckets` (GCRA); `spacing`
-    is each bucket's interval and tolerance, ms.  Replies the ms to wait per send."""
-    PACING.queue(pipe, buckets, [now_ms_, count, *spacing])
+def reserve(pipe, buckets: list[str], count: int, spacing: list) -> None:
+    """Queues: `count` send slots in every one of `buckets` (GCRA, by Redis's clock);
+    `spacing` is each bucket's interval and tolerance, ms.  Replies the ms to wait per send."""
+    PACING.queue(pipe, buckets, [count, *spacing])
 
 
 async def publish_split(redis, split_key: str, switches_key: str, read: str, state: str, shares: bytes,
