@@ -185,6 +185,8 @@ local function claim_loaded(rid, d, plan, k, n, now, lease, earlier)
     redis.call('HSET', dkey(rid), 'c', tag, 'w', now)
     redis.call('ZADD', A .. ':timers', now + lease, lease_member)
   end
+  -- Claimed: the lease guards the send now, not the hand-off timer of a step moved on to.
+  if n == 0 then redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|r|0') end
   if d.s == 'planned' then
     move(rid, d.q, 'planned', 'in_progress')
     redis.call('HSET', dkey(rid), 's', 'in_progress')
@@ -204,7 +206,7 @@ local function claim(rid, k, n, now, lease)
 end
 
 -- event: what a provider (or the resident) said about one leg of an attempt.
-local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff)
+local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff, lease)
   local d = load(rid)
   if not d then return 'unknown' end
   -- A provider that says the same thing again (a retried or duplicated
@@ -255,7 +257,11 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
     redis.call('ZADD', A .. ':timers', retry_at, rid .. '|' .. k .. '|r|' .. n2)
     return 'retry'
   end
-  return advance(rid, d, now)
+  local res = advance(rid, d, now)
+  -- The caller sends the next step at once.  Should that hand-off be lost (its
+  -- worker killed, its task never published), this timer sends it; a claim removes it.
+  if d.k == k + 1 then redis.call('ZADD', A .. ':timers', clock() + lease, rid .. '|' .. d.k .. '|r|0') end
+  return res
 end
 
 -- timer: a due member of `:timers`: rid|k|t (step deadline), rid|k|r|n (retry), rid|k|c|n (claim lease).
@@ -349,13 +355,14 @@ if op == 'claim' then
   return out
 end
 
--- event: ARGV = op, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel, backoff_ms) repeated.
+-- event: ARGV = op, lease_ms, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel,
+-- backoff_ms) repeated.
 if op == 'event' then
-  local out = {}
-  for i = 2, #ARGV, 12 do
+  local lease, out = tonumber(ARGV[2]), {}
+  for i = 3, #ARGV, 12 do
     out[#out + 1] = event(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
                           ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
-                          ARGV[i + 10], tonumber(ARGV[i + 11]))
+                          ARGV[i + 10], tonumber(ARGV[i + 11]), lease)
   end
   return out
 end

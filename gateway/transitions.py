@@ -90,9 +90,11 @@ class Transitions:
         """items: (resident id, step, attempt). Reply per item: [b"ok", legs JSON] or [b"skip"] or [state]."""
         return await self._queue(pipe, aid, ["claim", lease_ms], [[rid, k, n] for rid, k, n in items])
 
-    async def event(self, pipe, aid: str, events: Iterable["Event"]) -> "Replies":
+    async def event(self, pipe, aid: str, events: Iterable["Event"], lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
+        """Reply per event: the delivery's state or `next:<step>` (send it now; a timer
+        sends it after `lease_ms` if nobody has claimed it by then), `retry`, `late`, `noop`."""
         now = now_ms()
-        return await self._queue(pipe, aid, ["event"], [
+        return await self._queue(pipe, aid, ["event", lease_ms], [
             [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
              e.at_ms or now, e.channel, e.backoff_ms] for e in events])
 
