@@ -355,6 +355,25 @@ if op == 'claim' then
   return out
 end
 
+-- renew: ARGV = op, lease_ms, then (rid, k, n) repeated.  A send still on its
+-- way (waiting for the provider's pace, or for its answer) keeps its claim: the
+-- lease runs from now, so no other worker takes the step over as abandoned.
+-- 1 if renewed; 0 if the claim is not this attempt's any more, or the provider has it.
+if op == 'renew' then
+  local now, lease, out = clock(), tonumber(ARGV[2]), {}
+  for i = 3, #ARGV, 3 do
+    local rid, k, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local d = load(rid)
+    local mine = d and not TERMINAL[d.s] and d.k == k and d.n == n and d.c == k .. '.' .. n and d.b == 0
+    if mine then
+      redis.call('HSET', dkey(rid), 'w', now)
+      redis.call('ZADD', A .. ':timers', now + lease, rid .. '|' .. k .. '|c|' .. n)
+    end
+    out[#out + 1] = mine and 1 or 0
+  end
+  return out
+end
+
 -- event: ARGV = op, lease_ms, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel,
 -- backoff_ms) repeated.
 if op == 'event' then

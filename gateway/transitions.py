@@ -90,6 +90,12 @@ class Transitions:
         """items: (resident id, step, attempt). Reply per item: [b"ok", legs JSON] or [b"skip"] or [state]."""
         return await self._queue(pipe, aid, ["claim", lease_ms], [[rid, k, n] for rid, k, n in items])
 
+    async def renew(self, pipe, aid: str, items: Iterable[tuple[str, int, int]],
+                    lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
+        """items: (resident id, step, attempt) still being sent. Reply per item: 1 if its
+        claim now runs `lease_ms` from now, 0 if it is not that attempt's any more."""
+        return await self._queue(pipe, aid, ["renew", lease_ms], [[rid, k, n] for rid, k, n in items])
+
     async def event(self, pipe, aid: str, events: Iterable["Event"], lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
         """Reply per event: the delivery's state or `next:<step>` (send it now; a timer
         sends it after `lease_ms` if nobody has claimed it by then), `retry`, `late`, `noop`."""

@@ -388,6 +388,27 @@ async def test_a_next_step_whose_hand_off_is_lost_is_sent_by_a_timer(redis):
     assert replies.of(await pipe.execute()) == [[b"ok", b'[["voice",0]]', 1, 0]]
 
 
+
+async def test_a_send_still_waiting_for_its_slot_keeps_its_claim_and_no_other_worker_takes_it_over(redis):
+    # A call waiting for the provider's pace (10 calls a second, thousands due)
+    # once outlived its 30 s claim lease: the step was claimed again and placed twice.
+    t = Transitions(redis)
+    await t.plan("a14", 4, 1, rows(2), claim=True)
+    await asyncio.sleep(0.06)
+    pipe = redis.pipeline(transaction=False)
+    renewed = await t.renew(pipe, "a14", [("r0000", 0, 0)], lease_ms=50)
+    replaced = await t.claim(pipe, "a14", [("r0000", 0, 0), ("r0001", 0, 0)], lease_ms=50)
+    results = await pipe.execute()
+    assert renewed.of(results) == [1]
+    # r0000's claim runs from its renewal: not taken over; r0001's ran out: claimed again.
+    assert [r[0] for r in replaced.of(results)] == [b"skip", b"ok"]
+    # Once the provider has the send, there is no claim left to keep.
+    await event(t, redis, "a14", Event("r0000", 0, 0, 0, "queued", False, "twilio", "SM1", None, "sms"))
+    pipe = redis.pipeline(transaction=False)
+    renewed = await t.renew(pipe, "a14", [("r0000", 0, 0)], lease_ms=50)
+    assert renewed.of(await pipe.execute()) == [0]
+
+
 def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
     lines = ["1|0|0|*|claimed|||", "2|0|0|0|queued|twilio|SM1|", "3|0|0|1|queued|twilio|CA1|",
              "4|0|0|1|failed|twilio|CA1|busy", "5|0|0|2|failed|twilio||20500", "6|1|0|0|queued|twilio|SM9|"]
