@@ -11,7 +11,7 @@
 --   p  plan JSON    [{"l": [[channel, contact], ...], "t": timeout_s}, ...]
 --   q  sequence number in the alert (orders paged listings)
 --   v  level needed: 3 posted, 4 delivered, 5 acknowledged
---   c  "k.n" of the attempt claimed for sending; w: claim time (ms)
+--   c  "k.n" of the attempt claimed for sending; w: claim time, or its last renewal (ms)
 --   b  best status rank reached by the current attempt
 --   f  failed legs of the current attempt, one char per leg ("0"/"1")
 --   d  deadline of the current step (ms)         m  max attempts per step
