@@ -39,6 +39,7 @@ from fault_drill import (  # noqa: E402
     kill_pump,
     kill_simulator,
     kill_worker,
+    redis_link_down,
     redis_sigkill_restart,
     redis_unreachable,
 )
@@ -51,6 +52,8 @@ class Fault:
     run: object
     broker: str = "redis"
     clock_offsets: dict = field(default_factory=dict)
+    # Redis on a host of its own, so that its link can go down (root: network namespaces).
+    redis_apart: bool = False
 
 
 FAULTS = {
@@ -60,6 +63,7 @@ FAULTS = {
     "simulator": Fault(kill_simulator),
     "redis-restart": Fault(redis_sigkill_restart),
     "redis-unreachable": Fault(redis_unreachable),
+    "redis-link-down": Fault(redis_link_down, redis_apart=True),
     "broker-redis": Fault(broker_restart),
     "broker-rabbitmq": Fault(broker_restart, broker="amqp"),
     "clock-pump": Fault(clock_off, clock_offsets={"pump": 30}),
@@ -68,7 +72,8 @@ FAULTS = {
 TITLES = {
     "worker": "kill -9 worker", "pump": f"kill -9 pump, {PUMP_DOWN_S} s down", "api": "kill -9 API (posting, webhooks)",
     "simulator": "kill -9 simulator, restart", "redis-restart": "Redis SIGKILL, restart from AOF",
-    "redis-unreachable": f"Redis unreachable {REDIS_UNREACHABLE_S} s (SIGSTOP)", "broker-redis": "Redis broker restart",
+    "redis-unreachable": f"Redis unreachable {REDIS_UNREACHABLE_S} s (SIGSTOP)",
+    "redis-link-down": f"Redis unreachable {REDIS_UNREACHABLE_S} s (its link down)", "broker-redis": "Redis broker restart",
     "broker-rabbitmq": "RabbitMQ broker restart", "clock-pump": "pump clock +30 s (libfaketime)",
     "clock-worker": "one worker's clock -30 s (libfaketime)",
 }
@@ -76,7 +81,8 @@ TITLES = {
 
 def one(name: str, residents: int, root: Path) -> tuple[dict, list[str]]:
     fault = FAULTS[name]
-    with ProcessStack(root / name, broker=fault.broker, clock_offsets=fault.clock_offsets) as stack:
+    with ProcessStack(root / name, broker=fault.broker, clock_offsets=fault.clock_offsets,
+                      redis_apart=fault.redis_apart) as stack:
         run = asyncio.run(Run(stack, residents)(fault.run))
     return row(TITLES[name], residents, run.lost, run.duplicated, run.max_lag_s, run.watch.recovery_s), run.notes
 

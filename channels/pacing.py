@@ -6,14 +6,14 @@ carrier drops the link.  Each cap is a bucket in Redis kept as GCRA state
 (the theoretical arrival time of the next message), so any number of workers
 share it exactly.  A send reserves a slot in all its buckets at once and
 sleeps until the slot comes; reservations made in the same moment (the sends
-of one batch) go to Redis in one round trip, not one per message.
+of one batch) go to Redis in one round trip, not one per message.  Slots are
+judged by Redis's clock, so a worker whose clock is off waits no longer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +43,8 @@ class Bucket:
 class Pacer:
     """Reserves send slots in shared buckets; `wait` returns when the slot has come."""
 
-    def __init__(self, redis: Any, *, clock=time.time, sleep=asyncio.sleep):
+    def __init__(self, redis: Any, *, sleep=asyncio.sleep):
         self.redis = redis
-        self.clock = clock
         self.sleep = sleep
         # Sends waiting for the next round trip, grouped by their buckets.
         self._pending: dict[tuple[Bucket, ...], list[asyncio.Future]] = {}
@@ -70,12 +69,11 @@ class Pacer:
     async def _flush(self) -> None:
         self._flush_at = None
         pending, self._pending = self._pending, {}
-        now = self.clock() * 1000.0
         try:
             pipe = self.redis.pipeline(transaction=False)
             for buckets, futures in pending.items():
                 spacing = [f"{ms:.3f}" for b in buckets for ms in (b.interval_ms, b.tolerance_ms)]
-                reserve(pipe, [b.key for b in buckets], f"{now:.3f}", len(futures), spacing)
+                reserve(pipe, [b.key for b in buckets], len(futures), spacing)
             results = await pipe.execute()
             self.round_trips += 1
         except Exception as e:  # Redis away: send unpaced rather than not at all

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
+from redis.exceptions import RedisError
 
 from channels import discover
 from channels.base import (
@@ -37,7 +38,7 @@ from .fallback import (
 )
 from .group_commit import GroupCommit
 from .registry import Registry, profile
-from .transitions import RANK_DELIVERED, Event, Transitions, now_ms, text
+from .transitions import CLAIM_LEASE_MS, RANK_DELIVERED, Event, Transitions, now_ms, text
 
 log = logging.getLogger("gateway.engine")
 
@@ -165,8 +166,33 @@ class Engine:
                 fields, person = private[rid]
                 for leg, (channel, contact) in enumerate(legs):
                     jobs.append((rid, k, n, leg, channel, contact, token, fields, person))
-            sent = await asyncio.gather(*(self._send_leg(aid, view, *job) for job in jobs))
+            sent = await self._send_legs(aid, view, jobs)
             items, sealed, claimed = await self._record(aid, jobs, sent), None, []
+
+    async def _send_legs(self, aid: str, view: AlertView, jobs: list) -> list:
+        """Every leg at once.  A send may wait longer than its claim lease (for
+        the provider's pace: 10 calls a second with thousands due), so the claims
+        of those still on their way are renewed meanwhile; else another worker
+        took the step over as abandoned and the resident got it twice."""
+        legs = [asyncio.ensure_future(self._send_leg(aid, view, *job)) for job in jobs]
+        keeper = asyncio.ensure_future(self._keep_claims(aid, jobs, legs))
+        try:
+            return await asyncio.gather(*legs)
+        finally:
+            keeper.cancel()
+
+    async def _keep_claims(self, aid: str, jobs: list, legs: list[asyncio.Future]) -> None:
+        while True:
+            await asyncio.sleep(CLAIM_LEASE_MS / 3000)
+            waiting = {(rid, k, n) for (rid, k, n, *_), leg in zip(jobs, legs) if not leg.done()}
+            if not waiting:
+                return
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                await self.t.renew(pipe, aid, waiting)
+                await pipe.execute()
+            except RedisError:  # Redis away: the lease runs out as it would have
+                log.warning("could not renew %d claims of %s", len(waiting), aid)
 
     async def _claim(self, aid: str, items: list[Item]) -> list[tuple[str, int, int, list, str]]:
         pipe = self.redis.pipeline(transaction=False)

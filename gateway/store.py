@@ -192,6 +192,14 @@ class _SentinelPool(SentinelConnectionPool, FairPool):
 _FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 40, supported_errors=(ConnectionError,))
 
 
+# A command (or a connect) that Redis has not answered in this long fails, and
+# the caller runs it again on a new connection: a link that loses what is sent
+# (a cable pulled, a host gone) refuses nothing, and without a timeout a pump or
+# worker would wait until TCP gives up, minutes later.  redis-py 6+ has this by
+# default; 5.x, which pyproject.toml allows, waits forever.
+STORE_TIMEOUT_S = 5
+
+
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client whose pool waits for a free connection instead of failing:
     a burst of webhooks should queue for a moment, not error."""
@@ -205,8 +213,10 @@ def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
         pool = _SentinelPool(target.service, sentinel, connection_class=_SentinelConnection,
                              max_connections=max_connections, timeout=30, db=target.db,
                              username=target.username, password=target.password,
-                             socket_connect_timeout=5, retry=_FAILOVER_RETRY)
+                             socket_timeout=STORE_TIMEOUT_S, socket_connect_timeout=STORE_TIMEOUT_S,
+                             retry=_FAILOVER_RETRY)
     else:
-        pool = FairPool.from_url(url, max_connections=max_connections, timeout=30)
+        pool = FairPool.from_url(url, max_connections=max_connections, timeout=30,
+                                 socket_timeout=STORE_TIMEOUT_S, socket_connect_timeout=STORE_TIMEOUT_S)
         pool.connection_class = _PACKING.get(pool.connection_class, pool.connection_class)
     return _Redis(connection_pool=pool)

@@ -307,6 +307,7 @@ def _waiting(queue: str) -> int:
 
 
 def _log_failure(done: Future) -> None:
-    # Nothing is lost: the pump gives back timers and restarts fan-outs not handed over.
+    # Nothing is lost: the pump gives back timers (a next step has one too, transitions.lua)
+    # and restarts fan-outs not handed over.
     if done.exception() is not None:
         log.error("could not publish a task", exc_info=done.exception())

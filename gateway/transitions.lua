@@ -11,7 +11,7 @@
 --   p  plan JSON    [{"l": [[channel, contact], ...], "t": timeout_s}, ...]
 --   q  sequence number in the alert (orders paged listings)
 --   v  level needed: 3 posted, 4 delivered, 5 acknowledged
---   c  "k.n" of the attempt claimed for sending; w: claim time (ms)
+--   c  "k.n" of the attempt claimed for sending; w: claim time, or its last renewal (ms)
 --   b  best status rank reached by the current attempt
 --   f  failed legs of the current attempt, one char per leg ("0"/"1")
 --   d  deadline of the current step (ms)         m  max attempts per step
@@ -216,6 +216,8 @@ local function claim_loaded(rid, d, plan, k, n, now, lease, earlier)
   else
     redis.call('ZADD', A .. ':timers', now + lease, lease_member)
   end
+  -- Claimed: the lease guards the send now, not the hand-off timer of a step moved on to.
+  if n == 0 then redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|r|0') end
   if d.s == 'planned' then
     move(rid, d.q, 'planned', 'in_progress')
     f[#f + 1], f[#f + 2] = 's', 'in_progress'
@@ -234,7 +236,7 @@ local function claim(rid, k, n, now, lease)
 end
 
 -- event: what a provider (or the resident) said about one leg of an attempt.
-local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff)
+local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff, lease)
   local d = load(rid, true)
   if not d then return 'unknown' end
   -- A provider that says the same thing again (a retried or duplicated
@@ -285,7 +287,11 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
     redis.call('ZADD', A .. ':timers', retry_at, rid .. '|' .. k .. '|r|' .. n2)
     return 'retry'
   end
-  return advance(rid, d, now)
+  local res = advance(rid, d, now)
+  -- The caller sends the next step at once.  Should that hand-off be lost (its
+  -- worker killed, its task never published), this timer sends it; a claim removes it.
+  if d.k == k + 1 then redis.call('ZADD', A .. ':timers', clock() + lease, rid .. '|' .. d.k .. '|r|0') end
+  return res
 end
 
 -- timer: a due member of `:timers`: rid|k|t (step deadline), rid|k|r|n (retry), rid|k|c|n (claim lease).
@@ -379,13 +385,33 @@ if op == 'claim' then
   return counted(out)
 end
 
--- event: ARGV = op, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel, backoff_ms) repeated.
+-- renew: ARGV = op, lease_ms, then (rid, k, n) repeated.  A send still on its
+-- way (waiting for the provider's pace, or for its answer) keeps its claim: the
+-- lease runs from now, so no other worker takes the step over as abandoned.
+-- 1 if renewed; 0 if the claim is not this attempt's any more, or the provider has it.
+if op == 'renew' then
+  local now, lease, out = clock(), tonumber(ARGV[2]), {}
+  for i = 3, #ARGV, 3 do
+    local rid, k, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local d = load(rid)
+    local mine = d and not TERMINAL[d.s] and d.k == k and d.n == n and d.c == k .. '.' .. n and d.b == 0
+    if mine then
+      redis.call('HSET', dkey(rid), 'w', now)
+      redis.call('ZADD', A .. ':timers', now + lease, rid .. '|' .. k .. '|c|' .. n)
+    end
+    out[#out + 1] = mine and 1 or 0
+  end
+  return out
+end
+
+-- event: ARGV = op, lease_ms, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel,
+-- backoff_ms) repeated.
 if op == 'event' then
-  local out = {}
-  for i = 2, #ARGV, 12 do
+  local lease, out = tonumber(ARGV[2]), {}
+  for i = 3, #ARGV, 12 do
     out[#out + 1] = event(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
                           ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
-                          ARGV[i + 10], tonumber(ARGV[i + 11]))
+                          ARGV[i + 10], tonumber(ARGV[i + 11]), lease)
   end
   return counted(out)
 end

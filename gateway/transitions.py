@@ -100,9 +100,17 @@ class Transitions:
         """items: (resident id, step, attempt). Reply per item: [b"ok", legs JSON] or [b"skip"] or [state]."""
         return await self._queue(pipe, aid, ["claim", lease_ms], [[rid, k, n] for rid, k, n in items])
 
-    async def event(self, pipe, aid: str, events: Iterable["Event"]) -> "Replies":
+    async def renew(self, pipe, aid: str, items: Iterable[tuple[str, int, int]],
+                    lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
+        """items: (resident id, step, attempt) still being sent. Reply per item: 1 if its
+        claim now runs `lease_ms` from now, 0 if it is not that attempt's any more."""
+        return await self._queue(pipe, aid, ["renew", lease_ms], [[rid, k, n] for rid, k, n in items])
+
+    async def event(self, pipe, aid: str, events: Iterable["Event"], lease_ms: int = CLAIM_LEASE_MS) -> "Replies":
+        """Reply per event: the delivery's state or `next:<step>` (send it now; a timer
+        sends it after `lease_ms` if nobody has claimed it by then), `retry`, `late`, `noop`."""
         now = now_ms()
-        return await self._queue(pipe, aid, ["event"], [
+        return await self._queue(pipe, aid, ["event", lease_ms], [
             [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
              e.at_ms or now, e.channel, e.backoff_ms] for e in events])
 
@@ -273,10 +281,10 @@ def due_timers(pipe, aid: str, limit: int, lease_ms: int) -> None:
 # Providers -------------------------------------------------------------------
 
 
-def reserve(pipe, buckets: list[str], now_ms_: str, count: int, spacing: list) -> None:
-    """Queues: `count` send slots in every one of `buckets` (GCRA); `spacing`
-    is each bucket's interval and tolerance, ms.  Replies the ms to wait per send."""
-    PACING.queue(pipe, buckets, [now_ms_, count, *spacing])
+def reserve(pipe, buckets: list[str], count: int, spacing: list) -> None:
+    """Queues: `count` send slots in every one of `buckets` (GCRA, by Redis's clock);
+    `spacing` is each bucket's interval and tolerance, ms.  Replies the ms to wait per send."""
+    PACING.queue(pipe, buckets, [count, *spacing])
 
 
 async def publish_split(redis, split_key: str, switches_key: str, read: str, state: str, shares: bytes,

@@ -152,6 +152,11 @@ class Host:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.popen.wait(5)
 
+    def link(self, up: bool) -> None:
+        """The host's cable to the LAN plugged in (up) or pulled: pulled, what is
+        sent to it is lost, so connections hang and new ones time out; nothing is refused."""
+        _ip("-n", self.ns, "link", "set", "eth0", "up" if up else "down")
+
     def stop(self, timeout: float = 15) -> None:
         """A clean shutdown: SIGTERM, then kill -9 of whatever is left."""
         for pid in self.pids():

@@ -1,15 +1,20 @@
 -- Reserves send slots in a provider's pace buckets (channels/pacing.py).
 --
--- KEYS: the buckets of one kind of send.  ARGV: now_ms, count, then per bucket
--- its interval and tolerance (ms).  Each key holds the bucket's theoretical
+-- KEYS: the buckets of one kind of send.  ARGV: count, then per bucket its
+-- interval and tolerance (ms).  Each key holds the bucket's theoretical
 -- arrival time (GCRA).  Returns, per send, how many ms from now it may go.
+--
+-- Now is Redis's clock, never the caller's: a worker whose clock is 30 s
+-- behind would otherwise find every slot 30 s ahead and sleep past its claim
+-- lease while another worker sent the same step again.
 
-local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now, count = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, tonumber(ARGV[1])
 local tat, interval, tolerance = {}, {}, {}
 for i, key in ipairs(KEYS) do
   tat[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
-  interval[i] = tonumber(ARGV[1 + 2 * i])
-  tolerance[i] = tonumber(ARGV[2 + 2 * i])
+  interval[i] = tonumber(ARGV[2 * i])
+  tolerance[i] = tonumber(ARGV[1 + 2 * i])
 end
 local out = {}
 for j = 1, count do

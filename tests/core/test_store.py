@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import time
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_sentinel import SentinelGroup
 
 from gateway.embedded_redis import _broker_from_redis_url
-from gateway.store import SentinelUrl, connect
+from gateway.store import STORE_TIMEOUT_S, SentinelUrl, connect
 
 
 async def test_values_of_every_kind_round_trip(redis_url, redis):
@@ -135,6 +139,25 @@ async def test_callers_that_give_up_waiting_take_no_connection_with_them(redis_u
     async with asyncio.timeout(2):
         assert await asyncio.gather(client.ping(), client.ping()) == [True, True]
     await client.aclose()
+
+
+
+async def test_a_command_to_a_redis_that_answers_nothing_fails_within_seconds():
+    # A link that loses what is sent (a cable pulled, a host gone) answers
+    # nothing, refuses nothing: without a timeout a command waits until TCP
+    # gives up, minutes later, and a pump or worker waits with it.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # the kernel completes the handshake; nobody ever reads or answers
+    client = connect(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+    started = time.monotonic()
+    try:
+        with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+            await asyncio.wait_for(client.ping(), STORE_TIMEOUT_S * 3)
+    finally:
+        await client.aclose()
+        silent.close()
+    assert time.monotonic() - started < STORE_TIMEOUT_S + 2
 
 
 async def test_through_sentinel_a_client_carries_on_against_the_new_primary_when_the_old_one_dies(tmp_path):

@@ -4,6 +4,8 @@ gateway/transitions/ (residents, leases)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.exceptions import ResponseError
 
@@ -356,6 +358,55 @@ async def test_the_same_status_for_another_attempt_or_message_counts_again(redis
     await event(t, redis, "a10", Event("r0000", 0, 1, 0, "failed", False, "twilio", "SM2", "30003", "sms", 0))
     counts = await redis.hgetall(keys.alert_counts("a10"))
     assert counts[b"a:sms:failed"] == b"2"
+
+
+
+async def test_a_next_step_whose_hand_off_is_lost_is_sent_by_a_timer(redis):
+    # A failure moves the delivery on to its next step, which the caller sends at
+    # once. A worker killed in between, or a follow-up task never published, once
+    # left the resident in progress with no timer at all (two of 10,000 in a run
+    # of tests/e2e/test_multihost.py that killed a worker host).
+    t = Transitions(redis)
+    await t.plan("a13", 4, 1, rows(2), claim=True)
+    refused = [Event(f"r{i:04d}", 0, 0, 0, "failed", True, "twilio", f"SM{i}", "21211", "sms") for i in range(2)]
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.event(pipe, "a13", refused, lease_ms=50)
+    assert replies.of(await pipe.execute()) == [b"next:1", b"next:1"]
+    # r0001's next step is claimed as usual: its hand-off timer goes, the claim's lease guards it.
+    pipe = redis.pipeline(transaction=False)
+    await t.claim(pipe, "a13", [("r0001", 1, 0)])
+    await pipe.execute()
+    assert await redis.zscore(keys.alert_timers("a13"), "r0001|1|r|0") is None
+    # Nobody claims r0000's (its worker died): a timer comes due and claims it.
+    await asyncio.sleep(0.1)
+    pipe = redis.pipeline(transaction=False)
+    transitions.due_timers(pipe, "a13", 10, 60_000)
+    (due, _), = await pipe.execute()
+    assert due == [b"r0000|1|r|0"]
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.timer(pipe, "a13", [m.decode() for m in due])
+    assert replies.of(await pipe.execute()) == [[b"ok", b'[["voice",0]]', 1, 0]]
+
+
+
+async def test_a_send_still_waiting_for_its_slot_keeps_its_claim_and_no_other_worker_takes_it_over(redis):
+    # A call waiting for the provider's pace (10 calls a second, thousands due)
+    # once outlived its 30 s claim lease: the step was claimed again and placed twice.
+    t = Transitions(redis)
+    await t.plan("a14", 4, 1, rows(2), claim=True)
+    await asyncio.sleep(0.06)
+    pipe = redis.pipeline(transaction=False)
+    renewed = await t.renew(pipe, "a14", [("r0000", 0, 0)], lease_ms=50)
+    replaced = await t.claim(pipe, "a14", [("r0000", 0, 0), ("r0001", 0, 0)], lease_ms=50)
+    results = await pipe.execute()
+    assert renewed.of(results) == [1]
+    # r0000's claim runs from its renewal: not taken over; r0001's ran out: claimed again.
+    assert [r[0] for r in replaced.of(results)] == [b"skip", b"ok"]
+    # Once the provider has the send, there is no claim left to keep.
+    await event(t, redis, "a14", Event("r0000", 0, 0, 0, "queued", False, "twilio", "SM1", None, "sms"))
+    pipe = redis.pipeline(transaction=False)
+    renewed = await t.renew(pipe, "a14", [("r0000", 0, 0)], lease_ms=50)
+    assert renewed.of(await pipe.execute()) == [0]
 
 
 def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():

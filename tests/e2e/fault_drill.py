@@ -342,6 +342,16 @@ async def redis_unreachable(run: Run) -> None:
     run.s.resume("redis")
 
 
+async def redis_link_down(run: Run) -> None:
+    """Redis's host drops off the network (ProcessStack(redis_apart=True)): unlike
+    a SIGSTOP, connections hang and new ones time out; each process must notice
+    and connect again once the link is back."""
+    await run.count_in_flight()
+    run.s.data.link(up=False)
+    await asyncio.sleep(REDIS_UNREACHABLE_S)
+    run.s.data.link(up=True)
+
+
 async def broker_restart(run: Run) -> None:
     run.s.terminate("broker")
     await asyncio.sleep(3)

@@ -8,6 +8,13 @@ Used by bench/chaos.py and the tests/e2e/test_faults_*.py tests:
     with ProcessStack(tmp) as s:
         s.kill("pump"); s.start("pump")       # kill -9, then a new one
         s.pause("redis"); s.resume("redis")   # SIGSTOP / SIGCONT: unreachable, not gone
+
+    with ProcessStack(tmp, redis_apart=True) as s:
+        s.data.link(up=False)                 # Redis's host off the network: connections hang
+
+With `redis_apart`, redis-server runs on a host of its own and the rest on
+another, joined by a LAN (tests/hosts.py: network namespaces, root needed);
+the calling thread's sockets live on the second host while the stack runs.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import aiohttp
 import orjson
 
 from gateway.config import Settings
-from hosts import rabbitmq_env, rabbitmq_server, redis_command
+from hosts import Lan, rabbitmq_env, rabbitmq_server, redis_command
 from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, free_ports, stack_env
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -43,8 +50,9 @@ def clock_env(offset_s: int) -> dict[str, str]:
 
 class ProcessStack:
     def __init__(self, root: Path, *, workers: int = 2, concurrency: int = 2, broker: str = "redis",
-                 clock_offsets: dict[str, int] | None = None):
-        """clock_offsets: seconds a process's clock is off, by process name ("pump", "worker1")."""
+                 clock_offsets: dict[str, int] | None = None, redis_apart: bool = False):
+        """clock_offsets: seconds a process's clock is off, by process name ("pump", "worker1");
+        redis_apart: redis-server on a host of its own (`data`), the rest on `gateway`."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.workers = workers
@@ -53,7 +61,19 @@ class ProcessStack:
         self.clock_offsets = clock_offsets or {}
         self.api_port, self.sim_port, self.redis_port, self.broker_port, self.dist_port = free_ports(5)
         self.processes: dict[str, subprocess.Popen] = {}
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.lan = self.data = self.gateway = None
+        self._inside = contextlib.nullcontext()
+        self.redis_address = "127.0.0.1"
+        if redis_apart:
+            self.lan = Lan(self.root / "hosts").__enter__()
+            try:
+                self.data, self.gateway = self.lan.host("data"), self.lan.host("gateway")
+            except BaseException:
+                self.lan.__exit__(None, None, None)
+                raise
+            self.redis_address = self.data.address
+            self._inside = self.gateway.entered()
+        self.redis_url = f"redis://{self.redis_address}:{self.redis_port}/0"
         self.broker_url = (f"redis://127.0.0.1:{self.broker_port}/0" if broker == "redis"
                            else f"amqp://guest:guest@127.0.0.1:{self.broker_port}//")
         self.settings = Settings.from_env(stack_env(self.root, self.api_port, self.sim_port,
@@ -63,6 +83,7 @@ class ProcessStack:
         self.sim = f"http://127.0.0.1:{self.sim_port}"
 
     def __enter__(self) -> "ProcessStack":
+        self._inside.__enter__()
         try:
             for name in ("redis", "broker", "simulator", "api", "pump", *self.worker_names):
                 self.start(name)
@@ -82,7 +103,7 @@ class ProcessStack:
         """(argv, extra environment, port to wait for) of the process called `name`."""
         gateway_env = {**self.settings.env(), **clock_env(self.clock_offsets.get(name, 0))}
         if name == "redis":
-            return redis_command(self._dir("redis"), self.redis_port, "127.0.0.1"), {}, self.redis_port
+            return redis_command(self._dir("redis"), self.redis_port, self.redis_address), {}, self.redis_port
         if name == "broker" and self.broker_kind == "redis":
             return redis_command(self._dir("broker"), self.broker_port, "127.0.0.1"), {}, self.broker_port
         if name == "broker":
@@ -111,6 +132,8 @@ class ProcessStack:
 
     def start(self, name: str, timeout: float = 120) -> subprocess.Popen:
         args, env, port = self.command(name)
+        if self.lan is not None:
+            args = ["ip", "netns", "exec", (self.data if name == "redis" else self.gateway).ns, *args]
         with open(self.root / f"{name}.log", "ab") as log:
             # Its own process group: a kill reaches a worker's pool and RabbitMQ's Erlang VM too.
             popen = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
@@ -122,9 +145,10 @@ class ProcessStack:
 
     def _wait_port(self, name: str, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        address = self.redis_address if name == "redis" else "127.0.0.1"
         while True:
             with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((address, port), timeout=1).close()
                 return
             if self.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} exited:\n{self.tail(name)}")
@@ -157,9 +181,14 @@ class ProcessStack:
 
     def stop(self) -> None:
         # Producers first, the stores last, so nothing is killed mid-write for nothing.
+        if self.data is not None:
+            self.data.link(up=True)
         for name in reversed(list(self.processes)):
             self.resume(name)
             self.terminate(name, timeout=20)
+        self._inside.__exit__(None, None, None)
+        if self.lan is not None:
+            self.lan.__exit__(None, None, None)
 
     def tail(self, name: str, lines: int = 30) -> str:
         log = self.root / f"{name}.log"

@@ -1,6 +1,7 @@
 """Redis killed with SIGKILL mid fan-out and started again from its AOF, or
-unreachable for a while: every resident still ends in exactly one terminal
-state, and /metrics says Redis is down while it is.
+unreachable for a while (stopped, or its host off the network): every
+resident still ends in exactly one terminal state, and /metrics says Redis
+is down while it is.
 
 Workers, pump and API reconnect by themselves. Before, a batch that found
 Redis down (refused, or still loading its AOF) failed, and Celery acknowledges
@@ -13,9 +14,14 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
-from fault_drill import Run, redis_sigkill_restart, scrape
+from gateway import keys
+from gateway.store import connect
+
+from fault_drill import REDIS_UNREACHABLE_S, Run, redis_link_down, redis_sigkill_restart, scrape
+from hosts import unavailable
 from process_stack import ProcessStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -51,3 +57,38 @@ async def test_redis_unreachable_mid_fanout_shows_in_metrics_and_loses_no_reside
     assert run.lost == 0
     assert run.contacted_again == 0
     assert run.duplicated <= run.in_flight
+
+
+@pytest.mark.skipif(bool(unavailable()), reason=f"Redis's own host needs network namespaces: {unavailable()}")
+async def test_redis_cut_off_the_network_mid_fanout_loses_no_resident_and_every_process_carries_on(tmp_path):
+    # Unlike a SIGSTOP, a link down loses what is sent: connections hang and new
+    # ones time out, so each process must give up on them (gateway/store.py,
+    # STORE_TIMEOUT_S) and connect again once the link is back.
+    with ProcessStack(tmp_path, redis_apart=True) as stack:
+        run = await Run(stack, RESIDENTS)(redis_link_down)
+        called_after_text = await _called_after_their_text_confirmed(stack, run)
+    print(f"\n{RESIDENTS} residents, Redis's link down {REDIS_UNREACHABLE_S} s: " + "; ".join(run.notes[:3]))
+    assert run.lost == 0
+    assert run.duplicated <= run.in_flight
+    # A text in flight at the fault whose outcome could not be written is sent
+    # again (its claim lease ran out meanwhile), at times after its receipt's
+    # time: a repeat of the same step, within what was in flight. No later step:
+    assert run.contacted_again <= run.in_flight
+    assert called_after_text == 0
+    assert run.watch.recovery_s < 60
+
+
+async def _called_after_their_text_confirmed(stack: ProcessStack, run: Run) -> int:
+    """Residents whose text confirmed them and who were called more than a second later."""
+    async with aiohttp.ClientSession() as http:
+        calls = [r for r in await stack.simulator_records(http) if r["channel"] == "voice"]
+    redis = connect(stack.redis_url)
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for r in calls:
+            pipe.hmget(keys.delivery(run.aid, r["resident"]), "y", "e")
+        ends = await pipe.execute()
+    finally:
+        await redis.aclose()
+    return len({r["resident"] for r, (by, at) in zip(calls, ends)
+                if by == b"sms:delivered" and r["created_at"] > int(at) / 1000 + 1})
