@@ -364,3 +364,17 @@ def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
     assert awaiting_receipt(lines, 0, 0) == [(0, "twilio", "SM1")]
     assert awaiting_receipt(lines, 1, 0) == [(0, "twilio", "SM9")]
     assert awaiting_receipt(lines + ["7|0|0|0|delivered|twilio|SM1|"], 0, 0) == []
+
+
+async def test_a_receipt_looked_up_before_escalating_counts_once_when_its_late_callback_comes(redis):
+    t = Transitions(redis)
+    await t.plan("a12", 4, 2, rows(2), claim=True)
+    looked_up = [Event(f"r{i:04d}", 0, 0, 0, "delivered", False, "twilio", f"SM{i}", "", "sms") for i in range(2)]
+    late = [Event(f"r{i:04d}", 0, 0, 0, status, False, "twilio", f"SM{i}", "", "sms")
+            for i in range(2) for status in ("sent", "delivered")]
+    # r0000: the look-up's answer first, then the late callbacks; r0001 the other way round.
+    assert await event(t, redis, "a12", looked_up[0]) == [b"confirmed"]
+    await event(t, redis, "a12", *late)
+    assert await event(t, redis, "a12", looked_up[1]) == [b"late"]
+    counts = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.alert_counts("a12"))).items()}
+    assert (counts["a:sms:sent"], counts["a:sms:delivered"], counts["confirmed"]) == (2, 2, 2)

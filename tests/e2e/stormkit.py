@@ -19,11 +19,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fault_drill import Watch, scrape
+from fault_drill import Watch, claimed_sends, duplicated_sends, scrape
 from stackkit import in_flight
 
 from gateway import keys
 from gateway.console.providers import health
+from gateway.deliveries import history_lines
 from gateway.transitions import TERMINAL
 
 SMS_TIMEOUT_S = 6
@@ -213,23 +214,26 @@ class StormRun:
 
     async def _judge(self) -> None:
         v, r = self.verdict, self.city.redis
-        states, histories = {}, {}
-        for start in range(0, self.n, 1000):
-            pipe = r.pipeline(transaction=False)
-            for rid in self.rids[start:start + 1000]:
-                pipe.hmget(keys.delivery(self.aid, rid), "s", "y", "h")
-            for rid, (state, proof, h) in zip(self.rids[start:start + 1000], await pipe.execute()):
-                states[rid] = (state or b"").decode()
-                histories[rid] = ((h or b"").decode(), (proof or b"").decode().partition(":")[2])
+        # Histories and counters in one transaction: late callbacks still arrive while
+        # the judge reads, and one applied between two reads would be counted but not seen.
+        pipe = r.pipeline(transaction=True)
+        for rid in self.rids:
+            pipe.hmget(keys.delivery(self.aid, rid), "s", "y", "h", "p")
+        pipe.hgetall(keys.alert_counts(self.aid))
+        *rows, counts = await pipe.execute()
+        states, histories, sends = {}, {}, {}
+        for rid, (state, proof, h, plan) in zip(self.rids, rows):
+            states[rid] = (state or b"").decode()
+            histories[rid] = ((h or b"").decode(), (proof or b"").decode().partition(":")[2])
+            sends[rid] = claimed_sends(plan, history_lines(h))
         v.states = dict(Counter(states.values()))
         v.lost = sum(1 for s in states.values() if s not in TERMINAL)
         mine = [e for e in self.city.sim.records if e["resident"] in states]
-        v.duplicated = sum(n - 1 for n in Counter((e["resident"], e["channel"]) for e in mine).values() if n > 1)
+        v.duplicated = sum(duplicated_sends(mine, sends).values())
         v.contacted_after_confirming = sum(1 for rid, (h, level) in histories.items()
                                            if states[rid] == "confirmed" and claimed_after(h, level))
         texted = {e["resident"] for e in mine if e["channel"] == "sms" and e["received_at"]}
         v.called_though_texted = len({e["resident"] for e in mine if e["channel"] == "voice" and e["resident"] in texted})
-        counts = await r.hgetall(keys.alert_counts(self.aid))
         v.counted_events = sum(int(n) for f, n in counts.items() if f.startswith(b"a:"))
         v.distinct_events = sum(len({line.split("|", 1)[1] for line in h.split("\n") if line
                                      and line.split("|")[3] != "*"}) for h, _ in histories.values())
