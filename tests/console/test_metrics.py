@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-import time
-
 from gateway import keys, metrics
-from gateway.transitions import Event, Transitions
 from gateway.samples import phone, resident
+from gateway.transitions import Event, Transitions
 from tests.console.town import heat_wave
 
 A = ("cap_status", "Actual")
