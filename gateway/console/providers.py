@@ -80,7 +80,8 @@ def read_history(plan: list, lines: list[str], tallies: dict[str, Tally]) -> Non
                                                           "delivered": None})
         rank = RANK.get(status, 0)
         a["best"] = max(a["best"], rank)
-        a["failed"] |= status == "failed"
+        # A send the provider never answered is its failure too, though the attempt goes on.
+        a["failed"] |= status in ("failed", "unanswered")
         if rank >= RANK["delivered"] and a["delivered"] is None:
             a["delivered"] = int(at)
     for (k, n, leg, provider), a in seen.items():

@@ -378,3 +378,17 @@ async def test_a_receipt_looked_up_before_escalating_counts_once_when_its_late_c
     assert await event(t, redis, "a12", looked_up[1]) == [b"late"]
     counts = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.alert_counts("a12"))).items()}
     assert (counts["a:sms:sent"], counts["a:sms:delivered"], counts["confirmed"]) == (2, 2, 2)
+
+
+async def test_a_send_the_provider_never_answered_is_not_failed_and_waits_for_its_step_deadline(redis):
+    t = Transitions(redis)
+    await t.plan("a13", 4, 3, rows(1), claim=True)
+    hung = Event("r0000", 0, 0, 0, "unanswered", False, "twilio", "", "timeout", "sms", 0)
+    # It may have gone: no retry (a second text), no next step before the deadline.
+    assert await event(t, redis, "a13", hung) == [b"noop"]
+    d = await redis.hmget(keys.delivery("a13", "r0000"), "s", "k", "n", "f")
+    assert d == [b"in_progress", b"0", b"0", b"0"]
+    timers = [m.decode() for m in await redis.zrange(keys.alert_timers("a13"), 0, -1)]
+    assert timers == ["r0000|0|t"]  # the claim lease is gone: the send came back, nothing to send again
+    counts = await redis.hgetall(keys.alert_counts("a13"))
+    assert counts[b"a:sms:unanswered"] == b"1"

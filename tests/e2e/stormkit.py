@@ -50,13 +50,17 @@ class Storm:
     at_least_s: float = 0.0
     # The simulator's request counter whose first count starts the storm; None: the alert's first send.
     starts_on: str | None = "requests.POST /2010-04-01/Accounts/{AccountSid}/Messages.json"
+    # The storm is already raging when the alert is posted (its first sends meet it).
+    before_alert: bool = False
 
 
 TWILIO = ("twilio-sms", "twilio-voice")
 STORMS = [
     Storm("twilio-500", "Twilio answers 500", {p: {"error_rate": 1.0} for p in TWILIO}),
     Storm("twilio-429", "Twilio answers 429 (20429)", {p: {"rate_limit": 0} for p in TWILIO}),
-    Storm("twilio-hang", "Twilio never answers (timeouts)", {p: {"outage": "hang"} for p in TWILIO}, at_least_s=18),
+    Storm("twilio-hang", "Twilio never answers (timeouts)", {p: {"outage": "hang"} for p in TWILIO}, at_least_s=20),
+    Storm("twilio-hang-first", "Twilio never answers, from before the first send", {p: {"outage": "hang"} for p in TWILIO},
+          at_least_s=20, before_alert=True),
     Storm("callbacks-lost", "status callbacks lost", {p: {"lost_callbacks": 1.0} for p in TWILIO}, None),
     Storm("callbacks-dup3", "status callbacks duplicated 3x",
           {p: {"duplicate_callbacks": 1.0, "duplicate_times": 3} for p in TWILIO}, None),
@@ -160,6 +164,8 @@ class StormRun:
         for start in range(0, self.n, 5000):
             await city.import_ndjson(residents[start:start + 5000], behaviours[start:start + 5000])
         v.provider_failures = (await self._failures(), 0)
+        if self.storm.before_alert:
+            await self._faults(self.storm.faults)
         self.aid = await city.post_alert(ALERT)
         # The storm breaks as the first sends reach its provider, most still to go.
         while not (city.sim.stats[self.storm.starts_on] if self.storm.starts_on else len(city.sim.records)):
