@@ -23,6 +23,7 @@ from fault_drill import Watch, claimed_sends, duplicated_sends, scrape
 from stackkit import in_flight
 
 from gateway import keys
+from gateway.api.http import STATE
 from gateway.console.providers import health
 from gateway.deliveries import history_lines
 from gateway.transitions import TERMINAL
@@ -129,12 +130,15 @@ class Verdict:
     # Per-channel event counters against the events each resident's history holds once.
     counted_events: int = 0
     distinct_events: int = 0
+    # The fewest connections the API's Redis pool had idle while the storm lasted (0: callers waited).
+    pool_idle_min: int = -1
 
     def notes(self) -> list[str]:
         return [(f"states {self.states}; in flight at the storm {self.in_flight}; duplicated {self.duplicated}; "
                  f"contacted after confirming {self.contacted_after_confirming}; "
                  f"called though texted {self.called_though_texted}; "
-                 f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said"),
+                 f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said; "
+                f"API Redis pool: fewest idle {self.pool_idle_min}"),
                 *self.during[-3:]]
 
     def shown_failing(self, provider: str) -> bool:
@@ -178,8 +182,10 @@ class StormRun:
             # /metrics and the console read every delivery's history: looked at
             # half a dozen times a storm, lest the looking be the load.
             look_every, looked = max(2.0, self.duration_s / 6), 0.0
+            pool = city.app[STATE]["redis"].connection_pool
             while time.monotonic() < storm_end:
                 await watch.sample(self.n)
+                v.pool_idle_min = pool.idle if v.pool_idle_min < 0 else min(v.pool_idle_min, pool.idle)
                 if time.monotonic() - looked >= look_every:
                     looked = time.monotonic()
                     v.during.append(f"t+{looked - watch.fault_start:.0f}s: {await self._shown()}")
