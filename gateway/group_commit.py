@@ -7,11 +7,6 @@ callbacks) the handlers queue for connections until the provider's 15 s
 timeout passes and its receipt is lost.  Handlers that hand their item here
 instead wait on a future: every item submitted in one turn of the event loop
 goes to Redis in one flush, so the cost per item falls as the load rises.
-
-Each flush holds a pooled connection too, so only a few run at once; what
-arrives meanwhile waits and goes in the next.  Started on every turn of the
-loop while Redis was slow (10,000 residents, callbacks tripled), flushes took
-the API's whole pool of 128, and the pump and /metrics waited for a connection.
 """
 
 from __future__ import annotations
@@ -25,11 +20,9 @@ Result = TypeVar("Result")
 
 
 class GroupCommit(Generic[Item, Result]):
-    def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], limit: int = 500,
-                 concurrent: int = 8):
+    def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], limit: int = 500):
         self._flush = flush
         self._limit = limit
-        self._concurrent = concurrent
         self._pending: list[tuple[Item, asyncio.Future]] = []
         self._scheduled = False
         self._running: set[asyncio.Task] = set()
@@ -46,19 +39,12 @@ class GroupCommit(Generic[Item, Result]):
 
     def _start(self) -> None:
         self._scheduled = False
-        while self._pending and len(self._running) < self._concurrent:
-            batch, self._pending = self._pending[:self._limit], self._pending[self._limit:]
-            task = asyncio.ensure_future(self._run(batch))
+        batch, self._pending = self._pending, []
+        for i in range(0, len(batch), self._limit):
+            task = asyncio.ensure_future(self._run(batch[i:i + self._limit]))
             # The loop keeps only weak references to tasks.
             self._running.add(task)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        # What waited for a free flush goes now.
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
+            task.add_done_callback(self._running.discard)
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
         try:
