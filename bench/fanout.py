@@ -55,6 +55,8 @@ from gateway.embedded_redis import EmbeddedRedis  # noqa: E402
 from gateway.registry import Registry, check_import  # noqa: E402
 from gateway.store import connect  # noqa: E402
 
+from backlog import Backlog, RedisLatency, slow_commands, slow_commands_begin  # noqa: E402
+
 SID, TOKEN = "AC" + "0" * 31 + "1", "5e1f5e1f5e1f5e1f5e1f5e1f5e1f5e1f"
 
 
@@ -66,17 +68,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A handset switched off: the network holds the SMS (Twilio says `sent`) and
+# its receipt comes long after the step's timeout, so the step times out even
+# when the gateway asks Twilio what became of it.
+SWITCHED_OFF_S = 10**6
+
+
 def city(n: int, out: Path) -> tuple[list[dict], Path]:
-    """Feature-phone residents: SMS first, then a call nobody answers."""
+    """Feature-phone residents, switched off: SMS first, then a call nobody answers."""
     residents, lines = [], []
     for i in range(n):
         number = f"+82105{i:07d}"
         residents.append({"id": f"b{i:06d}", "languages": ["ko"], "district": f"D{i % 25:02d}",
                           "contacts": [{"type": "phone", "number": number, "handset": "feature_phone"}]})
-        lines.append(orjson.dumps({"resident": f"b{i:06d}", "phones": [number], "voice": {"answer": "no-answer"}}))
+        lines.append(orjson.dumps({"resident": f"b{i:06d}", "phones": [number], "sms": {"delay_s": SWITCHED_OFF_S},
+                                   "voice": {"answer": "no-answer"}}))
     behaviour = out / "behaviour.ndjson"
     behaviour.write_bytes(b"\n".join(lines))
     return residents, behaviour
+
+
+def simulator(port: int, behaviour: Path, data: Path) -> subprocess.Popen:
+    """The provider simulator for `city`'s residents, losing every status
+    callback, so that every sender only hands messages over."""
+    faults = data / "faults.json"
+    faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
+    return subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(port), "--account-sid", SID,
+                             "--auth-token", TOKEN, "--time-scale", "0.01", "--behaviour", str(behaviour),
+                             "--faults", str(faults)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 class Tree:
@@ -178,6 +198,7 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
     settings = Settings.from_env({"GATEWAY_DATA_DIR": str(data)})
     redis_server = EmbeddedRedis(data).start()
     redis = connect(redis_server.url)
+    broker = connect(f"{redis_server.url}?db=1")
     t = time.perf_counter()
     residents, _ = city(args.residents, data)
     city_s = time.perf_counter() - t
@@ -232,6 +253,8 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
             cpu0, rcpu0 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
             split0 = gateway.by_root()
             sim0 = sum(sim.cpu_times()[:2])
+            await slow_commands_begin(redis)
+            pings = RedisLatency(str(redis_server.socket)).start()
 
             alert = {"event": "Heat wave", "severity": "Moderate",
                      "content": {"ko": {"headline": "폭염 경보", "body": "오늘 낮 기온이 38도까지 오릅니다."}},
@@ -240,12 +263,17 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
                                 "step_timeouts": {"sms": args.sms_timeout, "voice": 3600}}}
             latency, aid = await post(http, f"{base}/v1/alerts", auth, alert)
             posted = time.monotonic()
-            latencies = [latency]
+            # (when answered, monotonic s; ms taken)
+            latencies = [(posted, latency)]
             probe = {**alert, "audience": {"residents": ["b000000"]}, "policy": {"channels": ["sms"]}}
+            sampling = asyncio.Event()
+            backlog = Backlog(redis, broker, aid)
+            sampler = asyncio.create_task(backlog.run(sampling))
 
             async def probes():
                 for _ in range(args.probes):
-                    latencies.append((await post(http, f"{base}/v1/alerts", auth, probe))[0])
+                    ms = (await post(http, f"{base}/v1/alerts", auth, probe))[0]
+                    latencies.append((time.monotonic(), ms))
                     await asyncio.sleep(0.05)
 
             prober = asyncio.create_task(probes())
@@ -253,6 +281,8 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
                 profiler = asyncio.create_task(profile_workers(worker, api, args.profile, delay_s=args.profile_after))
             series = await wait_handed(http, f"{base}/v1/alerts/{aid}", auth, "sms", args.residents,
                                        max(1800, args.residents / 100), "first attempts")
+            fanned = time.monotonic()
+            slow_fanout = await slow_commands(redis)
             await prober
             cpu1, rcpu1 = gateway.cpu(), sum(redis_proc.cpu_times()[:2])
             split1 = gateway.by_root()
@@ -277,6 +307,9 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
             cpu2, rcpu2, sim2 = gateway.cpu(), sum(redis_proc.cpu_times()[:2]), sum(sim.cpu_times()[:2])
             busy_esc = (cpu2 - cpu_e + rcpu2 - rcpu_e + sim2 - sim_e) / ((esc[-1][0] - esc_began) * cores)
             esc_rate, _ = rate(esc, args.residents)
+            sampling.set()
+            await sampler
+            pings.stop()
             if args.profile:
                 await profiler
             lags = await escalation_lags(redis, aid, residents_ids(args.residents), args.sms_timeout)
@@ -292,7 +325,10 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
         for proc in (api, worker):
             proc.wait(30)
         await redis.aclose()
+        await broker.aclose()
         redis_server.stop()
+    during = [ms for at, ms in latencies if at <= fanned]
+    ping_fanout = pings.between(posted, fanned)
     return {
         "city_s": city_s, "import_s": import_s, "audience_s": audience_s, "rss": rss,
         "redis_mb": redis_mem / 2**20, "redis_residents_mb": redis_mem_residents / 2**20,
@@ -301,7 +337,11 @@ async def gateway_phase(args, data: Path, sim_url: str, sim: psutil.Process, cod
         "redis_cpu_per_first_us": (rcpu1 - rcpu0) / args.residents * 1e6,
         "api_cpu_per_first_us": (split1[0] - split0[0]) / args.residents * 1e6,
         "worker_cpu_per_first_us": (split1[1] - split0[1]) / args.residents * 1e6,
-        "accept_p50": pct(latencies, 50), "accept_p99": pct(latencies, 99), "accept_n": len(latencies),
+        "accept_p50": pct([ms for _, ms in latencies], 50), "accept_p99": pct([ms for _, ms in latencies], 99),
+        "accept_n": len(latencies), "accept_during_n": len(during), "accept_during_p99": pct(during, 99),
+        "ping_p50": pct(ping_fanout, 50), "ping_p99": pct(ping_fanout, 99), "ping_max": max(ping_fanout),
+        "slow_fanout": slow_fanout, "backlog_esc": backlog.summary(esc_began, esc[-1][0], args.residents),
+        "backlog_fanout": backlog.summary(posted, fanned, args.residents),
         "bytes_per_delivery": (mem1 - mem0) / args.residents,
         "sim_per_first_us": (sim1 - sim0) / args.residents * 1e6,
         "sim_per_escalation_us": (sim2 - sim_e) / args.residents * 1e6,
@@ -424,6 +464,7 @@ HEADLINE = [
     ("first attempts / naive sender", "vs_naive", "{:.1f}"),
     ("first attempts per second", "first_rate", "{:,.0f}"),
     ("accept p99 (ms)", "accept_p99", "{:.1f}"),
+    ("Redis PING p99 in the fan-out (ms)", "ping_p99", "{:.2f}"),
     ("escalation lag p99 (s)", "lag_p99", "{:.2f}"),
     ("Redis bytes per delivery", "bytes_per_delivery", "{:.0f}"),
     ("load average (1 min) at the start", "load_before", "{:.2f}"),
@@ -436,12 +477,7 @@ def one_run(args, code: Path, label: str) -> dict:
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     _, behaviour = city(args.residents, data)
-    faults = data / "faults.json"
-    faults.write_bytes(orjson.dumps({"twilio-sms": {"lost_callbacks": 1.0}, "twilio-voice": {"lost_callbacks": 1.0}}))
-    sim = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(sim_port), "--account-sid", SID,
-                            "--auth-token", TOKEN, "--time-scale", "0.01", "--behaviour", str(behaviour),
-                            "--faults", str(faults)],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sim = simulator(sim_port, behaviour, data)
     time.sleep(3)
     load_before = os.getloadavg()
     try:
@@ -484,6 +520,13 @@ def table(args, g: dict, label: str) -> None:
         ("  (and the simulator, not counted above)", f"{g['sim_per_first_us']:.0f} us", ""),
         ("API accept latency", f"p50 {g['accept_p50']:.1f} ms, p99 {g['accept_p99']:.1f} ms (n={g['accept_n']})",
          "p99 < 50 ms"),
+        ("  probes answered during the fan-out", f"{g['accept_during_n']:,}, p99 {g['accept_during_p99']:.1f} ms", ""),
+        ("  Redis PING during the fan-out", f"p50 {g['ping_p50']:.2f} ms, p99 {g['ping_p99']:.2f} ms, "
+                                            f"max {g['ping_max']:.1f} ms", ""),
+        ("  commands over 1 ms in the fan-out", ", ".join(f"{name} {n} (up to {ms:.1f} ms)" for name, (n, ms)
+                                                        in list(g["slow_fanout"].items())[:4]) or "none", ""),
+        ("  tasks queued in the fan-out, peak", f"steps {g['backlog_fanout']['steps_peak']}, "
+                                                f"fan-out {g['backlog_fanout']['fanout_peak']}", ""),
         ("Redis bytes per delivery", f"{g['bytes_per_delivery']:.0f} B", "< 1024 B"),
         ("gateway + Redis CPU per escalation", f"{g['cost_esc']:.0f} us", "<= per first attempt"),
         ("  escalations to the next step", f"{g['esc_rate']:,.0f}/s, {g['cpu_per_escalation_us']:.0f} us CPU each", ""),
@@ -495,6 +538,10 @@ def table(args, g: dict, label: str) -> None:
         ("escalation lag", f"p50 {g['lag_p50']:.2f} s, p99 {g['lag_p99']:.2f} s (n={g['lag_n']:,})", "p99 < 2 s"),
         ("  deadline to the timer op (pump, queue)", f"p50 {g['pickup_p50']:.2f} s, p99 {g['pickup_p99']:.2f} s", ""),
         ("  timer op to the provider's answer", f"p50 {g['send_p50']:.2f} s, p99 {g['send_p99']:.2f} s", ""),
+        ("  timers due and not fired by the pump", f"peak {g['backlog_esc']['due_peak']:,}, "
+                                                   f"{g['backlog_esc']['due_wait_s']:.2f} s a resident", ""),
+        ("  tasks queued in the escalations, peak", f"steps {g['backlog_esc']['steps_peak']}, "
+                                                    f"fan-out {g['backlog_esc']['fanout_peak']}", ""),
         ("city generated / imported / audience selected", (f"{g['city_s']:.1f} s / {g['import_s']:.1f} s / "
                                                           f"{g['audience_s']:.2f} s"), ""),
         ("Redis used memory: residents / at the end", f"{g['redis_residents_mb']:,.0f} MB / {g['redis_mb']:,.0f} MB", ""),

@@ -268,6 +268,8 @@ class Router:
     def order(self, split: dict[str, float]) -> list[str]:
         """Providers to try for one message: one drawn by share, then the rest
         by share and preference (standbys too: a failover costs one fast failure)."""
+        if len(self.base) == 1:  # one provider: nothing to draw
+            return self.providers
         names = [n for n in split if split[n] > 0]
         first = self.rng.choices(names, weights=[split[n] for n in names])[0] if names else self.providers[0]
         rest = sorted((n for n in self.base if n != first), key=lambda n: (-split.get(n, 0.0), self.providers.index(n)))

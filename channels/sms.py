@@ -114,17 +114,16 @@ class Sms(Channel):
         self.providers = {p.name: p for p in (self.twilio, self.kannel) if p.configured()}
         self.router = Router(ctx.redis, self.name, parse_base(settings.sms_providers, list(self.providers)))
         self.pacer = Pacer(ctx.redis)
+        # Each provider's pace buckets: the account's and its sender number's.
+        self.buckets = {p.name: (Bucket(keys.pace_bucket(self.name, p.name), settings.sms_rate_per_provider),
+                                 Bucket(keys.pace_bucket(self.name, p.name, p.sender), settings.sms_rate_per_sender))
+                        for p in self.providers.values()}
 
     def available(self) -> bool:
         return bool(self.providers)
 
     def render(self, message: Message, recipient: Recipient) -> RenderedSms:
         return render_sms(message, handset=recipient.contact["handset"], segment_budget=SEGMENT_BUDGET)
-
-    def buckets(self, provider) -> tuple[Bucket, ...]:
-        s = self.ctx.settings
-        return (Bucket(keys.pace_bucket(self.name, provider.name), s.sms_rate_per_provider),
-                Bucket(keys.pace_bucket(self.name, provider.name, provider.sender), s.sms_rate_per_sender))
 
     async def send(self, message, recipient) -> Outcome:
         sms = self.render(message, recipient)
@@ -133,7 +132,7 @@ class Sms(Channel):
         out = None
         for name in self.router.order(await self.router.split()):
             provider = self.providers[name]
-            await self.pacer.wait(*self.buckets(provider))
+            await self.pacer.wait(*self.buckets[name])
             result = await provider.send(message, to, sms, int(time.time() * 1000))
             if result.status == "failed" and provider.provider_at_fault(result):
                 self.router.record(name, failed=1)

@@ -170,9 +170,10 @@ def render_sms(
         return _render_sms(message, handset=handset, segment_budget=segment_budget, with_link=with_link)
     # One septet in GSM-7 and one unit in UCS-2, like each character of a plain URL.
     placeholder = "§" * len(link)
+    # The notices follow from the language, the drill and the reader's languages.
     key = (message.language, message.event, message.severity, message.headline, message.body,
            message.instruction, message.short, message.response_options, placeholder, handset,
-           segment_budget, with_link, notices_for(message))
+           segment_budget, with_link, message.drill, message.reader_languages)
     shared = _rendered.get(key)
     if shared is None:
         shared = _render_sms(replace(message, page_url=placeholder), handset=handset,
@@ -182,7 +183,8 @@ def render_sms(
         _rendered[key] = shared
     if not shared.link_included:
         return shared
-    return replace(shared, text=shared.text.replace(placeholder, link))
+    return RenderedSms(shared.text.replace(placeholder, link), shared.encoding, shared.segments,
+                       shared.used_short_form, True)
 
 
 # Rendered texts by everything they depend on; a fan-out needs a handful.

@@ -152,7 +152,9 @@ class Twilio:
     async def message_status(self, sid: str) -> tuple[str, str] | None:
         """(MessageStatus, ErrorCode) of a message as Twilio has it now; None if Twilio does not say."""
         try:
-            msg = await asyncio.wait_for(self.client.messages(sid).fetch_async(), LOOKUP_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: no task of its own for every look-up.
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                msg = await self.client.messages(sid).fetch_async()
         except Exception:  # refused, unreachable or too slow: the timer escalates as before
             return None
         return str(msg.status), str(msg.error_code or "")
@@ -160,7 +162,8 @@ class Twilio:
     async def call_status(self, sid: str) -> str | None:
         """A call's CallStatus as Twilio has it now; None if Twilio does not say."""
         try:
-            call = await asyncio.wait_for(self.client.calls(sid).fetch_async(), LOOKUP_TIMEOUT_S)
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                call = await self.client.calls(sid).fetch_async()
         except Exception:
             return None
         return str(call.status)

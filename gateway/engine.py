@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -60,6 +60,10 @@ class AlertView:
     # Bumped by an update (gateway/lifecycle.py).
     version: bytes | None = None
     expires_at: float | None = None
+    # What every message in one language shares, worked out once (Engine.message).
+    by_language: dict[str, tuple] = field(default_factory=dict)
+    # The language each (resident's languages, channel) gets.
+    picked: dict[tuple, str] = field(default_factory=dict)
 
 
 class Engine:
@@ -122,13 +126,18 @@ class Engine:
         for rid in rids:
             pipe.hmget(keys.resident(rid), "p", "x", "c", "lc")
         rows, opened = [], {}
+        # Residents alike in all that planning reads share one plan.
+        plans: dict = {}
         for seq, (rid, (p, x, c, lc)) in enumerate(zip(rids, await pipe.execute()), start=first_seq):
             if p is None:  # erased since the alert was posted
                 rows.append((rid, seq, [], "unreachable"))
                 continue
             prof = profile({b"p": p, b"x": x, b"lc": lc}, self.settings.contact_stale_days)
-            steps = build_plan(prof, view.policy, specs)
-            state = initial_state(prof, view.policy, steps)
+            planned = plans.get(prof)
+            if planned is None:
+                steps = build_plan(prof, view.policy, specs)
+                planned = plans[prof] = (steps, initial_state(prof, view.policy, steps))
+            steps, state = planned
             rows.append((rid, seq, steps, state))
             if state == "planned":
                 # Read once here, opened only for those about to be sent to.
@@ -166,12 +175,12 @@ class Engine:
         out = []
         for (rid, k, n), res in zip(items, replies.of(await pipe.execute())):
             if text(res[0]) == "ok":
-                out.append(self._claimed(aid, rid, k, n, res[1]))
+                out.append(self._claimed(aid, rid, k, n, orjson.loads(res[1])))
         return out
 
-    def _claimed(self, aid: str, rid: str, k: int, n: int, legs: bytes) -> tuple[str, int, int, list, str]:
+    def _claimed(self, aid: str, rid: str, k: int, n: int, legs: list) -> tuple[str, int, int, list, str]:
         """A step claimed for sending: who, which step and attempt, its legs, the resident's page token."""
-        return rid, k, n, orjson.loads(legs), self.vault.link_token(aid, rid)
+        return rid, k, n, legs, self.vault.link_token(aid, rid)
 
     async def _open_residents(self, rids: Iterable[str], sealed: dict | None = None) -> dict[str, tuple[dict, dict]]:
         """Profile and opened contacts of each resident; `sealed` holds rows already read."""
@@ -199,9 +208,12 @@ class Engine:
         if channel is None or contact >= len(contacts):
             return Outcome("failed", "gateway", error_code="no-channel", permanent=True,
                            detail=f"{channel_name} is not available"), None, None
-        lang = pick_language(fields.get("l", ()), view.languages, channel.speaks)
-        message = self.message(aid, view, rid, k, n, lang, token, leg, tuple(fields.get("l", ())))
-        recipient = Recipient(rid, contacts[contact], frozenset(fields.get("n", ())), tuple(fields.get("l", ())),
+        readers = tuple(fields.get("l", ()))
+        lang = view.picked.get((readers, channel_name))
+        if lang is None:
+            lang = view.picked[readers, channel_name] = pick_language(readers, view.languages, channel.speaks)
+        message = self.message(aid, view, rid, k, n, lang, token, leg, readers)
+        recipient = Recipient(rid, contacts[contact], frozenset(fields.get("n", ())), readers,
                               person.get("name", ""), fields.get("by"))
         async with self._inflight:
             try:
@@ -228,18 +240,23 @@ class Engine:
 
     def message(self, aid: str, view: AlertView, rid: str, k: int, n: int, lang: str, token: str,
                 leg: int = 0, reader_languages: tuple[str, ...] = ()) -> Message:
-        doc = view.doc
-        content = doc["content"][lang]
-        options = tuple((o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
-                        for o in doc.get("response_options", []))
+        shared = view.by_language.get(lang)
+        if shared is None:
+            doc = view.doc
+            content = doc["content"][lang]
+            options = tuple((o["code"], o["label"].get(lang) or next(iter(o["label"].values())))
+                            for o in doc.get("response_options", []))
+            shared = view.by_language[lang] = (
+                doc["event"], doc["severity"], doc.get("urgency", "Unknown"), content["headline"], content["body"],
+                content.get("instruction", ""), content.get("link", ""), content.get("short", ""), options,
+                drill_of(doc))
+        event, severity, urgency, headline, body, instruction, link, short, options, drill = shared
         return Message(
             alert_id=aid, resident_id=rid, step=k, attempt=n, language=lang,
-            event=doc["event"], severity=doc["severity"], urgency=doc.get("urgency", "Unknown"),
-            headline=content["headline"], body=content["body"], instruction=content.get("instruction", ""),
-            link=content.get("link", ""), short=content.get("short", ""),
+            event=event, severity=severity, urgency=urgency,
+            headline=headline, body=body, instruction=instruction, link=link, short=short,
             page_url=f"{self.settings.public_url}/m/{aid}.{token}", response_options=options, leg=leg,
-            expires_at=view.expires_at, drill=drill_of(doc),
-            reader_languages=reader_languages,
+            expires_at=view.expires_at, drill=drill, reader_languages=reader_languages,
         )
 
     async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:
@@ -358,7 +375,7 @@ class Engine:
         for m, res in zip(members, replies.of(await pipe.execute())):
             if isinstance(res, list):  # escalated or retried, and claimed for sending
                 rid = m.split("|", 1)[0]
-                claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), res[1]))
+                claimed.append(self._claimed(aid, rid, int(res[2]), int(res[3]), orjson.loads(res[1])))
         await self.send(aid, [], claimed=claimed)
 
     async def _look_up_lost_receipts(self, aid: str, deadlines: list[str]) -> None:

@@ -43,11 +43,15 @@ class FairPool(ConnectionPool):
         self._free = asyncio.Semaphore(self.max_connections)
 
     async def get_connection(self, command_name=None, *keys, **options):
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._free.acquire()
-        except TimeoutError as e:
-            raise ConnectionError("No connection available.") from e
+        # Only a caller that has to wait pays for the timeout (a timer each).
+        if self._free.locked():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._free.acquire()
+            except TimeoutError as e:
+                raise ConnectionError("No connection available.") from e
+        else:
+            await self._free.acquire()
         # One that fails to connect is given back by release() below.
         return await super().get_connection()
 
@@ -104,7 +108,8 @@ class _Pipeline(Pipeline):
 
     async def load_scripts(self) -> None:
         # A transaction must see its scripts before MULTI: redis-py's own way.
-        if self.is_transaction or self.explicit_transaction or not all(s.sha in self._loaded() for s in self.scripts):
+        loaded = self._loaded()
+        if self.is_transaction or self.explicit_transaction or not all(s.sha in loaded for s in self.scripts):
             await super().load_scripts()
             self._loaded().update(s.sha for s in self.scripts)
 

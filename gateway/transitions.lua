@@ -52,16 +52,36 @@ local function history(rid, now, k, n, leg, status, provider, ref, code)
   append(rid, line(now, k, n, leg, status, provider, ref, code))
 end
 
+-- The alert's counters (`:count`) move many times in one batch call: they
+-- are added up here and written once, as the call returns (counted).
+local tally = {}
+local function count(field, by)
+  tally[field] = (tally[field] or 0) + (by or 1)
+end
+
+local function counted(reply)
+  for field, by in pairs(tally) do redis.call('HINCRBY', A .. ':count', field, by) end
+  tally = {}
+  return reply
+end
+
+-- Whether the agency asked to hear of every terminal state; read once a call.
+local callbacks
+local function wants_events()
+  if callbacks == nil then callbacks = redis.call('HEXISTS', A, 'cb') == 1 end
+  return callbacks
+end
+
 local function move(rid, seq, old, new)
   if old == new then return end
   if old then
     redis.call('SETBIT', A .. ':bits:' .. old, seq, 0)
-    redis.call('HINCRBY', A .. ':count', old, -1)
+    count(old, -1)
   end
   redis.call('SETBIT', A .. ':bits:' .. new, seq, 1)
-  redis.call('HINCRBY', A .. ':count', new, 1)
-  -- The agency asked to hear of every terminal state (gateway/callbacks.py sends these on).
-  if TERMINAL[new] and redis.call('HEXISTS', A, 'cb') == 1 then
+  count(new)
+  -- gateway/callbacks.py sends these on.
+  if TERMINAL[new] and wants_events() then
     redis.call('XADD', A .. ':events', '*', 'r', rid, 's', new)
   end
 end
@@ -78,12 +98,15 @@ local function finish(rid, d, state, now)
   return state
 end
 
-local function load(rid)
-  local f = redis.call('HMGET', dkey(rid), 's', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm')
+local FIELDS = {'s', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm'}
+local FIELDS_H = {'s', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm', 'h'}
+-- With `with_history`, d.h is the history too (false when there is none).
+local function load(rid, with_history)
+  local f = redis.call('HMGET', dkey(rid), unpack(with_history and FIELDS_H or FIELDS))
   if not f[1] then return nil end
   return {s = f[1], k = tonumber(f[2]), n = tonumber(f[3]), p = f[4], q = tonumber(f[5]), v = tonumber(f[6]),
           c = f[7], w = tonumber(f[8] or '0'), b = tonumber(f[9] or '0'), f = f[10] or '', d = tonumber(f[11] or '0'),
-          m = tonumber(f[12] or '1')}
+          m = tonumber(f[12] or '1'), h = f[13]}
 end
 
 local function plan_of(d) return cjson.decode(d.p) end
@@ -101,14 +124,17 @@ local function advance(rid, d, now)
   local flags = string.rep('0', #plan[k + 1].l)
   redis.call('HSET', dkey(rid), 'k', k, 'n', 0, 'b', 0, 'f', flags, 'd', 0)
   redis.call('HDEL', dkey(rid), 'c', 'w')
-  redis.call('HINCRBY', A .. ':count', 'fallbacks', 1)
+  count('fallbacks')
   d.k, d.n, d.b, d.f, d.d, d.c, d.w = k, 0, 0, flags, 0, nil, 0
   return 'next:' .. k, plan
 end
 
--- Stop if the alert itself was cancelled or has expired.
+-- Stop if the alert itself was cancelled or has expired.  A delivery op
+-- never changes the alert, so one read serves the whole call.
+local alert_now
 local function alert_gate(rid, d, now)
-  local a = redis.call('HMGET', A, 'status', 'expires_ms')
+  alert_now = alert_now or redis.call('HMGET', A, 'status', 'expires_ms')
+  local a = alert_now
   if a[1] == 'cancelled' then return finish(rid, d, 'cancelled', now) end
   local ex = tonumber(a[2] or '0')
   if ex > 0 and now >= ex then return finish(rid, d, 'expired', now) end
@@ -118,7 +144,7 @@ end
 -- plan: ARGV = op, level, max_attempts, lease_ms, then (rid, seq, plan_json, initial_state) repeated.
 -- With lease_ms > 0 a new delivery whose state is `planned` is claimed for its first send in the same
 -- stroke (what op claim would do, without reading back what was just written).
--- Returns {created, {{rid, legs_json}, ...}} for those claimed.
+-- Returns {created, {rid, ...}} of those claimed: their legs are the plan's first step, which the caller has.
 if op == 'plan' then
   local now, lease = clock(), tonumber(ARGV[4])
   local created, claimed = 0, {}
@@ -141,7 +167,7 @@ if op == 'plan' then
         for _, v in ipairs({'c', '0.0', 'w', now, 'd', deadline,
                             'h', line(now, 0, 0, '*', 'claimed')}) do f[#f + 1] = v end
         redis.call('ZADD', A .. ':timers', deadline, rid .. '|0|t', now + lease, rid .. '|0|c|0')
-        claimed[#claimed + 1] = {rid, cjson.encode(steps[1].l)}
+        claimed[#claimed + 1] = rid
       end
       table.insert(f, 's')
       table.insert(f, state)
@@ -153,12 +179,12 @@ if op == 'plan' then
       redis.call('HSET', A .. ':seq:' .. math.floor(seq / 128), seq % 128, rid)
       if seq > last then last = seq end
       move(rid, seq, nil, state)
-      redis.call('HINCRBY', A .. ':count', 'targeted', 1)
+      count('targeted')
       created = created + 1
     end
   end
   redis.call('HSET', A, 'last_seq', last)
-  return {created, claimed}
+  return counted({created, claimed})
 end
 
 -- claim_loaded: claim step k, attempt n of a delivery already loaded (`d`)
@@ -175,28 +201,32 @@ local function claim_loaded(rid, d, plan, k, n, now, lease, earlier)
     end
   end
   local step = (plan or plan_of(d))[k + 1]
+  local claimed = line(now, k, n, '*', 'claimed')
+  local lines = earlier and (earlier .. '\n' .. claimed) or claimed
+  -- d.h is the history when `d` was loaded with it (false: none yet).
+  local h = d.h
+  if h == nil then h = redis.call('HGET', dkey(rid), 'h') end
+  local f = {'c', tag, 'w', now, 'h', h and (h .. '\n' .. lines) or lines}
   -- If this send never reports back (worker killed mid-call), look again after the lease.
   local lease_member = rid .. '|' .. k .. '|c|' .. n
   if d.d == 0 then
     d.d = now + step.t * 1000
-    redis.call('HSET', dkey(rid), 'c', tag, 'w', now, 'd', d.d)
+    f[#f + 1], f[#f + 2] = 'd', d.d
     redis.call('ZADD', A .. ':timers', d.d, rid .. '|' .. k .. '|t', now + lease, lease_member)
   else
-    redis.call('HSET', dkey(rid), 'c', tag, 'w', now)
     redis.call('ZADD', A .. ':timers', now + lease, lease_member)
   end
   if d.s == 'planned' then
     move(rid, d.q, 'planned', 'in_progress')
-    redis.call('HSET', dkey(rid), 's', 'in_progress')
+    f[#f + 1], f[#f + 2] = 's', 'in_progress'
   end
-  local claimed = line(now, k, n, '*', 'claimed')
-  append(rid, earlier and (earlier .. '\n' .. claimed) or claimed)
+  redis.call('HSET', dkey(rid), unpack(f))
   return {'ok', cjson.encode(step.l)}
 end
 
 -- claim: the one gate before a provider call.
 local function claim(rid, k, n, now, lease)
-  local d = load(rid)
+  local d = load(rid, true)
   if not d or TERMINAL[d.s] or d.k ~= k or d.n ~= n then return {'skip'} end
   local gated = alert_gate(rid, d, now)
   if gated then return {gated} end
@@ -205,21 +235,21 @@ end
 
 -- event: what a provider (or the resident) said about one leg of an attempt.
 local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff)
-  local d = load(rid)
+  local d = load(rid, true)
   if not d then return 'unknown' end
   -- A provider that says the same thing again (a retried or duplicated
   -- callback) is recorded, but counted once: the line bar its time is in the history.
   local said = line('', k, n, leg, status, provider, ref, code)
-  local h = redis.call('HGET', dkey(rid), 'h')
+  local h = d.h
   local repeated = h and string.find(h .. '\n', said .. '\n', 1, true)
   redis.call('HSET', dkey(rid), 'h', h and (h .. '\n' .. now .. said) or (now .. said))
-  if not repeated then redis.call('HINCRBY', A .. ':count', 'a:' .. channel .. ':' .. status, 1) end
+  if not repeated then count('a:' .. channel .. ':' .. status) end
   if TERMINAL[d.s] then return 'late' end
   local rank = RANK[status]
   -- The resident acted: that is proof whichever step it came from.
   if status == 'acknowledged' then
     redis.call('HSET', dkey(rid), 'y', channel .. ':acknowledged')
-    redis.call('HINCRBY', A .. ':count', 'by:' .. channel, 1)
+    count('by:' .. channel)
     return finish(rid, d, 'confirmed', now)
   end
   if d.k ~= k or d.n ~= n then return 'late' end
@@ -238,7 +268,7 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
     -- A letter handed to the post is as far as paper mail can prove.
     if rank >= d.v or status == 'posted' then
       redis.call('HSET', dkey(rid), 'y', channel .. ':' .. status)
-      redis.call('HINCRBY', A .. ':count', 'by:' .. channel, 1)
+      count('by:' .. channel)
       return finish(rid, d, 'confirmed', now)
     end
     return 'noop'
@@ -272,7 +302,7 @@ local function timer(member, now)
   redis.call('ZREM', A .. ':timers', member)
   local rid, k, kind, n = string.match(member, '^(.-)|(%d+)|(%a)|?(%d*)$')
   k = tonumber(k)
-  local d = load(rid)
+  local d = load(rid, true)
   if not d or TERMINAL[d.s] or d.k ~= k then return 'noop' end
   local gated = alert_gate(rid, d, now)
   if gated then return gated end
@@ -310,7 +340,7 @@ local function reopen(rid, steps, who, now, lease)
   redis.call('HSET', dkey(rid), 's', 'in_progress', 'p', cjson.encode(plan), 'k', k, 'n', 0, 'b', 0,
              'f', string.rep('0', #plan[k + 1].l), 'd', 0)
   redis.call('HDEL', dkey(rid), 'c', 'w', 'e')
-  redis.call('HINCRBY', A .. ':count', 'reopened', 1)
+  count('reopened')
   redis.call('ZADD', A .. ':timers', now + lease, rid .. '|' .. k .. '|r|0')
   history(rid, now, k, 0, '*', 'reopened', who)
   return 'reopened:' .. k
@@ -353,7 +383,7 @@ if op == 'claim' then
   for i = 3, #ARGV, 3 do
     out[#out + 1] = claim(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), now, lease)
   end
-  return out
+  return counted(out)
 end
 
 -- event: ARGV = op, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel, backoff_ms) repeated.
@@ -364,7 +394,7 @@ if op == 'event' then
                           ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
                           ARGV[i + 10], tonumber(ARGV[i + 11]))
   end
-  return out
+  return counted(out)
 end
 
 -- timer: ARGV = op, lease_ms, then members.  A step the timer says to send
@@ -381,7 +411,7 @@ if op == 'timer' then
     end
     out[#out + 1] = res
   end
-  return out
+  return counted(out)
 end
 
 -- reopen: KEYS = alert, ACTIVE_ALERTS, CALLBACK_ALERTS.  ARGV = op, lease_ms, operator,
@@ -398,14 +428,14 @@ if op == 'reopen' then
     any = any or string.sub(out[#out], 1, 9) == 'reopened:'
   end
   if any then resume(ARGV[4]) end
-  return out
+  return counted(out)
 end
 
 -- close: ARGV = op, state, then resident ids.
 if op == 'close' then
   local now, state, out = clock(), ARGV[2], {}
   for i = 3, #ARGV do out[#out + 1] = close(ARGV[i], state, now) end
-  return out
+  return counted(out)
 end
 
 -- The alert ops, one call each.  They come last: a delivery op returns

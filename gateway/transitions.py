@@ -73,15 +73,25 @@ class Transitions:
         return await self.script(keys=[keys.alert(aid), *more_keys], args=args, client=client or self.redis)
 
     async def plan(self, aid: str, level: int, max_attempts: int, rows: Iterable[tuple[str, int, list, str]], *,
-                   claim: bool = False) -> list[tuple[str, bytes]]:
+                   claim: bool = False) -> list[tuple[str, list]]:
         """rows: (resident id, sequence, plan steps, initial state).  With `claim`,
         the new `planned` deliveries are claimed for their first send at once:
-        returns (resident id, legs JSON) of each so claimed."""
+        returns (resident id, legs of the first step) of each so claimed."""
+        rows = list(rows)
+        # Residents planned alike share one list of steps: encoded once.
+        encoded: dict[int, bytes] = {}
+        for _, _, steps, _ in rows:
+            if id(steps) not in encoded:
+                encoded[id(steps)] = orjson.dumps(steps)
         pipe = self.redis.pipeline(transaction=False)
         queued = await self._queue(pipe, aid, ["plan", level, max_attempts, CLAIM_LEASE_MS if claim else 0],
-                                   [[rid, seq, orjson.dumps(steps), state] for rid, seq, steps, state in rows])
+                                   [[rid, seq, encoded[id(steps)], state] for rid, seq, steps, state in rows])
         results = await pipe.execute()
-        return [(text(rid), legs) for _, claimed in results[queued.start:queued.end] for rid, legs in claimed]
+        claimed = [text(rid) for _, rids in results[queued.start:queued.end] for rid in rids]
+        if not claimed:
+            return []
+        first_legs = {rid: steps[0]["l"] for rid, _, steps, _ in rows if steps}
+        return [(rid, first_legs[rid]) for rid in claimed]
 
     # The methods below queue calls for many deliveries of one alert onto a
     # pipeline; after it runs, `Replies.of(results)` gives a reply per delivery.
