@@ -20,6 +20,10 @@ ATTEMPT_PATH = "{aid}/{rid}/{k:[0-9]{1,4}}/{n:[0-9]{1,4}}/{leg:[0-9]{1,2}}"
 # Attempt statuses, weakest to strongest; `failed` and `timed_out` end an attempt.
 QUEUED, SENT, POSTED, DELIVERED, ACKNOWLEDGED = "queued", "sent", "posted", "delivered", "acknowledged"
 FAILED, TIMED_OUT = "failed", "timed_out"
+# The provider never answered the send request: it may have gone, so the
+# attempt is not failed (no second send); the step's deadline moves it on,
+# and provider health counts it as the provider's failure.
+UNANSWERED = "unanswered"
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class Recipient:
 class Outcome:
     """What the provider said to the send request itself."""
 
-    status: str  # queued | sent | posted | delivered | failed
+    status: str  # queued | sent | posted | delivered | failed | unanswered
     provider: str
     ref: str = ""
     error_code: str = ""

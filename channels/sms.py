@@ -24,7 +24,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway import keys
 
-from .base import ATTEMPT_PATH, Channel, Message, Outcome, ProviderEvent, Recipient
+from .base import ATTEMPT_PATH, UNANSWERED, Channel, Message, Outcome, ProviderEvent, Recipient
 from .kannel import Kannel, read_report
 from .pacing import Bucket, Pacer
 from .replies import classify_reply, reply_confirmation
@@ -138,6 +138,11 @@ class Sms(Channel):
                 self.router.record(name, failed=1)
                 refused.append(result)
                 continue
+            if result.status == UNANSWERED:
+                # It may have gone: no other provider sends it too, but traffic turns away from this one.
+                self.router.record(name, failed=1)
+                out = result
+                break
             # Accepted, or refused for the number or the text: every provider would say the same.
             self.router.record(name, sent=1)
             out = result

@@ -27,7 +27,7 @@ from twilio.rest.api.v2010.account import message as _message  # noqa: F401
 
 from gateway.forms import posted_form
 
-from .base import Outcome
+from .base import UNANSWERED, Outcome
 from .http1 import Http1Client
 
 NAME = "twilio"
@@ -126,7 +126,9 @@ class Twilio:
                 to=to, from_=self.settings.twilio_from_number, body=body, status_callback=status_callback)
         except TwilioRestException as e:
             return failure(e)
-        except Exception as e:  # network, timeout: the provider may come back
+        except TimeoutError:
+            return unanswered()
+        except Exception as e:  # refused, reset: the provider may come back
             return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
         return Outcome(str(msg.status), NAME, ref=msg.sid)
 
@@ -141,6 +143,8 @@ class Twilio:
                 machine_detection="Enable", timeout=timeout_s)
         except TwilioRestException as e:
             return failure(e)
+        except TimeoutError:
+            return unanswered()
         except Exception as e:
             return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
         return Outcome("queued", NAME, ref=call.sid)
@@ -177,6 +181,11 @@ class Twilio:
         if self._client is not None:
             await self._client.http_client.close()
             self._client = None
+
+
+def unanswered() -> Outcome:
+    """Twilio took the request and never answered (channels/base.py UNANSWERED)."""
+    return Outcome(UNANSWERED, NAME, error_code="timeout", permanent=False)
 
 
 def failure(e: TwilioRestException) -> Outcome:

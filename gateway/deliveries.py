@@ -81,6 +81,16 @@ async def last_seq(redis, aid: str) -> int:
     return int(await redis.hget(keys.alert(aid), "last_seq") or -1)
 
 
+async def spread(redis, aid: str, at_most: int) -> tuple[list[str], int]:
+    """At most `at_most` residents spread evenly over the alert's sequence
+    numbers, and how many deliveries it has: a sample that costs the same at a
+    thousand residents or a million, and holds the same residents from one
+    read to the next."""
+    count = await last_seq(redis, aid) + 1
+    step = max(1, -(-count // max(1, at_most)))
+    return list((await residents_of(redis, aid, range(0, count, step))).values()), count
+
+
 def queue_history(pipe, aid: str, rid: str) -> None:
     pipe.hget(keys.delivery(aid, rid), "h")
 

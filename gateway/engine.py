@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from channels import discover
 from channels.base import (
+    UNANSWERED,
     Channel,
     ChannelContext,
     Message,
@@ -248,6 +249,11 @@ class Engine:
                 outcome = Outcome("failed", channel_name, error_code="exception", permanent=False, detail=repr(e)[:200])
         # The history tells when the provider answered, not when the batch got round to writing it down.
         outcome.at_ms = now_ms()
+        if outcome.status == UNANSWERED:
+            # Recorded at once, not with the batch: a provider that hangs holds the whole
+            # batch, and its health must show the hang while it lasts.
+            await self.report(ProviderEvent(aid, rid, k, n, UNANSWERED, outcome.provider, error_code=outcome.error_code,
+                                            permanent=False, channel=channel_name, leg=leg, at_ms=outcome.at_ms))
         return outcome, message, recipient
 
     async def compose(self, aid: str, rid: str, k: int, n: int, leg: int, lang: str) -> Message:
@@ -282,10 +288,12 @@ class Engine:
     async def _record(self, aid: str, jobs: list, sent: list[tuple]) -> list[Item]:
         """Record each send's outcome; return the steps to send next at once."""
         pipe = self.redis.pipeline(transaction=False)
+        # Sends never answered were recorded as they timed out (_send_leg).
+        answered = [(job, s) for job, s in zip(jobs, sent) if s[0].status != UNANSWERED]
         replies = await self.t.event(pipe, aid, [
             Event(rid, k, n, leg, out.status, out.permanent, out.provider, out.ref, out.error_code, channel,
                   self._backoff_ms(channel, n), out.at_ms)
-            for (rid, k, n, leg, channel, *_), (out, _, _) in zip(jobs, sent)])
+            for (rid, k, n, leg, channel, *_), (out, _, _) in answered])
         # The event replies come first; the channels' own writes follow them.
         used = set()
         for (_, _, _, _, channel_name, *_), (out, message, recipient) in zip(jobs, sent):
@@ -295,7 +303,7 @@ class Engine:
                 used.add(channel)
         results = await pipe.execute()
         nxt, fresh = [], []
-        for (rid, _, _, _, _, contact, *_), res in zip(jobs, replies.of(results)):
+        for ((rid, _, _, _, _, contact, *_), _), res in zip(answered, replies.of(results)):
             res = text(res)
             if res.startswith("next:"):
                 nxt.append((rid, int(res[5:]), 0))

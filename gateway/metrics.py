@@ -4,7 +4,10 @@ Every api process answers with the same figures, because nothing is counted
 in process memory: a custom collector turns one snapshot of Redis into
 metric families.  A finished alert's provider and confirmation tallies are
 kept in Redis (`{a:<id>}:tallies`) so a scrape reads them instead of every
-history again; running alerts are read whole.
+history again; a running alert is read through a sample of its deliveries
+(at most RUNNING_SAMPLE, spread over it, scaled to the whole), so a scrape
+costs the same at a thousand residents or a million: under a storm it must
+answer while the storm lasts.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hmac
 import logging
 import time
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,7 +35,7 @@ from . import deliveries, keys, tasks
 from .api.http import STATE, bearer
 from .api.routing import Route, returns
 from .console.outcomes import label, scan
-from .console.providers import alert_tallies
+from .console.providers import tallies_of
 from .problems import Problem
 from .transitions import STATES, now_ms, text
 
@@ -41,26 +45,32 @@ log = logging.getLogger("gateway.metrics")
 TTC_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 86400, 3 * 86400)
 ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 MAX_ALERTS = 1000
+RUNNING_SAMPLE = 1000
 QUEUE_TIMEOUT_S = 2.0
 # A scrape that cannot read Redis in this long says so (gateway_redis_up 0)
 # instead of hanging past the scraper's own timeout, when it matters most.
 REDIS_TIMEOUT_S = 5.0
 
 
-def buckets(values: list[float], bounds) -> dict:
+def buckets(values: list[float], bounds, scale: float = 1.0) -> dict:
+    """Cumulative bucket counts of `values`, each standing for `scale` values (a sample's)."""
     ordered = sorted(values)
-    return {"counts": [bisect_left(ordered, b + 1e-9) for b in bounds], "sum": sum(values), "count": len(values)}
+    return {"counts": [round(bisect_left(ordered, b + 1e-9) * scale) for b in bounds],
+            "sum": sum(values) * scale, "count": round(len(values) * scale)}
 
 
-async def tallies(redis, aid: str) -> dict:
-    """Provider attempts and confirmation times of one alert, as bucket counts."""
-    providers, _ = await alert_tallies(redis, aid, sample=10**9)
-    outcomes = await scan(redis, aid)
+async def tallies(redis, aid: str, at_most: int = 10**12) -> dict:
+    """Provider attempts and confirmation times of one alert, as bucket counts:
+    read from at most `at_most` of its deliveries and scaled to all of them."""
+    rids, count = await deliveries.spread(redis, aid, at_most)
+    providers = await tallies_of(redis, aid, rids)
+    outcomes = await scan(redis, aid, rids)
+    scale = count / len(rids) if rids else 1.0
     return {
-        "providers": {name: {"outcomes": {f"{ch}|{o}": n for (ch, o), n in t.results.items()},
-                             "answer": buckets([ms / 1000 for ms in t.answer_ms], ANSWER_BUCKETS)}
+        "providers": {name: {"outcomes": {f"{ch}|{o}": round(n * scale) for (ch, o), n in t.results.items()},
+                             "answer": buckets([ms / 1000 for ms in t.answer_ms], ANSWER_BUCKETS, scale)}
                       for name, t in providers.items()},
-        "ttc": {ch: buckets(times, TTC_BUCKETS) for ch, times in outcomes.ttc.items()},
+        "ttc": {ch: buckets(times, TTC_BUCKETS, scale) for ch, times in outcomes.ttc.items()},
     }
 
 
@@ -100,10 +110,11 @@ async def snapshot(state: dict) -> Snapshot:
         pipe.hgetall(keys.alert_counts(aid))
         pipe.get(keys.tallies(aid))
     res = await pipe.execute()
-    kinds = {}
+    kinds, in_progress = {}, {}
     for aid, (status, drill), counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
         status, kind = text(status or b"gone"), text(drill or ACTUAL)
         kinds[aid] = kind
+        in_progress[aid] = int(counts.get(b"in_progress", 0))
         _add(snap.alerts, (kind, status), 1)
         for f, v in ((text(f), int(v)) for f, v in counts.items()):
             if f in STATES:
@@ -118,13 +129,14 @@ async def snapshot(state: dict) -> Snapshot:
         finished = aid not in active and status not in ("planning", "active")
         if kept:
             t = orjson.loads(kept)
-        else:
+        elif finished:
             t = await tallies(redis, aid)
-            if finished:
-                await redis.set(keys.tallies(aid), orjson.dumps(t))
+            await redis.set(keys.tallies(aid), orjson.dumps(t))
+        else:
+            t = await tallies(redis, aid, RUNNING_SAMPLE)
         _add_tallies(snap, t, kind)
     for aid in active:
-        await _running(redis, aid, snap, kinds.get(aid, ACTUAL))
+        await _running(redis, aid, snap, kinds.get(aid, ACTUAL), in_progress.get(aid, 0))
     snap.queues = await queue_depths()
     return snap
 
@@ -146,19 +158,23 @@ def _sum_buckets(a: dict | None, b: dict) -> dict:
             "count": a["count"] + b["count"]}
 
 
-async def _running(redis, aid: str, snap: Snapshot, kind: str) -> None:
-    """A running alert: its in-progress deliveries by channel, and how late its timers are."""
+async def _running(redis, aid: str, snap: Snapshot, kind: str, in_progress: int) -> None:
+    """A running alert: its `in_progress` deliveries by the channel of their step
+    (shared out as a sample of its deliveries has them), and how late its timers are."""
     first = await redis.zrange(keys.alert_timers(aid), 0, 0, withscores=True)
     snap.timers += await redis.zcard(keys.alert_timers(aid))
     if first:
         snap.timer_lag_s = max(snap.timer_lag_s, (now_ms() - first[0][1]) / 1000)
-    rids = await deliveries.residents_in(redis, aid, "in_progress")
+    if not in_progress:
+        return
+    rids, _ = await deliveries.spread(redis, aid, RUNNING_SAMPLE)
     pipe = redis.pipeline(transaction=False)
     for rid in rids:
-        pipe.hmget(keys.delivery(aid, rid), "k", "p")
-    for k, p in await pipe.execute():
-        if p is not None:
-            _add(snap.in_progress, (kind, label(orjson.loads(p)[int(k)])), 1)
+        pipe.hmget(keys.delivery(aid, rid), "s", "k", "p")
+    seen = Counter(label(orjson.loads(p)[int(k)]) for s, k, p in await pipe.execute() if s == b"in_progress")
+    sampled = sum(seen.values())
+    for channel, n in seen.items():
+        _add(snap.in_progress, (kind, channel), round(in_progress * n / sampled))
 
 
 async def queue_depths() -> dict:

@@ -69,8 +69,11 @@ async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
     await web.TCPSite(runner, settings.api_host, settings.api_port, backlog=1024).start()
     stop = asyncio.Event()
     pump_task = None
-    if with_pump:
-        pump = Pump(redis, dispatch, Egress(settings.callback_networks), batch_size=settings.batch_size)
+    # The pump has connections of its own: in a storm of webhooks at 10,000 residents
+    # their flushes held the whole shared pool for 30 s and more, and timers waited behind them.
+    pump_redis = connect(u.redis, 16) if with_pump else None
+    if pump_redis is not None:
+        pump = Pump(pump_redis, dispatch, Egress(settings.callback_networks), batch_size=settings.batch_size)
         pump_task = asyncio.create_task(pump.run(stop))
     # Channels' own background work (the mail batcher, print-house answers).
     channel_tasks = [asyncio.create_task(channel.run(stop)) for channel in engine.channels.values()]
@@ -87,6 +90,8 @@ async def api_server(settings: Settings, u: Urls, *, with_pump: bool = True):
         await engine.close()
         await http.close()
         await redis.aclose()
+        if pump_redis is not None:
+            await pump_redis.aclose()
 
 
 async def run_until_signalled(settings: Settings, u: Urls, *, with_pump: bool = True) -> None:

@@ -55,6 +55,11 @@ class FairPool(ConnectionPool):
         # One that fails to connect is given back by release() below.
         return await super().get_connection()
 
+    @property
+    def idle(self) -> int:
+        """Connections no caller holds now (0: callers wait)."""
+        return self._free._value
+
     async def release(self, connection) -> None:
         # Shielded: a caller cancelled while giving its connection back
         # (a timeout, a client gone) still gives it back, or the pool shrinks.

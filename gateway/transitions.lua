@@ -255,6 +255,13 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
     return finish(rid, d, 'confirmed', now)
   end
   if d.k ~= k or d.n ~= n then return 'late' end
+  -- The provider never answered the send: it may have gone, so the attempt is
+  -- not failed (a retry could send it twice); the step's deadline moves it on.
+  -- The send did come back, so the claim lease has nothing left to guard.
+  if status == 'unanswered' then
+    if d.b == 0 then redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|c|' .. n) end
+    return 'noop'
+  end
   if rank then
     if rank <= d.b then return 'noop' end
     -- The provider has it: the claim lease has nothing left to guard.

@@ -61,11 +61,12 @@ async def rids(redis, aid: str, states=STATES) -> list[str]:
     return [rid for page in (await deliveries.in_states(redis, aid, states)).values() for rid in page]
 
 
-async def scan(redis, aid: str) -> Outcomes:
+async def scan(redis, aid: str, residents: list[str] | None = None) -> Outcomes:
+    """Every delivery of the alert, or those of `residents`."""
     created = int(await redis.hget(keys.alert(aid), "created_ms") or 0)
     out = Outcomes(created)
     ttc: dict[str, list[float]] = {}
-    everyone = await rids(redis, aid)
+    everyone = await rids(redis, aid) if residents is None else residents
     for i in range(0, len(everyone), CHUNK):
         pipe = redis.pipeline(transaction=False)
         for rid in everyone[i:i + CHUNK]:

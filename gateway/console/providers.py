@@ -14,7 +14,6 @@ import orjson
 
 from .. import deliveries, keys
 from ..transitions import now_ms, text
-from .outcomes import rids
 
 SAMPLE = 5000
 CHUNK = 1000
@@ -81,7 +80,8 @@ def read_history(plan: list, lines: list[str], tallies: dict[str, Tally]) -> Non
                                                           "delivered": None})
         rank = RANK.get(status, 0)
         a["best"] = max(a["best"], rank)
-        a["failed"] |= status == "failed"
+        # A send the provider never answered is its failure too, though the attempt goes on.
+        a["failed"] |= status in ("failed", "unanswered")
         if rank >= RANK["delivered"] and a["delivered"] is None:
             a["delivered"] = int(at)
     for (k, n, leg, provider), a in seen.items():
@@ -103,19 +103,21 @@ def read_history(plan: list, lines: list[str], tallies: dict[str, Tally]) -> Non
 
 async def alert_tallies(redis, aid: str, sample: int = SAMPLE) -> tuple[dict[str, Tally], bool]:
     """Per provider for one alert, and whether it was sampled."""
-    everyone = await rids(redis, aid)
-    sampled = len(everyone) > sample
-    if sampled:
-        everyone = everyone[::-(-len(everyone) // sample)]
+    everyone, count = await deliveries.spread(redis, aid, sample)
+    return await tallies_of(redis, aid, everyone), len(everyone) < count
+
+
+async def tallies_of(redis, aid: str, rids: list[str]) -> dict[str, Tally]:
+    """Per provider, over the deliveries of these residents."""
     tallies: dict[str, Tally] = {}
-    for i in range(0, len(everyone), CHUNK):
+    for i in range(0, len(rids), CHUNK):
         pipe = redis.pipeline(transaction=False)
-        for rid in everyone[i:i + CHUNK]:
+        for rid in rids[i:i + CHUNK]:
             pipe.hmget(keys.delivery(aid, rid), "p", "h")
         for plan, lines in await pipe.execute():
             if plan is not None:
                 read_history(orjson.loads(plan), deliveries.history_lines(lines), tallies)
-    return tallies, sampled
+    return tallies
 
 
 async def recent_alerts(redis, hours: float, limit: int) -> list[str]:

@@ -415,3 +415,31 @@ def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
     assert awaiting_receipt(lines, 0, 0) == [(0, "twilio", "SM1")]
     assert awaiting_receipt(lines, 1, 0) == [(0, "twilio", "SM9")]
     assert awaiting_receipt(lines + ["7|0|0|0|delivered|twilio|SM1|"], 0, 0) == []
+
+
+async def test_a_receipt_looked_up_before_escalating_counts_once_when_its_late_callback_comes(redis):
+    t = Transitions(redis)
+    await t.plan("a12", 4, 2, rows(2), claim=True)
+    looked_up = [Event(f"r{i:04d}", 0, 0, 0, "delivered", False, "twilio", f"SM{i}", "", "sms") for i in range(2)]
+    late = [Event(f"r{i:04d}", 0, 0, 0, status, False, "twilio", f"SM{i}", "", "sms")
+            for i in range(2) for status in ("sent", "delivered")]
+    # r0000: the look-up's answer first, then the late callbacks; r0001 the other way round.
+    assert await event(t, redis, "a12", looked_up[0]) == [b"confirmed"]
+    await event(t, redis, "a12", *late)
+    assert await event(t, redis, "a12", looked_up[1]) == [b"late"]
+    counts = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.alert_counts("a12"))).items()}
+    assert (counts["a:sms:sent"], counts["a:sms:delivered"], counts["confirmed"]) == (2, 2, 2)
+
+
+async def test_a_send_the_provider_never_answered_is_not_failed_and_waits_for_its_step_deadline(redis):
+    t = Transitions(redis)
+    await t.plan("a13", 4, 3, rows(1), claim=True)
+    hung = Event("r0000", 0, 0, 0, "unanswered", False, "twilio", "", "timeout", "sms", 0)
+    # It may have gone: no retry (a second text), no next step before the deadline.
+    assert await event(t, redis, "a13", hung) == [b"noop"]
+    d = await redis.hmget(keys.delivery("a13", "r0000"), "s", "k", "n", "f")
+    assert d == [b"in_progress", b"0", b"0", b"0"]
+    timers = [m.decode() for m in await redis.zrange(keys.alert_timers("a13"), 0, -1)]
+    assert timers == ["r0000|0|t"]  # the claim lease is gone: the send came back, nothing to send again
+    counts = await redis.hgetall(keys.alert_counts("a13"))
+    assert counts[b"a:sms:unanswered"] == b"1"

@@ -217,33 +217,31 @@ class Run:
     async def count_in_flight(self) -> None:
         self.in_flight += await in_flight(self.redis, self.aid, self.rids)
 
-    async def _deliveries(self) -> tuple[dict, dict, dict, dict]:
-        """Per resident: state, when it ended (s), attempts claimed, and each step's first claim (ms)."""
-        states, ended, attempts, claims = {}, {}, {}, {}
+    async def _deliveries(self) -> tuple[dict, dict, dict, dict, dict]:
+        """Per resident: state, when it ended (s), attempts claimed, sends claimed, and each step's first claim (ms)."""
+        states, ended, attempts, sends, claims = {}, {}, {}, {}, {}
         for start in range(0, self.n, 1000):
             pipe = self.redis.pipeline(transaction=False)
             for rid in self.rids[start:start + 1000]:
-                pipe.hmget(keys.delivery(self.aid, rid), "s", "e", "h")
-            for rid, (state, at, history) in zip(self.rids[start:start + 1000], await pipe.execute()):
+                pipe.hmget(keys.delivery(self.aid, rid), "s", "e", "h", "p")
+            for rid, (state, at, history, plan) in zip(self.rids[start:start + 1000], await pipe.execute()):
                 states[rid] = (state or b"").decode()
                 ended[rid] = int(at) / 1000 if at else None
-                tried, steps = set(), {}
-                for line in history_lines(history):
-                    at_ms, k, n, _, status, *_ = line.split("|")
+                lines = history_lines(history)
+                steps = {}
+                for line in lines:
+                    at_ms, k, _, _, status, *_ = line.split("|")
                     if status == "claimed":
-                        tried.add((k, n))
                         steps.setdefault(int(k), int(at_ms))
-                attempts[rid], claims[rid] = len(tried), steps
-        return states, ended, attempts, claims
+                attempts[rid], claims[rid] = len(claimed_attempts(lines)), steps
+                sends[rid] = claimed_sends(plan, lines)
+        return states, ended, attempts, sends, claims
 
     async def _judge(self) -> None:
         records = self.records_before + await self.s.simulator_records(self.http)
         mine = [r for r in records if r["resident"] in self._rid_set]
-        states, ended, attempts, claims = await self._deliveries()
-        # A retry after a failed attempt is an attempt of its own; a duplicate is a send beyond
-        # one per attempt the gateway claimed (a send repeated after a crash, or one never recorded).
-        sends = Counter(r["resident"] for r in mine)
-        twice = {rid: n - attempts[rid] for rid, n in sends.items() if n > attempts[rid]}
+        states, ended, attempts, sends, claims = await self._deliveries()
+        twice = duplicated_sends(mine, sends)
         duplicated = sum(twice.values())
         lost = sum(1 for s in states.values() if s not in TERMINAL)
         # A send created a second after the resident was confirmed is a contact too many.
@@ -275,6 +273,33 @@ class Run:
     @property
     def _rid_set(self) -> set[str]:
         return set(self.rids)
+
+
+# Judging duplicates, for this drill and the provider storms (tests/e2e/stormkit.py).
+
+def claimed_attempts(lines: list[str]) -> set[tuple[int, int]]:
+    """(step, attempt) of every attempt a delivery's history says was claimed for sending."""
+    tried = set()
+    for line in lines:
+        _, k, n, _, status, *_ = line.split("|")
+        if status == "claimed":
+            tried.add((int(k), int(n)))
+    return tried
+
+
+def claimed_sends(plan: bytes | str | None, lines: list[str]) -> int:
+    """Sends the gateway claimed for one delivery: one per leg of each attempt claimed."""
+    steps = orjson.loads(plan) if plan else []
+    return sum(len(steps[k]["l"]) if k < len(steps) else 1 for k, _ in claimed_attempts(lines))
+
+
+def duplicated_sends(records: list[dict], claimed: dict[str, int]) -> dict[str, int]:
+    """Per resident, sends beyond one per attempt the gateway claimed: the
+    simulator's records against the deliveries' histories.  A retry after a
+    failed attempt is an attempt of its own; a duplicate is a send repeated
+    after a crash, or one never recorded."""
+    sends = Counter(r["resident"] for r in records if r["resident"] in claimed)
+    return {rid: n - claimed[rid] for rid, n in sends.items() if n > claimed[rid]}
 
 
 # The faults. Each starts when a quarter of the texts are out and returns when it has ended.

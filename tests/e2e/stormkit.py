@@ -19,11 +19,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fault_drill import Watch, scrape
+from fault_drill import Watch, claimed_sends, duplicated_sends, scrape
 from stackkit import in_flight
 
 from gateway import keys
+from gateway.api.http import STATE
 from gateway.console.providers import health
+from gateway.deliveries import history_lines
 from gateway.transitions import TERMINAL
 
 SMS_TIMEOUT_S = 6
@@ -49,13 +51,17 @@ class Storm:
     at_least_s: float = 0.0
     # The simulator's request counter whose first count starts the storm; None: the alert's first send.
     starts_on: str | None = "requests.POST /2010-04-01/Accounts/{AccountSid}/Messages.json"
+    # The storm is already raging when the alert is posted (its first sends meet it).
+    before_alert: bool = False
 
 
 TWILIO = ("twilio-sms", "twilio-voice")
 STORMS = [
     Storm("twilio-500", "Twilio answers 500", {p: {"error_rate": 1.0} for p in TWILIO}),
     Storm("twilio-429", "Twilio answers 429 (20429)", {p: {"rate_limit": 0} for p in TWILIO}),
-    Storm("twilio-hang", "Twilio never answers (timeouts)", {p: {"outage": "hang"} for p in TWILIO}, at_least_s=18),
+    Storm("twilio-hang", "Twilio never answers (timeouts)", {p: {"outage": "hang"} for p in TWILIO}, at_least_s=20),
+    Storm("twilio-hang-first", "Twilio never answers, from before the first send", {p: {"outage": "hang"} for p in TWILIO},
+          at_least_s=20, before_alert=True),
     Storm("callbacks-lost", "status callbacks lost", {p: {"lost_callbacks": 1.0} for p in TWILIO}, None),
     Storm("callbacks-dup3", "status callbacks duplicated 3x",
           {p: {"duplicate_callbacks": 1.0, "duplicate_times": 3} for p in TWILIO}, None),
@@ -124,12 +130,15 @@ class Verdict:
     # Per-channel event counters against the events each resident's history holds once.
     counted_events: int = 0
     distinct_events: int = 0
+    # The fewest connections the API's Redis pool had idle while the storm lasted (0: callers waited).
+    pool_idle_min: int = -1
 
     def notes(self) -> list[str]:
         return [(f"states {self.states}; in flight at the storm {self.in_flight}; duplicated {self.duplicated}; "
                  f"contacted after confirming {self.contacted_after_confirming}; "
                  f"called though texted {self.called_though_texted}; "
-                 f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said"),
+                 f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said; "
+                f"API Redis pool: fewest idle {self.pool_idle_min}"),
                 *self.during[-3:]]
 
     def shown_failing(self, provider: str) -> bool:
@@ -159,6 +168,8 @@ class StormRun:
         for start in range(0, self.n, 5000):
             await city.import_ndjson(residents[start:start + 5000], behaviours[start:start + 5000])
         v.provider_failures = (await self._failures(), 0)
+        if self.storm.before_alert:
+            await self._faults(self.storm.faults)
         self.aid = await city.post_alert(ALERT)
         # The storm breaks as the first sends reach its provider, most still to go.
         while not (city.sim.stats[self.storm.starts_on] if self.storm.starts_on else len(city.sim.records)):
@@ -171,8 +182,10 @@ class StormRun:
             # /metrics and the console read every delivery's history: looked at
             # half a dozen times a storm, lest the looking be the load.
             look_every, looked = max(2.0, self.duration_s / 6), 0.0
+            pool = city.app[STATE]["redis"].connection_pool
             while time.monotonic() < storm_end:
                 await watch.sample(self.n)
+                v.pool_idle_min = pool.idle if v.pool_idle_min < 0 else min(v.pool_idle_min, pool.idle)
                 if time.monotonic() - looked >= look_every:
                     looked = time.monotonic()
                     v.during.append(f"t+{looked - watch.fault_start:.0f}s: {await self._shown()}")
@@ -213,23 +226,34 @@ class StormRun:
 
     async def _judge(self) -> None:
         v, r = self.verdict, self.city.redis
-        states, histories = {}, {}
-        for start in range(0, self.n, 1000):
-            pipe = r.pipeline(transaction=False)
-            for rid in self.rids[start:start + 1000]:
-                pipe.hmget(keys.delivery(self.aid, rid), "s", "y", "h")
-            for rid, (state, proof, h) in zip(self.rids[start:start + 1000], await pipe.execute()):
-                states[rid] = (state or b"").decode()
-                histories[rid] = ((h or b"").decode(), (proof or b"").decode().partition(":")[2])
+        # Late callbacks still arrive while the judge reads: one applied between reading the
+        # histories and the counters would be counted but not seen.  An event new to a history
+        # moves a counter, so histories read between two equal readings of the counters agree
+        # with them (one transaction of every history timed out at 10,000 residents).
+        counts = await r.hgetall(keys.alert_counts(self.aid))
+        for _ in range(10):
+            rows = []
+            for start in range(0, self.n, 1000):
+                pipe = r.pipeline(transaction=False)
+                for rid in self.rids[start:start + 1000]:
+                    pipe.hmget(keys.delivery(self.aid, rid), "s", "y", "h", "p")
+                rows += await pipe.execute()
+            counts, before = await r.hgetall(keys.alert_counts(self.aid)), counts
+            if counts == before:
+                break
+        states, histories, sends = {}, {}, {}
+        for rid, (state, proof, h, plan) in zip(self.rids, rows):
+            states[rid] = (state or b"").decode()
+            histories[rid] = ((h or b"").decode(), (proof or b"").decode().partition(":")[2])
+            sends[rid] = claimed_sends(plan, history_lines(h))
         v.states = dict(Counter(states.values()))
         v.lost = sum(1 for s in states.values() if s not in TERMINAL)
         mine = [e for e in self.city.sim.records if e["resident"] in states]
-        v.duplicated = sum(n - 1 for n in Counter((e["resident"], e["channel"]) for e in mine).values() if n > 1)
+        v.duplicated = sum(duplicated_sends(mine, sends).values())
         v.contacted_after_confirming = sum(1 for rid, (h, level) in histories.items()
                                            if states[rid] == "confirmed" and claimed_after(h, level))
         texted = {e["resident"] for e in mine if e["channel"] == "sms" and e["received_at"]}
         v.called_though_texted = len({e["resident"] for e in mine if e["channel"] == "voice" and e["resident"] in texted})
-        counts = await r.hgetall(keys.alert_counts(self.aid))
         v.counted_events = sum(int(n) for f, n in counts.items() if f.startswith(b"a:"))
         v.distinct_events = sum(len({line.split("|", 1)[1] for line in h.split("\n") if line
                                      and line.split("|")[3] != "*"}) for h, _ in histories.values())

@@ -16,23 +16,7 @@ RESIDENTS = 1000
 STORM_S = 4
 
 
-# Known failures, not strict (found by these tests, not yet fixed):
-KNOWN = {
-    # Per-channel event counters came out above the distinct events in the histories
-    # (2469 of 2338) with receipts 10 s late: some repeat is still counted twice.
-    "callbacks-delayed": "a late receipt after the look-up is sometimes counted twice",
-    # /metrics reads every running delivery's history: on a loaded machine it took
-    # over 5 s while FCM failed, so the storm did not show there while it lasted.
-    "fcm-unavailable": "/metrics too slow under load to show the storm",
-    # Passed alone, failed in a run of the whole file: no Twilio failure showed within
-    # the storm's 18 s; with the storm set before the first send it failed every time
-    # (a send that times out may have gone, so it is not counted as failed).
-    "twilio-hang": "hung sends may not show as provider failures within the storm",
-}
-
-
-@pytest.mark.parametrize("name", [pytest.param(s.name, marks=pytest.mark.xfail(reason=KNOWN[s.name], strict=False))
-                                  if s.name in KNOWN else s.name for s in STORMS])
+@pytest.mark.parametrize("name", [s.name for s in STORMS])
 async def test_every_resident_ends_once_and_nobody_confirmed_is_contacted_again(city, name):
     v = await storm(city, name, RESIDENTS, STORM_S, settle_timeout_s=120)
     notes = "\n".join(v.notes())
