@@ -31,13 +31,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from . import deliveries, keys, tasks
+from . import deliveries, keys
 from .api.http import STATE, bearer
 from .api.routing import Route, returns
 from .console.outcomes import label, scan
 from .console.providers import tallies_of
+from .engine_health import queue_depths, timers
 from .problems import Problem
-from .transitions import STATES, now_ms, text
+from .transitions import STATES, text
 
 log = logging.getLogger("gateway.metrics")
 
@@ -46,7 +47,6 @@ TTC_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 86400, 3 * 86
 ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 MAX_ALERTS = 1000
 RUNNING_SAMPLE = 1000
-QUEUE_TIMEOUT_S = 2.0
 # A scrape that cannot read Redis in this long says so (gateway_redis_up 0)
 # instead of hanging past the scraper's own timeout, when it matters most.
 REDIS_TIMEOUT_S = 5.0
@@ -138,6 +138,7 @@ async def snapshot(state: dict) -> Snapshot:
             samples[aid] = await deliveries.spread(redis, aid, RUNNING_SAMPLE)
             t = await tallies(redis, aid, samples[aid])
         _add_tallies(snap, t, kind)
+    snap.timer_lag_s, snap.timers = await timers(redis, active)
     for aid in active:
         await _running(redis, aid, snap, kinds.get(aid, ACTUAL), in_progress.get(aid, 0), samples.get(aid))
     snap.queues = await queue_depths()
@@ -164,11 +165,7 @@ def _sum_buckets(a: dict | None, b: dict) -> dict:
 async def _running(redis, aid: str, snap: Snapshot, kind: str, in_progress: int,
                    sample: tuple[list[str], int] | None) -> None:
     """A running alert: its `in_progress` deliveries by the channel of their step
-    (shared out as a sample of its deliveries has them), and how late its timers are."""
-    first = await redis.zrange(keys.alert_timers(aid), 0, 0, withscores=True)
-    snap.timers += await redis.zcard(keys.alert_timers(aid))
-    if first:
-        snap.timer_lag_s = max(snap.timer_lag_s, (now_ms() - first[0][1]) / 1000)
+    (shared out as a sample of its deliveries has them)."""
     if not in_progress:
         return
     rids, _ = sample or await deliveries.spread(redis, aid, RUNNING_SAMPLE)
@@ -179,30 +176,6 @@ async def _running(redis, aid: str, snap: Snapshot, kind: str, in_progress: int,
     sampled = sum(seen.values())
     for channel, n in seen.items():
         _add(snap.in_progress, (kind, channel), round(in_progress * n / sampled))
-
-
-async def queue_depths() -> dict:
-    """Messages waiting in the Celery queues, asked of the broker itself (Redis lists or RabbitMQ)."""
-    if not tasks.app.conf.broker_url:
-        return {}
-
-    def ask() -> dict:
-        out = {}
-        with tasks.app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=QUEUE_TIMEOUT_S)
-            channel = conn.default_channel
-            for queue in (tasks.Queues.STEPS, tasks.Queues.FANOUT):
-                try:
-                    out[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                except Exception:  # a queue nobody has used yet does not exist
-                    out[queue] = 0
-        return out
-
-    try:
-        return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, ask), QUEUE_TIMEOUT_S * 2)
-    except Exception:
-        log.warning("queue depths unavailable", exc_info=True)
-        return {}
 
 
 async def snapshot_or_outage(state: dict) -> Snapshot:

@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 SENTINEL_SCHEME = "redis+sentinel://"
 
@@ -203,6 +204,9 @@ _FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 40, supported_er
 # worker would wait until TCP gives up, minutes later.  redis-py 6+ has this by
 # default; 5.x, which pyproject.toml allows, waits forever.
 STORE_TIMEOUT_S = 5
+# What a caller sees when Redis is down, unreachable or its pool stays full:
+# an outage to report as such (503, try again), not a bug.
+STORE_DOWN = (ConnectionError, RedisTimeout)
 
 
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:

@@ -15,6 +15,7 @@ from ..console import reach
 from ..egress import Egress
 from ..engine import UnknownAlert
 from ..problems import Problem
+from ..store import STORE_DOWN
 from . import agency_callbacks, alerts, audience, cap, openapi, preview, residents
 from .http import STATE, json_response
 from ..schemas import record
@@ -29,6 +30,12 @@ async def problems(request: web.Request, handler):
         return await handler(request)
     except Problem as p:
         return p.response()
+    except STORE_DOWN:
+        log.warning("Redis not answering on %s %s", request.method, request.path, exc_info=True)
+        if request.path.startswith("/ops"):
+            return await console.views.store_outage(request)
+        return Problem(503, "Service unavailable", "The gateway's state store (Redis) is not answering; "
+                       "nothing was changed. Try again shortly.", headers={"Retry-After": "5"}).response()
     except UnknownAlert:
         # Only a provider webhook reaches the engine with a URL's alert id; signed or not, none such exists.
         return Problem(404, "Not found", "No such alert.").response()

@@ -1,7 +1,10 @@
-"""Live progress: server-sent events carrying each watched alert's summary every second.
+"""Live progress: server-sent events carrying each watched alert's summary and
+the delivery engine's health (gateway/engine_health.py) every second.
 
 The pages work without it (a plain refresh link); gateway/static/console.js
-writes each summary into the elements marked `data-alert`/`data-field`.
+writes each summary into the elements marked `data-alert`/`data-field`, and
+the engine's health into its line.  While Redis does not answer, the stream
+goes on with the engine's health alone: that is when it matters.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import time
 import orjson
 from aiohttp import web
 
+from .. import engine_health
 from ..alerts import Alerts
 from ..api.http import STATE
+from ..store import STORE_DOWN
 from .auth import COOKIE, load_session, page
 
 STOP = web.AppKey("ops_live_stop", asyncio.Event)
@@ -40,11 +45,16 @@ async def live_progress(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(b"retry: 2000\n\n")
         while not stop.is_set() and time.monotonic() < deadline:
-            # A session ended or an operator disabled meanwhile ends the stream too.
-            if await load_session(redis, request.cookies.get(COOKIE), touch=False) is None:
-                break
-            for aid in ids:
-                await response.write(b"event: summary\ndata: " + orjson.dumps(await store.summary(aid)) + b"\n\n")
+            try:
+                # A session ended or an operator disabled meanwhile ends the stream too.
+                if await load_session(redis, request.cookies.get(COOKIE), touch=False) is None:
+                    break
+                for aid in ids:
+                    await response.write(b"event: summary\ndata: " + orjson.dumps(await store.summary(aid)) + b"\n\n")
+            except STORE_DOWN:
+                pass  # Redis is the fault: the engine's line says so; the summaries come back with it
+            health = await engine_health.read(redis)
+            await response.write(b"event: engine\ndata: " + orjson.dumps(health.as_dict()) + b"\n\n")
             try:
                 await asyncio.wait_for(stop.wait(), INTERVAL_S)
             except asyncio.TimeoutError:

@@ -7,6 +7,7 @@ session's CSRF token, checked by `auth.page`, and lands in the audit log.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from typing import NoReturn
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from channels.routing import current_split
 
-from .. import keys, reopen
+from .. import engine_health, keys, reopen
 from ..alerts import Alerts
 from ..api.http import STATE
 from ..forms import posted_form
@@ -87,8 +88,16 @@ async def sign_out(request: web.Request) -> web.Response:
 
 
 async def _layout(request: web.Request) -> dict:
-    session = request[SESSION]
-    return {"session": session, "flash": await auth.take_flash(request.app[STATE]["redis"], session)}
+    session, redis = request[SESSION], request.app[STATE]["redis"]
+    return {"session": session, "flash": await auth.take_flash(redis, session), "engine": await engine_health.read(redis)}
+
+
+async def store_outage(request: web.Request) -> web.Response:
+    """Redis does not answer: no session can be checked, so no alert is shown,
+    but what the broker says is, and the page tries again by itself."""
+    health = await engine_health.read(request.app[STATE]["redis"])
+    return render("ops/outage.html", status=503, headers={"Retry-After": "5"}, session=None,
+                  engine=dataclasses.replace(health, redis_up=False))
 
 
 @page("viewer")
