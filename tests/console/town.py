@@ -57,7 +57,7 @@ class InlineDispatch:
     redis: aioredis.Redis
     tasks: list = field(default_factory=list)
 
-    def fan_out(self, aid: str) -> None:
+    def fan_out(self, aid: str, turn: int) -> None:
         self.tasks.append(asyncio.ensure_future(self._fan_out(aid)))
 
     async def _fan_out(self, aid: str) -> None:
@@ -69,10 +69,10 @@ class InlineDispatch:
     def close_open(self, aid: str, state: str) -> None:
         self.tasks.append(asyncio.ensure_future(self.engine.close_open(aid, state)))
 
-    def send_steps(self, aid: str, items) -> None:
+    def send_steps(self, aid: str, items, turn: int) -> None:
         self.tasks.append(asyncio.ensure_future(self.engine.send(aid, list(items))))
 
-    def due(self, aid: str, members: list[str]) -> None:
+    def due(self, aid: str, members: list[str], turn: int) -> None:
         self.tasks.append(asyncio.ensure_future(self.engine.due(aid, members)))
 
     async def settle(self) -> None:

@@ -23,7 +23,7 @@ class Broker:
     async def steps_waiting(self) -> int:
         return len(self.tasks)
 
-    def due(self, aid: str, members: list[str]) -> None:
+    def due(self, aid: str, members: list[str], turn: int) -> None:
         self.tasks.append((aid, members))
 
     def close_open(self, aid: str, state: str) -> None:
