@@ -22,6 +22,7 @@ from gateway.api.app import make_app
 from gateway.config import Settings
 from gateway.console.auth import create_operator
 from gateway.engine import Engine
+from gateway.fallback import turn_of
 from gateway.registry import Registry, normalise
 from gateway.validate import alert_problems
 
@@ -119,7 +120,7 @@ class Town:
     async def post_alert(self, doc: dict) -> str:
         assert alert_problems(doc) == []
         aid, _ = await Alerts(self.redis).create(self.agency_id, doc, None)
-        self.dispatch.fan_out(aid)
+        self.dispatch.fan_out(aid, turn_of(doc))
         await self.dispatch.settle()
         return aid
 
