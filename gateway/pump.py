@@ -16,6 +16,7 @@ import socket
 import time
 
 import orjson
+
 from . import keys, transitions
 from .callbacks import Courier
 from .egress import Egress

@@ -17,6 +17,7 @@ import pytest
 from gateway import tasks
 from gateway.fallback import rule_for
 from gateway.store import connect
+
 from hosts import rabbitmq_env, rabbitmq_server
 from stackkit import free_ports
 

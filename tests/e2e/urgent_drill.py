@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from gateway.agencies import create_agency
+
 from process_stack import ProcessStack
 
 SMS_TIMEOUT_S = 2
