@@ -60,10 +60,12 @@ class Queues:
 # default it rotates the queues, and a worker took a fan-out batch between
 # every two escalation batches).  A lower number goes first.
 # RabbitMQ: each queue is an x-max-priority queue and a higher number goes
-# first; the broker has no order between two queues, so a worker takes from
-# both, and a lesser turn never holds up a higher one behind it in its queue.
+# first, so an urgent task jumps the lesser ones queued ahead of it in its
+# queue; the broker has no order between two queues, and a worker is handed
+# work from both (docs/design.md, "Which work goes first").
 QUEUE_ORDER = {"queue_order_strategy": "priority", "priority_steps": list(range(TURNS))}
 LAST_TURN = TURNS - 1
+# Set by `configure` for the broker in use.
 _higher_first = False
 
 
