@@ -68,6 +68,10 @@ class AlertView:
     picked: dict[tuple, str] = field(default_factory=dict)
 
 
+# Webhook flushes under way at once in the API: connections the group commit may hold.
+FLUSHES_AT_ONCE = 4
+
+
 class Engine:
     ALERT_CACHE_MS = 5_000
 
@@ -85,8 +89,11 @@ class Engine:
         self.follow_up = follow_up
         self._alerts: dict[str, AlertView] = {}
         self._inflight = asyncio.Semaphore(settings.inflight_per_worker)
-        # Webhooks arriving together are recorded together (gateway/group_commit.py).
-        self._reports = GroupCommit(self._record_events)
+        # Webhooks arriving together are recorded together (gateway/group_commit.py).  Where the
+        # next steps go to the workers (the API), a flush never sends, so flushes are capped and a
+        # burst cannot drain the pool; a worker's flush sends them itself, and a send that is never
+        # answered reports through this same commit: capped there, flushes could wait on each other.
+        self._reports = GroupCommit(self._record_events, concurrency=FLUSHES_AT_ONCE if follow_up else None)
 
     def open_channels(self, http=None) -> None:
         self.context.http = http

@@ -8,12 +8,13 @@ timeout passes and its receipt is lost.  Handlers that hand their item here
 instead wait on a future: every item submitted in one turn of the event loop
 goes to Redis in one flush, so the cost per item falls as the load rises.
 
-Flushes under way are capped (`concurrency`): a burst that arrives over many
-turns would otherwise start a flush a turn, each holding a connection, and
-drain the pool that alert posts and the console share (67 receipts waited
-30 s for a connection in the reordered-callbacks storm).  While the cap is
-reached, arrivals wait and go together in the next flush: the batch grows
-instead of the connections held.
+Flushes under way can be capped (`concurrency`): a burst that arrives over
+many turns would otherwise start a flush a turn, each holding a connection,
+and drain the pool that alert posts and the console share (67 receipts
+waited 30 s for a connection in the reordered-callbacks storm).  While the
+cap is reached, arrivals wait and go together in the next flush: the batch
+grows instead of the connections held.  Only a flush that never waits on
+another submit may be capped, or capped flushes could wait on one another.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ Result = TypeVar("Result")
 
 class GroupCommit(Generic[Item, Result]):
     def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], limit: int = 500,
-                 concurrency: int = 4):
+                 concurrency: int | None = None):
         self._flush = flush
         self._limit = limit
-        self._concurrency = concurrency
+        self._concurrency = concurrency or float("inf")
         self._pending: list[tuple[Item, asyncio.Future]] = []
         self._scheduled = False
         self._running: set[asyncio.Task] = set()

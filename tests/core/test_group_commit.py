@@ -108,3 +108,19 @@ async def test_drain_waits_for_callers_queued_behind_the_cap():
     await commit.drain()
     assert all(c.done() for c in callers)
     assert [c.result() for c in callers] == [f"recorded {i}" for i in range(4)]
+
+
+async def test_without_a_cap_a_flush_that_submits_again_finishes_as_a_worker_needs():
+    # A worker's flush sends the next steps, and a send never answered reports through the same commit.
+    commit: GroupCommit[int, str] | None = None
+    seen = []
+
+    async def flush(items: list[int]) -> list[str]:
+        seen.extend(items)
+        if any(i < 10 for i in items):
+            await asyncio.gather(*(commit.submit(i + 10) for i in items if i < 10))
+        return [str(i) for i in items]
+
+    commit = GroupCommit(flush)
+    done = await asyncio.wait_for(asyncio.gather(*(commit.submit(i) for i in range(3))), 2)
+    assert done == ["0", "1", "2"] and sorted(seen) == [0, 1, 2, 10, 11, 12]
