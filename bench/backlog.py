@@ -21,7 +21,7 @@ from collections import Counter
 import redis as sync_redis
 
 from gateway import keys
-from gateway.tasks import Queues
+from gateway.tasks import QUEUE_ORDER, Queues
 
 SLOW_US = 1000
 
@@ -66,9 +66,10 @@ class Backlog:
         while not stop.is_set():
             due = await self.redis.zcount(keys.alert_timers(self.aid), "-inf", int(time.time() * 1000))
             pipe = self.broker.pipeline(transaction=False)
-            pipe.llen(Queues.STEPS)
-            pipe.llen(Queues.FANOUT)
-            steps, fanout = await pipe.execute()
+            for name in lists(Queues.STEPS) + lists(Queues.FANOUT):
+                pipe.llen(name)
+            depths = await pipe.execute()
+            steps, fanout = sum(depths[:len(depths) // 2]), sum(depths[len(depths) // 2:])
             self.samples.append((time.monotonic(), due, steps, fanout))
             try:
                 await asyncio.wait_for(stop.wait(), self.every_s)
@@ -84,6 +85,11 @@ class Backlog:
         area = sum(due * (b[0] - a[0]) for (a, b, due) in ((a, b, a[1]) for a, b in zip(window, window[1:])))
         return {"due_peak": max(s[1] for s in window), "steps_peak": max(s[2] for s in window),
                 "fanout_peak": max(s[3] for s in window), "due_wait_s": area / residents}
+
+
+def lists(queue: str) -> list[str]:
+    """Kombu's Redis lists of `queue`, one per priority (a turn, gateway/tasks.py)."""
+    return [queue] + [f"{queue}\x06\x16{p}" for p in QUEUE_ORDER["priority_steps"][1:]]
 
 
 async def slow_commands_begin(redis) -> None:

@@ -224,7 +224,8 @@ def residents_reverify(agency_id: str, districts: tuple[str, ...]) -> None:
                 raise reverify.OutsideArea(f"no agency {agency_id}")
             redis_url, broker_url, _ = resolve_urls(settings)
             tasks.configure(broker_url, redis_url)
-            dispatch = SimpleNamespace(fan_out=lambda aid: tasks.fan_out.apply_async((aid,)))
+            dispatch = SimpleNamespace(
+                fan_out=lambda aid, turn: tasks.fan_out.apply_async((aid,), priority=tasks.priority(turn)))
             return await reverify.start(redis, dispatch, agency, settings.contact_stale_days, frozenset(districts))
 
     try:

@@ -36,6 +36,7 @@ from .fallback import (
     initial_state,
     pick_language,
     retry_after_ms,
+    turn_of,
 )
 from .group_commit import GroupCommit
 from .registry import Registry, profile
@@ -45,7 +46,7 @@ log = logging.getLogger("gateway.engine")
 
 # (resident id, step, attempt)
 Item = tuple[str, int, int]
-FollowUp = Callable[[str, list[Item]], Awaitable[None] | None]
+FollowUp = Callable[[str, list[Item], int], Awaitable[None] | None]
 
 
 class UnknownAlert(LookupError):
@@ -393,7 +394,7 @@ class Engine:
         if self.follow_up is None:
             await self.send(aid, items)
         else:
-            res = self.follow_up(aid, items)
+            res = self.follow_up(aid, items, turn_of((await self.alert(aid)).doc))
             if asyncio.iscoroutine(res):
                 await res
 

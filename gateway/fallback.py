@@ -28,6 +28,11 @@ Why the severity rows are what they are:
 - Minor is the only severity that waits for a resident's quiet hours: their
   first step is held until the hours end (the rest of the plan follows as
   usual). Moderate and Unknown go at once: "Unknown" may be anything.
+- The turn orders the workers' queued work across alerts (gateway/tasks.py):
+  an Extreme alert's fan-out and escalations go before a lesser alert's
+  backlog, so an evacuation does not wait minutes behind the SMS->voice
+  escalations of a water cut. An alert's own policy cannot change its turn:
+  no agency promotes its own alerts over another's evacuation.
 
 What applies a plan step by step (claim, next step on a permanent failure or
 a timeout, close at the level the policy needs) is the state machine,
@@ -64,6 +69,7 @@ class Rule:
     parallel_first: bool  # push and SMS start together
     channels: tuple[str, ...]
     emergency: bool  # sent even to residents who refused non-emergency alerts
+    turn: int  # the workers take queued work of a lower turn first
 
     @property
     def urgency_label(self) -> str:
@@ -72,14 +78,15 @@ class Rule:
 
 # The first row that matches the alert wins.
 TABLE: tuple[Rule, ...] = (
-    Rule("Extreme", "Immediate", "acknowledged", False, True, NO_MAIL, True),
-    Rule("Extreme", None, "acknowledged", False, True, ALL_CHANNELS, True),
-    Rule("Severe", None, "acknowledged", False, False, ALL_CHANNELS, True),
-    Rule("Moderate", None, "delivered", False, False, ALL_CHANNELS, False),
-    Rule("Minor", None, "delivered", True, False, ALL_CHANNELS, False),
-    Rule("Unknown", None, "delivered", False, False, ALL_CHANNELS, False),
+    Rule("Extreme", "Immediate", "acknowledged", False, True, NO_MAIL, True, 0),
+    Rule("Extreme", None, "acknowledged", False, True, ALL_CHANNELS, True, 1),
+    Rule("Severe", None, "acknowledged", False, False, ALL_CHANNELS, True, 2),
+    Rule("Moderate", None, "delivered", False, False, ALL_CHANNELS, False, 3),
+    Rule("Minor", None, "delivered", True, False, ALL_CHANNELS, False, 4),
+    Rule("Unknown", None, "delivered", False, False, ALL_CHANNELS, False, 3),
 )
 EMERGENCY = frozenset(rule.severity for rule in TABLE if rule.emergency)
+TURNS = 1 + max(rule.turn for rule in TABLE)
 
 
 def rule_for(severity: str, urgency: str | None = None) -> Rule:
@@ -89,11 +96,16 @@ def rule_for(severity: str, urgency: str | None = None) -> Rule:
     return rule_for("Unknown")
 
 
+def turn_of(alert: Mapping) -> int:
+    """When the workers take the alert's queued work (the table's turn column)."""
+    return rule_for(alert.get("severity", "Unknown"), alert.get("urgency")).turn
+
+
 def markdown() -> str:
     """The table as Markdown, for the README."""
     lines = [
-        "| Severity | Urgency | Closes a delivery | Quiet hours | First step | Channels | Needs consent |",
-        "|---|---|---|---|---|---|---|",
+        "| Severity | Urgency | Closes a delivery | Quiet hours | First step | Channels | Needs consent | Turn |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in TABLE:
         lines.append(" | ".join([
@@ -102,6 +114,7 @@ def markdown() -> str:
             "push and SMS together" if r.parallel_first else "first channel of the plan",
             ", ".join(r.channels) if r.channels != ALL_CHANNELS else "all (push, SMS, voice, mail)",
             "no (emergency)" if r.emergency else "yes (non-emergency)",
+            str(r.turn),
         ]) + " |")
     return "\n".join(lines)
 

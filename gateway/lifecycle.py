@@ -47,6 +47,7 @@ from .fallback import (
     build_plan,
     first_send_at_ms,
     initial_state,
+    turn_of,
     update_round_step,
 )
 from .problems import Problem
@@ -131,7 +132,7 @@ class Lifecycle:
             raise Problem(409, "Alert closed", f"The alert is {detail}; an update cannot reopen it. "
                                                "Post a new alert.")
         version = int(detail)
-        self.dispatch.apply_update(aid, version)
+        self.dispatch.apply_update(aid, version, turn_of(doc))
         return {"id": aid, "status": "updated", "version": version}
 
     async def apply_update(self, engine, aid: str, version: int) -> UpdateWork | None:

@@ -15,9 +15,12 @@ import os
 import socket
 import time
 
+import orjson
+
 from . import keys, transitions
 from .callbacks import Courier
 from .egress import Egress
+from .fallback import turn_of
 from .tasks import batches
 from .transitions import STATES, Transitions, now_ms, text
 
@@ -45,6 +48,9 @@ STEPS_AHEAD = 10
 # alert (a thousand read in one pipeline held the loop for tens of ms).
 ALERTS_PER_TRIP = 50
 
+# What the end check reads of each alert (Pump._end_one).
+END_FIELDS = ("status", "expires_ms", "targeted", "fanned", "created_ms", "fanout_retry_ms", "version")
+
 
 class Pump:
     def __init__(self, redis, dispatch, egress: Egress, *, batch_size: int = 200, tick_s: float = 0.1):
@@ -59,6 +65,8 @@ class Pump:
         self._checked: dict[str, float] = {}
         # Per alert: (when its earliest timer is due, ms; when last looked at, monotonic s).
         self._next_due: dict[str, tuple[float, float]] = {}
+        # Per alert: (its version, its turn at the workers); an update may change the severity.
+        self._turns: dict[str, tuple[str | None, int]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -105,6 +113,7 @@ class Pump:
                 if self._next_due.get(aid, (0, 0.0))[0] <= now or clock - self._next_due[aid][1] >= RECHECK_S]
         due_before = sum(1 for aid in aids if self._next_due.get(aid, (0, 0.0))[0] <= now)
         share = max(self.batch_size, room // max(1, due_before))
+        await self._learn_turns(aids)
         more = False
         for part in slices(aids):
             pipe = self.redis.pipeline(transaction=False)
@@ -112,14 +121,26 @@ class Pump:
                 transitions.due_timers(pipe, aid, share, TIMER_LEASE_MS)
             for aid, (due, first) in zip(part, await pipe.execute()):
                 for batch in batches([text(m) for m in due], self.batch_size):
-                    self.dispatch.due(aid, batch)
+                    self.dispatch.due(aid, batch, self._turns[aid][1])
                 more |= len(due) == share
                 self._next_due[aid] = (float(first) if first is not None else float("inf"), clock)
         return more
 
+    async def _learn_turns(self, aids: list[str]) -> None:
+        """The turns of alerts not seen yet (or updated since), read once each."""
+        new = [aid for aid in aids if aid not in self._turns]
+        for part in slices(new):
+            pipe = self.redis.pipeline(transaction=False)
+            for aid in part:
+                pipe.hmget(keys.alert(aid), "doc", "version")
+            for aid, (doc, version) in zip(part, await pipe.execute()):
+                self._turns[aid] = (text(version) if version is not None else None,
+                                    turn_of(orjson.loads(doc) if doc is not None else {}))
+
     def _forget(self, aid: str) -> None:
         self._checked.pop(aid, None)
         self._next_due.pop(aid, None)
+        self._turns.pop(aid, None)
 
     def _end_check_due(self, aid: str) -> bool:
         now = time.monotonic()
@@ -133,7 +154,7 @@ class Pump:
         # Expiry and a stuck fan-out are judged by Redis's clock too.
         pipe.time()
         for aid in aids:
-            pipe.hmget(keys.alert(aid), "status", "expires_ms", "targeted", "fanned", "created_ms", "fanout_retry_ms")
+            pipe.hmget(keys.alert(aid), *END_FIELDS)
             pipe.hmget(keys.alert_counts(aid), *STATES)
         (seconds, micros), *rows = await pipe.execute()
         now = seconds * 1000 + micros // 1000
@@ -141,16 +162,20 @@ class Pump:
             await self._end_one(aid, meta, counts, now)
 
     async def _end_one(self, aid: str, meta: list, counts: list, now: int) -> None:
-        status, expires, targeted, fanned, created, retried = (text(v) if v is not None else None for v in meta)
+        status, expires, targeted, fanned, created, retried, version = (
+            text(v) if v is not None else None for v in meta)
         if status is None:
             await self.redis.srem(keys.ACTIVE_ALERTS, aid)
             self._forget(aid)
             return
+        if self._turns.get(aid, (version,))[0] != version:
+            del self._turns[aid]
         if status == "planning" and now - int(retried or created) > _retry_wait(int(created), retried):
             # Accepted but never fanned out (broker down at the time): try again.
             # A plain write: the leader's own retry clock, read by nobody with the status.
             await self.redis.hset(keys.alert(aid), "fanout_retry_ms", now)
-            self.dispatch.fan_out(aid)
+            await self._learn_turns([aid])
+            self.dispatch.fan_out(aid, self._turns[aid][1])
             return
         if status in ("planning", "active") and expires and 0 < int(expires) <= now:
             if await self.t.end_alert(aid, "expired"):

@@ -16,7 +16,7 @@ import orjson
 
 from . import deliveries, keys
 from .alerts import Alerts
-from .fallback import Policy, build_plan
+from .fallback import Policy, build_plan, turn_of
 from .registry import profile
 from .transitions import now_ms, text
 
@@ -76,7 +76,7 @@ async def reopen_unreached(redis, engine, dispatch, aid: str, channels: list[str
             if res.startswith("reopened:"):
                 sends.append((rid, int(res[9:]), 0))
         if sends:
-            dispatch.send_steps(aid, sends)
+            dispatch.send_steps(aid, sends, turn_of(doc))
             out.reopened += len(sends)
     return out
 

@@ -21,6 +21,7 @@ from channels.notices import languages, words_for
 
 from . import contact_ages, keys
 from .alerts import Alerts
+from .fallback import turn_of
 from .registry import every_resident_id
 from .transitions import text
 
@@ -75,6 +76,7 @@ async def start(redis, dispatch, agency, stale_days: float, districts: frozenset
     rids = await stale_phones(redis, stale_days, within)
     if not rids:
         return None, 0
-    aid, _ = await Alerts(redis).create(agency.id, campaign(rids), None, callbacks=agency.has_callback)
-    dispatch.fan_out(aid)
+    doc = campaign(rids)
+    aid, _ = await Alerts(redis).create(agency.id, doc, None, callbacks=agency.has_callback)
+    dispatch.fan_out(aid, turn_of(doc))
     return aid, len(rids)

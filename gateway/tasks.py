@@ -22,6 +22,7 @@ from .agencies import get_agency
 from .alerts import resolve_audience
 from .config import Settings
 from .engine import Engine, UnknownAlert
+from .fallback import TURNS, turn_of
 from .lifecycle import Lifecycle, activate, plan_and_start
 from .store import SENTINEL_SCHEME, SentinelUrl, connect
 from .transitions import text
@@ -41,17 +42,36 @@ def batches(items: list, size: int) -> list[list]:
 
 
 class Queues:
-    # Escalations and retries jump the fan-out queue: a resident already
-    # waiting on a timed-out step should not wait behind a new alert.
-    # Workers consume them in this order (QUEUE_ORDER).
+    # Escalations and retries jump the fan-out queue of their turn: a resident
+    # already waiting on a timed-out step should not wait behind a new alert
+    # of the same severity.  Workers consume them in this order (QUEUE_ORDER).
     STEPS = "steps"
     FANOUT = "fanout"
 
 
-# Kombu's Redis transport takes the queues of `-Q` in turn by default, so a
-# worker took a fan-out batch between every two escalation batches; in
-# priority order it takes steps while there are any.
-QUEUE_ORDER = {"queue_order_strategy": "priority"}
+# The order in which workers take queued work: the alert's turn first (the
+# severity table, gateway/fallback.py: an Extreme alert's fan-out before a
+# Moderate alert's backlog of escalations), then steps before fan-out.  Every
+# task goes out with its alert's turn as the message priority.
+#
+# Redis: kombu keeps one list per queue and priority (priority_steps, one per
+# turn) and a worker's BRPOP names them priority by priority, each in the
+# queue order of `-Q`; `queue_order_strategy: priority` keeps that order (by
+# default it rotates the queues, and a worker took a fan-out batch between
+# every two escalation batches).  A lower number goes first.
+# RabbitMQ: each queue is an x-max-priority queue and a higher number goes
+# first, so an urgent task jumps the lesser ones queued ahead of it in its
+# queue; the broker has no order between two queues, and a worker is handed
+# work from both (docs/design.md, "Which work goes first").
+QUEUE_ORDER = {"queue_order_strategy": "priority", "priority_steps": list(range(TURNS))}
+LAST_TURN = TURNS - 1
+# Set by `configure` for the broker in use.
+_higher_first = False
+
+
+def priority(turn: int) -> int:
+    """The message priority of work of `turn` on the broker in use."""
+    return LAST_TURN - turn if _higher_first else turn
 
 
 app = Celery("gateway")
@@ -62,6 +82,8 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     task_default_queue=Queues.FANOUT,
+    # RabbitMQ declares the queues with x-max-priority; Redis ignores it.
+    task_queue_max_priority=LAST_TURN,
     task_routes={
         "gateway.send_steps": {"queue": Queues.STEPS},
         "gateway.due": {"queue": Queues.STEPS},
@@ -95,6 +117,8 @@ def task(name: str):
 
 
 def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -> Celery:
+    global _higher_first
+    _higher_first = broker_url.startswith(("amqp", "pyamqp"))
     options: dict = {"visibility_timeout": visibility_timeout_s, **QUEUE_ORDER}
     if broker_url.startswith(SENTINEL_SCHEME):
         broker_url, sentinel_options = SentinelUrl.parse(broker_url).broker()
@@ -102,6 +126,8 @@ def configure(broker_url: str, redis_url: str, visibility_timeout_s: int = 60) -
     app.conf.broker_url = broker_url
     app.conf.gateway_redis_url = redis_url
     app.conf.broker_transport_options = options
+    # A task published without its alert's turn (none should be) goes last.
+    app.conf.task_default_priority = priority(LAST_TURN)
     forget_broker()
     return app
 
@@ -179,8 +205,9 @@ async def _fan_out(rt: Runtime, aid: str) -> None:
     if not await activate(r, aid, len(rids)):
         return  # cancelled (or expired) while the audience was being resolved
     size = rt.settings.batch_size
+    turn = priority(turn_of(view.doc))
     for start in range(0, len(rids), size):
-        plan_batch.apply_async((aid, start, rids[start:start + size]))
+        plan_batch.apply_async((aid, start, rids[start:start + size]), priority=turn)
     # Not part of `activate`: true only once the broker holds every batch, and only the pump reads it.
     await r.hset(keys.alert(aid), "fanned", 1)
 
@@ -207,12 +234,18 @@ def apply_update(aid: str, version: int, tries: int = 0) -> None:
         else:
             log.error("update %s of %s gave up waiting for the fan-out", version, aid)
         return
+    view = rt.run(rt.engine.alert(aid))
+    if view is None:
+        return
+    # The update may have changed the severity: its work goes in the new turn.
+    turn = priority(turn_of(view.doc))
     # Engine.alert checks the version, so the added residents get the new words at once.
     for first_seq, rids in work.added:
-        plan_batch.apply_async((aid, first_seq, rids))
+        plan_batch.apply_async((aid, first_seq, rids), priority=turn)
     size = rt.settings.batch_size
     for start in range(0, len(work.round_items), size):
-        send_steps.apply_async((work.round_id, [[rid, 0, 0] for rid in work.round_items[start:start + size]]))
+        send_steps.apply_async((work.round_id, [[rid, 0, 0] for rid in work.round_items[start:start + size]]),
+                               priority=turn)
 
 
 @task("gateway.send_steps")
@@ -249,31 +282,35 @@ class Dispatch:
     def __init__(self, batch_size: int = 200):
         self.batch_size = batch_size
         self._pending: dict[str, list[list]] = {}
+        self._turns: dict[str, int] = {}
         self._flusher: asyncio.TimerHandle | None = None
         self._publisher = ThreadPoolExecutor(1, thread_name_prefix="publish")
 
-    def _publish(self, task, args: tuple) -> None:
-        self._publisher.submit(task.apply_async, args).add_done_callback(_log_failure)
+    def _publish(self, task, args: tuple, turn: int) -> None:
+        self._publisher.submit(task.apply_async, args, priority=priority(turn)).add_done_callback(_log_failure)
 
-    def fan_out(self, aid: str) -> None:
+    def fan_out(self, aid: str, turn: int) -> None:
         # The alert is stored by now, and the pump starts again a fan-out that
         # never began (STUCK_PLANNING_MS), so the 202 need not wait for the broker.
-        self._publish(fan_out, (aid,))
+        self._publish(fan_out, (aid,), turn)
 
-    def due(self, aid: str, members: list[str]) -> None:
-        self._publish(due, (aid, members))
+    def due(self, aid: str, members: list[str], turn: int) -> None:
+        self._publish(due, (aid, members), turn)
 
     def close_open(self, aid: str, state: str) -> None:
-        self._publish(close_open, (aid, state))
+        # Ending an alert's open deliveries (cancelled, expired) goes first
+        # whatever its severity: it stops sends nobody wants any more.
+        self._publish(close_open, (aid, state), 0)
 
-    def apply_update(self, aid: str, version: int) -> None:
-        self._publish(apply_update, (aid, version))
+    def apply_update(self, aid: str, version: int, turn: int) -> None:
+        self._publish(apply_update, (aid, version), turn)
 
     async def steps_waiting(self) -> int:
         """Step tasks published (all handed over so far) and not yet taken by a worker."""
         return await asyncio.get_running_loop().run_in_executor(self._publisher, _waiting, Queues.STEPS)
 
-    def send_steps(self, aid: str, items) -> None:
+    def send_steps(self, aid: str, items, turn: int) -> None:
+        self._turns[aid] = turn
         pending = self._pending.setdefault(aid, [])
         pending.extend([rid, k, n] for rid, k, n in items)
         if len(pending) >= self.batch_size:
@@ -294,8 +331,9 @@ class Dispatch:
         await asyncio.get_running_loop().run_in_executor(None, self._publisher.shutdown)
 
     def _flush_alert(self, aid: str) -> None:
+        turn = self._turns.pop(aid)
         for batch in batches(self._pending.pop(aid, []), self.batch_size):
-            self._publish(send_steps, (aid, batch))
+            self._publish(send_steps, (aid, batch), turn)
 
 
 def _waiting(queue: str) -> int:

@@ -10,6 +10,7 @@ from aiohttp import web
 from .. import deliveries, keys
 from ..alerts import Alerts
 from ..deliveries import delivery_view
+from ..fallback import turn_of
 from ..lifecycle import Lifecycle
 from ..problems import Problem, check, invalid
 from ..reopen import CannotReopen, reopen_unreached
@@ -39,7 +40,7 @@ async def post_alert(request: web.Request) -> web.Response:
     state = request.app[STATE]
     aid, created = await Alerts(state["redis"]).create(agency.id, doc, key, callbacks=agency.has_callback)
     if created:
-        state["dispatch"].fan_out(aid)
+        state["dispatch"].fan_out(aid, turn_of(doc))
     body = {"id": aid, "status": "accepted", "href": f"/v1/alerts/{aid}"}
     return json_response(body, status=202, headers={"Location": f"/v1/alerts/{aid}"})
 

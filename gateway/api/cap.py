@@ -27,6 +27,7 @@ from ..alerts import Alerts, body_digest
 from ..cap.emit import emit_cap
 from ..cap.parse import MAX_CAP_BYTES, CapAlert, CapError, parse_cap
 from ..cap.vocabulary import format_cap_time
+from ..fallback import turn_of
 from ..lifecycle import Lifecycle
 from ..problems import Problem, field_errors, invalid
 from ..schemas import ALERT
@@ -128,7 +129,7 @@ async def post_cap(request: web.Request, agency: Agency, idempotency_key: str | 
     aid, created = await Alerts(redis).create(agency.id, doc, idempotency_key, cap=cap, cap_digest=digest,
                                               callbacks=agency.has_callback)
     if created:
-        state["dispatch"].fan_out(aid)
+        state["dispatch"].fan_out(aid, turn_of(doc))
     body = {"id": aid, "status": "accepted" if created else "already accepted", "href": f"/v1/alerts/{aid}",
             "cap": {"identifier": message.identifier, "sender": message.sender, "msg_type": "Alert"},
             "warnings": message.warnings}

@@ -22,6 +22,7 @@ from gateway.api.app import make_app
 from gateway.config import Settings
 from gateway.console.auth import create_operator
 from gateway.engine import Engine
+from gateway.fallback import turn_of
 from gateway.registry import Registry, normalise
 from gateway.validate import alert_problems
 
@@ -57,7 +58,7 @@ class InlineDispatch:
     redis: aioredis.Redis
     tasks: list = field(default_factory=list)
 
-    def fan_out(self, aid: str) -> None:
+    def fan_out(self, aid: str, turn: int) -> None:
         self.tasks.append(asyncio.ensure_future(self._fan_out(aid)))
 
     async def _fan_out(self, aid: str) -> None:
@@ -69,10 +70,10 @@ class InlineDispatch:
     def close_open(self, aid: str, state: str) -> None:
         self.tasks.append(asyncio.ensure_future(self.engine.close_open(aid, state)))
 
-    def send_steps(self, aid: str, items) -> None:
+    def send_steps(self, aid: str, items, turn: int) -> None:
         self.tasks.append(asyncio.ensure_future(self.engine.send(aid, list(items))))
 
-    def due(self, aid: str, members: list[str]) -> None:
+    def due(self, aid: str, members: list[str], turn: int) -> None:
         self.tasks.append(asyncio.ensure_future(self.engine.due(aid, members)))
 
     async def settle(self) -> None:
@@ -119,7 +120,7 @@ class Town:
     async def post_alert(self, doc: dict) -> str:
         assert alert_problems(doc) == []
         aid, _ = await Alerts(self.redis).create(self.agency_id, doc, None)
-        self.dispatch.fan_out(aid)
+        self.dispatch.fan_out(aid, turn_of(doc))
         await self.dispatch.settle()
         return aid
 

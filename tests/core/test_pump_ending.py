@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from gateway import keys
 from gateway.egress import Egress
-from gateway.pump import Pump
+from gateway.pump import END_FIELDS, Pump
 from gateway.transitions import STATES, now_ms
 
 
@@ -27,8 +27,7 @@ async def read_then_cancel(redis, aid: str, **fields) -> tuple[list, list]:
     await redis.hset(keys.alert_counts(aid), mapping={"confirmed": 2})
     await redis.sadd(keys.ACTIVE_ALERTS, aid)
     pump = Pump(redis, Published(), Egress())
-    meta = await redis.hmget(keys.alert(aid), "status", "expires_ms", "targeted", "fanned", "created_ms",
-                             "fanout_retry_ms")
+    meta = await redis.hmget(keys.alert(aid), *END_FIELDS)
     counts = await redis.hmget(keys.alert_counts(aid), *STATES)
     await redis.hset(keys.alert(aid), "status", "cancelled")
     return pump, meta, counts
@@ -51,8 +50,7 @@ async def test_a_cancel_that_lands_while_the_pump_expires_the_alert_keeps_its_la
 async def test_an_alert_past_its_expiry_is_expired_and_its_open_deliveries_closed(redis):
     await redis.hset(keys.alert("a3"), mapping={"status": "active", "expires_ms": now_ms() - 1000})
     pump = Pump(redis, Published(), Egress())
-    meta = await redis.hmget(keys.alert("a3"), "status", "expires_ms", "targeted", "fanned", "created_ms",
-                             "fanout_retry_ms")
+    meta = await redis.hmget(keys.alert("a3"), *END_FIELDS)
     await pump._end_one("a3", meta, [], now_ms())
     assert await redis.hget(keys.alert("a3"), "status") == b"expired"
     assert pump.dispatch.closed == [("a3", "expired")]
@@ -63,7 +61,7 @@ class Handed(Published):
         super().__init__()
         self.fan_outs: list[str] = []
 
-    def fan_out(self, aid: str) -> None:
+    def fan_out(self, aid: str, turn: int) -> None:
         self.fan_outs.append(aid)
 
 
@@ -74,8 +72,7 @@ async def test_an_alert_not_yet_fanned_out_is_handed_over_again_ever_less_often(
     handed_at = []
     for second in range(0, 300):
         now = created + second * 1000
-        meta = await redis.hmget(keys.alert("a4"), "status", "expires_ms", "targeted", "fanned", "created_ms",
-                                 "fanout_retry_ms")
+        meta = await redis.hmget(keys.alert("a4"), *END_FIELDS)
         before = len(pump.dispatch.fan_outs)
         await pump._end_one("a4", meta, [], now)
         if len(pump.dispatch.fan_outs) > before:

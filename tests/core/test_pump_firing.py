@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import orjson
+
 from gateway import keys
 from gateway.egress import Egress
-from gateway.pump import STEPS_AHEAD, Pump
+from gateway.fallback import turn_of
+from gateway.pump import END_CHECK_S, RECHECK_S, STEPS_AHEAD, Pump
 from gateway.transitions import now_ms
 
 
@@ -19,12 +22,14 @@ class Broker:
     def __init__(self):
         self.tasks: list[tuple[str, list[str]]] = []
         self.taken: list[tuple[str, list[str]]] = []
+        self.turns: dict[str, int] = {}  # the turn of each alert's last task
 
     async def steps_waiting(self) -> int:
         return len(self.tasks)
 
-    def due(self, aid: str, members: list[str]) -> None:
+    def due(self, aid: str, members: list[str], turn: int) -> None:
         self.tasks.append((aid, members))
+        self.turns[aid] = turn
 
     def close_open(self, aid: str, state: str) -> None:
         pass
@@ -70,6 +75,27 @@ async def test_a_small_alerts_escalation_waits_behind_a_few_batches_not_a_large_
     assert len(large) == len(set(large))
     assert await redis.zcount(keys.alert_timers("large"), "-inf", now_ms()) == 20_000 - len(large)
     assert len(fired) < 20_000
+
+
+async def test_an_alerts_escalations_go_to_the_workers_at_its_severitys_turn_even_after_an_update_raises_it(redis):
+    water_cut = {"severity": "Moderate", "urgency": "Expected"}
+    await running(redis, ["cut", "evacuate"], 2, -1)
+    await redis.hset(keys.alert("cut"), mapping={"doc": orjson.dumps(water_cut), "version": 1})
+    await redis.hset(keys.alert("evacuate"), "doc", orjson.dumps({"severity": "Extreme", "urgency": "Immediate"}))
+    broker = Broker()
+    pump = Pump(redis, broker, Egress())
+    await pass_until_idle(pump)
+    assert broker.turns == {"cut": turn_of(water_cut), "evacuate": 0}
+
+    # The water turns out unsafe to drink: the agency raises the alert to Severe.
+    await redis.hset(keys.alert("cut"), mapping={"doc": orjson.dumps({**water_cut, "severity": "Severe"}),
+                                                 "version": 2})
+    await asyncio.sleep(END_CHECK_S)
+    await pass_until_idle(pump)  # its end check sees the new version
+    await redis.zadd(keys.alert_timers("cut"), {"r9|1|t": now_ms() - 1})
+    await asyncio.sleep(RECHECK_S)  # an alert with nothing due is looked at again this often
+    await pass_until_idle(pump)
+    assert broker.turns["cut"] == turn_of({"severity": "Severe"}) < turn_of(water_cut)
 
 
 async def test_the_loop_gets_turns_throughout_a_pump_pass_over_two_thousand_running_alerts(redis):

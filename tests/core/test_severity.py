@@ -18,6 +18,7 @@ from gateway.fallback import (
     initial_state,
     quiet_until,
     rule_for,
+    turn_of,
 )
 from gateway.schemas import SEVERITIES, URGENCIES
 
@@ -74,6 +75,15 @@ def test_minor_respects_quiet_hours_accepts_delivery_and_may_go_by_mail():
 
 def test_emergency_rows_are_the_planners_emergencies():
     assert {r.severity for r in fallback.TABLE if r.emergency} == set(EMERGENCY)
+
+
+def test_an_evacuation_goes_before_lesser_alerts_at_the_workers_whatever_its_policy_says():
+    extreme = {"severity": "Extreme", "urgency": "Immediate"}
+    assert turn_of(extreme) < turn_of({"severity": "Extreme", "urgency": "Expected"}) \
+        < turn_of({"severity": "Severe"}) < turn_of({"severity": "Moderate"}) < turn_of({"severity": "Minor"})
+    # "Unknown" may be anything: it waits no longer than a Moderate alert.
+    assert turn_of({"severity": "Unknown"}) == turn_of({"severity": "Moderate"})
+    assert turn_of({"severity": "Minor", "policy": {"confirmation": "acknowledged"}}) == turn_of({"severity": "Minor"})
 
 
 def test_the_markdown_table_has_a_row_per_rule():

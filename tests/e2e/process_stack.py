@@ -50,9 +50,12 @@ def clock_env(offset_s: int) -> dict[str, str]:
 
 class ProcessStack:
     def __init__(self, root: Path, *, workers: int = 2, concurrency: int = 2, broker: str = "redis",
-                 clock_offsets: dict[str, int] | None = None, redis_apart: bool = False):
+                 clock_offsets: dict[str, int] | None = None, redis_apart: bool = False,
+                 env: dict[str, str] | None = None, code: Path | None = None):
         """clock_offsets: seconds a process's clock is off, by process name ("pump", "worker1");
-        redis_apart: redis-server on a host of its own (`data`), the rest on `gateway`."""
+        redis_apart: redis-server on a host of its own (`data`), the rest on `gateway`;
+        env: settings of the gateway's processes beyond the tests' own (pacing, batch size);
+        code: a checkout of another commit whose gateway and simulator run instead of this one."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.workers = workers
@@ -78,7 +81,9 @@ class ProcessStack:
                            else f"amqp://guest:guest@127.0.0.1:{self.broker_port}//")
         self.settings = Settings.from_env(stack_env(self.root, self.api_port, self.sim_port,
                                                     GATEWAY_REDIS_URL=self.redis_url,
-                                                    GATEWAY_BROKER_URL=self.broker_url))
+                                                    GATEWAY_BROKER_URL=self.broker_url, **(env or {})))
+        # Ahead of the installed (editable) package on every process's path.
+        self.code_env = {"PYTHONPATH": str(code)} if code else {}
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.sim = f"http://127.0.0.1:{self.sim_port}"
 
@@ -136,7 +141,7 @@ class ProcessStack:
             args = ["ip", "netns", "exec", (self.data if name == "redis" else self.gateway).ns, *args]
         with open(self.root / f"{name}.log", "ab") as log:
             # Its own process group: a kill reaches a worker's pool and RabbitMQ's Erlang VM too.
-            popen = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            popen = subprocess.Popen(args, env={**os.environ, **self.code_env, **env}, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=self.root)
         self.processes[name] = popen
         if port is not None:
