@@ -38,7 +38,7 @@ from stormkit import BY_NAME, StormRun  # noqa: E402
 
 STORM_S = 60
 SETTLE_TIMEOUT_S = 600
-console = Console()
+console = Console(width=150)
 
 
 def rows(residents: int, names: list[str] | None = None, storm_s: float = STORM_S,

@@ -66,7 +66,8 @@ class Storm:
     shows_as: str | None = "twilio"
     # A send that hangs shows only when the gateway gives up on it (channels/twilio.py: 15 s).
     at_least_s: float = 0.0
-    # The simulator's request counter whose first count starts the storm; None: the alert's first send.
+    # The simulator's request counter (/_sim/stats) whose first count starts the storm and whose
+    # growth shows a send met it; None: sends on any channel.
     starts_on: str | None = "requests.POST /2010-04-01/Accounts/{AccountSid}/Messages.json"
     # The storm is already raging when the alert is posted (its first sends meet it).
     before_alert: bool = False
