@@ -4,6 +4,13 @@ The real `twilio` library with its async client, its requests carried by
 `channels/http1.py`; `TWILIO_API_BASE` points it at the simulator or any
 Twilio-compatible endpoint.  Inbound webhooks are
 checked with `RequestValidator` against the URL Twilio was given.
+
+Messages and calls are created and fetched through the library's API
+version (`client.api.v2010`: its auth, base URL and errors), which answers
+with the resource's JSON, not through the resource classes: those turn every
+answer into an instance, parsing its three RFC 2822 dates with the email
+module, and a worker reads only the sid and the status (profiled: building
+the instances cost a tenth of a worker's time at a fan-out).
 """
 
 from __future__ import annotations
@@ -20,10 +27,9 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-# The client imports these on its first message or call; imported here, a
-# worker pool's parent holds them before it forks, not every child again.
-from twilio.rest.api.v2010.account import call as _call  # noqa: F401
-from twilio.rest.api.v2010.account import message as _message  # noqa: F401
+# The client imports this on its first message or call; imported here, a
+# worker pool's parent holds it before it forks, not every child again.
+from twilio.rest.api import v2010 as _v2010  # noqa: F401
 
 from gateway.forms import posted_form
 
@@ -120,53 +126,64 @@ class Twilio:
     def callback_url(self, path: str) -> str:
         return f"{self.settings.public_url}{path}"
 
+    def _path(self, resource: str) -> str:
+        return f"/Accounts/{self.settings.twilio_account_sid}/{resource}.json"
+
+    async def _create(self, resource: str, form: dict) -> dict:
+        return await self.client.api.v2010.create_async(method="POST", uri=self._path(resource), data=form,
+                                                        headers={"Accept": "application/json"})
+
+    async def _fetch(self, resource: str) -> dict:
+        return await self.client.api.v2010.fetch_async(method="GET", uri=self._path(resource),
+                                                       headers={"Accept": "application/json"})
+
     async def send_sms(self, to: str, body: str, status_callback: str) -> Outcome:
         try:
-            msg = await self.client.messages.create_async(
-                to=to, from_=self.settings.twilio_from_number, body=body, status_callback=status_callback)
+            msg = await self._create("Messages", {"To": to, "From": self.settings.twilio_from_number, "Body": body,
+                                                  "StatusCallback": status_callback})
         except TwilioRestException as e:
             return failure(e)
         except TimeoutError:
             return unanswered()
         except Exception as e:  # refused, reset: the provider may come back
             return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
-        return Outcome(str(msg.status), NAME, ref=msg.sid)
+        return Outcome(str(msg["status"]), NAME, ref=msg["sid"])
 
     async def call(self, to: str, url: str, status_callback: str, timeout_s: int = 30) -> Outcome:
         try:
-            call = await self.client.calls.create_async(
-                to=to, from_=self.settings.twilio_from_number, url=url, method="POST",
-                status_callback=status_callback, status_callback_method="POST",
+            call = await self._create("Calls", {
+                "To": to, "From": self.settings.twilio_from_number, "Url": url, "Method": "POST",
+                "StatusCallback": status_callback, "StatusCallbackMethod": "POST",
                 # Only the call's end moves a delivery (busy, no-answer, failed, completed):
                 # progress events would be three more webhooks per call to verify and ignore.
-                status_callback_event=["completed"],
-                machine_detection="Enable", timeout=timeout_s)
+                "StatusCallbackEvent": ["completed"],
+                "MachineDetection": "Enable", "Timeout": timeout_s})
         except TwilioRestException as e:
             return failure(e)
         except TimeoutError:
             return unanswered()
         except Exception as e:
             return Outcome("failed", NAME, error_code="network", permanent=False, detail=type(e).__name__)
-        return Outcome("queued", NAME, ref=call.sid)
+        return Outcome("queued", NAME, ref=call["sid"])
 
     async def message_status(self, sid: str) -> tuple[str, str] | None:
         """(MessageStatus, ErrorCode) of a message as Twilio has it now; None if Twilio does not say."""
         try:
             # asyncio.timeout, not wait_for: no task of its own for every look-up.
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                msg = await self.client.messages(sid).fetch_async()
+                msg = await self._fetch(f"Messages/{sid}")
         except Exception:  # refused, unreachable or too slow: the timer escalates as before
             return None
-        return str(msg.status), str(msg.error_code or "")
+        return str(msg["status"]), str(msg.get("error_code") or "")
 
     async def call_status(self, sid: str) -> str | None:
         """A call's CallStatus as Twilio has it now; None if Twilio does not say."""
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                call = await self.client.calls(sid).fetch_async()
+                call = await self._fetch(f"Calls/{sid}")
         except Exception:
             return None
-        return str(call.status)
+        return str(call["status"])
 
     async def verified_form(self, request: web.Request) -> dict[str, str]:
         """The webhook's form fields, or 403 if Twilio did not sign them."""

@@ -67,6 +67,10 @@ class AlertView:
     picked: dict[tuple, str] = field(default_factory=dict)
 
 
+# Webhook flushes under way at once in the API: connections the group commit may hold.
+FLUSHES_AT_ONCE = 4
+
+
 class Engine:
     ALERT_CACHE_MS = 5_000
 
@@ -84,8 +88,11 @@ class Engine:
         self.follow_up = follow_up
         self._alerts: dict[str, AlertView] = {}
         self._inflight = asyncio.Semaphore(settings.inflight_per_worker)
-        # Webhooks arriving together are recorded together (gateway/group_commit.py).
-        self._reports = GroupCommit(self._record_events)
+        # Webhooks arriving together are recorded together (gateway/group_commit.py).  Where the
+        # next steps go to the workers (the API), a flush never sends, so flushes are capped and a
+        # burst cannot drain the pool; a worker's flush sends them itself, and a send that is never
+        # answered reports through this same commit: capped there, flushes could wait on each other.
+        self._reports = GroupCommit(self._record_events, concurrency=FLUSHES_AT_ONCE if follow_up else None)
 
     def open_channels(self, http=None) -> None:
         self.context.http = http
@@ -409,7 +416,8 @@ class Engine:
         became of the send (a lost callback must not cost the resident a second
         channel) and record the answer: a delivered message then confirms, and
         the timer finds nothing left to escalate.  Only legs a provider accepted
-        and never settled are asked, once each, when their step is over."""
+        and never reported on again are asked (deliveries.receipt_maybe_lost),
+        once each, when their step is over."""
         if not deadlines:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -425,7 +433,7 @@ class Engine:
                     or int(best or 0) >= RANK_DELIVERED):
                 continue
             legs = orjson.loads(plan)[int(k)]["l"]
-            for leg, provider, ref in deliveries.awaiting_receipt(deliveries.history_lines(h), int(k), int(n)):
+            for leg, provider, ref in deliveries.receipt_maybe_lost(deliveries.history_lines(h), int(k), int(n)):
                 channel = self.channels.get(legs[leg][0]) if leg < len(legs) else None
                 if channel is not None:
                     asks.append((rid, int(k), int(n), leg, channel, provider, ref))

@@ -7,6 +7,14 @@ callbacks) the handlers queue for connections until the provider's 15 s
 timeout passes and its receipt is lost.  Handlers that hand their item here
 instead wait on a future: every item submitted in one turn of the event loop
 goes to Redis in one flush, so the cost per item falls as the load rises.
+
+Flushes under way can be capped (`concurrency`): a burst that arrives over
+many turns would otherwise start a flush a turn, each holding a connection,
+and drain the pool that alert posts and the console share (67 receipts
+waited 30 s for a connection in the reordered-callbacks storm).  While the
+cap is reached, arrivals wait and go together in the next flush: the batch
+grows instead of the connections held.  Only a flush that never waits on
+another submit may be capped, or capped flushes could wait on one another.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ Result = TypeVar("Result")
 
 
 class GroupCommit(Generic[Item, Result]):
-    def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], limit: int = 500):
+    def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], limit: int = 500,
+                 concurrency: int | None = None):
         self._flush = flush
         self._limit = limit
+        self._concurrency = concurrency or float("inf")
         self._pending: list[tuple[Item, asyncio.Future]] = []
         self._scheduled = False
         self._running: set[asyncio.Task] = set()
@@ -39,12 +49,17 @@ class GroupCommit(Generic[Item, Result]):
 
     def _start(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
-        for i in range(0, len(batch), self._limit):
-            task = asyncio.ensure_future(self._run(batch[i:i + self._limit]))
+        while self._pending and len(self._running) < self._concurrency:
+            batch, self._pending = self._pending[:self._limit], self._pending[self._limit:]
+            task = asyncio.ensure_future(self._run(batch))
             # The loop keeps only weak references to tasks.
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        # Whatever waited for a free flush goes now.
+        self._start()
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
         try:

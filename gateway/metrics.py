@@ -59,10 +59,11 @@ def buckets(values: list[float], bounds, scale: float = 1.0) -> dict:
             "sum": sum(values) * scale, "count": round(len(values) * scale)}
 
 
-async def tallies(redis, aid: str, at_most: int = 10**12) -> dict:
+async def tallies(redis, aid: str, sample: tuple[list[str], int] | None = None) -> dict:
     """Provider attempts and confirmation times of one alert, as bucket counts:
-    read from at most `at_most` of its deliveries and scaled to all of them."""
-    rids, count = await deliveries.spread(redis, aid, at_most)
+    read from all of its deliveries, or from a `sample` of them (deliveries.spread)
+    and scaled to all."""
+    rids, count = sample or await deliveries.spread(redis, aid, 10**12)
     providers = await tallies_of(redis, aid, rids)
     outcomes = await scan(redis, aid, rids)
     scale = count / len(rids) if rids else 1.0
@@ -112,7 +113,8 @@ async def snapshot(state: dict) -> Snapshot:
         pipe.hgetall(keys.alert_counts(aid))
         pipe.get(keys.tallies(aid))
     res = await pipe.execute()
-    kinds, in_progress = {}, {}
+    # A running alert's sample, read once for its tallies and its steps' channels.
+    kinds, in_progress, samples = {}, {}, {}
     for aid, (status, drill), counts, kept in zip(aids, res[::3], res[1::3], res[2::3]):
         status, kind = text(status or b"gone"), text(drill or ACTUAL)
         kinds[aid] = kind
@@ -135,10 +137,11 @@ async def snapshot(state: dict) -> Snapshot:
             t = await tallies(redis, aid)
             await redis.set(keys.tallies(aid), orjson.dumps(t))
         else:
-            t = await tallies(redis, aid, RUNNING_SAMPLE)
+            samples[aid] = await deliveries.spread(redis, aid, RUNNING_SAMPLE)
+            t = await tallies(redis, aid, samples[aid])
         _add_tallies(snap, t, kind)
     for aid in active:
-        await _running(redis, aid, snap, kinds.get(aid, ACTUAL), in_progress.get(aid, 0))
+        await _running(redis, aid, snap, kinds.get(aid, ACTUAL), in_progress.get(aid, 0), samples.get(aid))
     snap.queues = await queue_depths()
     return snap
 
@@ -160,7 +163,8 @@ def _sum_buckets(a: dict | None, b: dict) -> dict:
             "count": a["count"] + b["count"]}
 
 
-async def _running(redis, aid: str, snap: Snapshot, kind: str, in_progress: int) -> None:
+async def _running(redis, aid: str, snap: Snapshot, kind: str, in_progress: int,
+                   sample: tuple[list[str], int] | None) -> None:
     """A running alert: its `in_progress` deliveries by the channel of their step
     (shared out as a sample of its deliveries has them), and how late its timers are."""
     first = await redis.zrange(keys.alert_timers(aid), 0, 0, withscores=True)
@@ -169,7 +173,7 @@ async def _running(redis, aid: str, snap: Snapshot, kind: str, in_progress: int)
         snap.timer_lag_s = max(snap.timer_lag_s, (now_ms() - first[0][1]) / 1000)
     if not in_progress:
         return
-    rids, _ = await deliveries.spread(redis, aid, RUNNING_SAMPLE)
+    rids, _ = sample or await deliveries.spread(redis, aid, RUNNING_SAMPLE)
     pipe = redis.pipeline(transaction=False)
     for rid in rids:
         pipe.hmget(keys.delivery(aid, rid), "s", "k", "p")

@@ -253,7 +253,11 @@ class Run:
                  and ended[r["resident"]] is not None and r["created_at"] > ended[r["resident"]] + 1}
         # The step's deadline runs from its claim, a moment before the text reaches the simulator:
         # a call more than EARLY_S before the text's time plus the step's timeout is a timer fired early.
-        sms_at = {r["resident"]: r["created_at"] for r in mine if r["channel"] == "sms"}
+        # The first text: a retry inside the step does not move its deadline.
+        sms_at: dict[str, float] = {}
+        for r in mine:
+            if r["channel"] == "sms":
+                sms_at[r["resident"]] = min(r["created_at"], sms_at.get(r["resident"], r["created_at"]))
         early = sum(1 for r in mine if r["channel"] == "voice" and r["resident"] in sms_at
                     and r["created_at"] < sms_at[r["resident"]] + SMS_TIMEOUT_S - EARLY_S)
         self.lost, self.duplicated = lost, duplicated
