@@ -94,6 +94,8 @@ class Snapshot:
     timer_lag_s: float = 0.0
     timers: int = 0
     redis_up: bool = True
+    # This process's own, unlike the rest: read from its Redis pool, not from Redis.
+    pool_idle_fewest: int | None = None
 
 
 def _add(counts: dict, key, n: int) -> None:
@@ -233,6 +235,10 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("gateway_timers_pending", "Timers of running alerts", value=s.timers)
         yield GaugeMetricFamily("gateway_redis_up", f"Whether Redis answered this scrape within {REDIS_TIMEOUT_S:g} s",
                                 value=int(s.redis_up))
+        if s.pool_idle_fewest is not None:
+            yield GaugeMetricFamily("gateway_redis_pool_idle_fewest",
+                                    "Fewest connections of this process's Redis pool free since its previous scrape "
+                                    "(0: callers waited for one)", value=s.pool_idle_fewest)
 
 
 def _gauge(name: str, doc: str, labels: list[str], values: dict) -> GaugeMetricFamily:
@@ -253,7 +259,11 @@ async def scrape(request: web.Request) -> web.Response:
                       headers={"WWW-Authenticate": "Bearer"})
     started = time.monotonic()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(await snapshot_or_outage(request.app[STATE])))
+    snap = await snapshot_or_outage(request.app[STATE])
+    # Only gateway.store's pool keeps the mark; an app given another client goes without.
+    fewest_idle = getattr(request.app[STATE]["redis"].connection_pool, "fewest_idle", None)
+    snap.pool_idle_fewest = fewest_idle() if fewest_idle else None
+    registry.register(SnapshotCollector(snap))
     body = generate_latest(registry)
     log.debug("metrics scrape took %.3f s", time.monotonic() - started)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

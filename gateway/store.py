@@ -42,6 +42,7 @@ class FairPool(ConnectionPool):
         super().__init__(*args, **kwargs)
         self.timeout = timeout
         self._free = asyncio.Semaphore(self.max_connections)
+        self._fewest_free = self.max_connections
 
     async def get_connection(self, command_name=None, *keys, **options):
         # Only a caller that has to wait pays for the timeout (a timer each).
@@ -53,13 +54,15 @@ class FairPool(ConnectionPool):
                 raise ConnectionError("No connection available.") from e
         else:
             await self._free.acquire()
+        self._fewest_free = min(self._fewest_free, self._free._value)
         # One that fails to connect is given back by release() below.
         return await super().get_connection()
 
-    @property
-    def idle(self) -> int:
-        """Connections no caller holds now (0: callers wait)."""
-        return self._free._value
+    def fewest_idle(self) -> int:
+        """The fewest connections no caller held since the previous call (0: callers
+        waited for one), and starts again from now: a low-water mark per scrape."""
+        fewest, self._fewest_free = self._fewest_free, self._free._value
+        return fewest
 
     async def release(self, connection) -> None:
         # Shielded: a caller cancelled while giving its connection back

@@ -5,7 +5,6 @@ loopback, spoken to by the unchanged twilio library."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -96,10 +95,10 @@ class City:
         return self.sim.records.for_resident(rid)
 
 
-@contextlib.asynccontextmanager
-async def open_city(stack: Stack):
-    """A fresh city on `stack`: Redis emptied, the simulator and the API
-    started, one agency; also used by bench/chaos_storms.py."""
+@pytest.fixture
+async def city(stack: Stack):
+    """A fresh city on `stack`: Redis emptied, the simulator and the API started, one agency."""
+    log_offset = stack.log_size()
     redis = connect(stack.urls.redis)
     await redis.flushdb()
     runner, _ = await start(SimConfig(
@@ -115,12 +114,5 @@ async def open_city(stack: Stack):
     finally:
         await runner.cleanup()
         await redis.aclose()
-
-
-@pytest.fixture
-async def city(stack: Stack):
-    log_offset = stack.log_size()
-    async with open_city(stack) as c:
-        yield c
     failures = stack.task_failures_since(log_offset)
     assert not failures, "worker tasks raised:\n" + "".join(failures[:5])

@@ -115,6 +115,19 @@ async def test_a_webhook_waiting_for_a_connection_is_served_before_one_that_asks
     assert served == ["waited", "asked later"]
 
 
+async def test_the_pool_tells_metrics_how_close_it_came_to_running_dry_since_it_last_asked(redis_url):
+    # /metrics reads the mark at each scrape: a moment with one connection left between
+    # two scrapes must show, though the pool is whole again when the scraper asks.
+    client = connect(redis_url, max_connections=3)
+    pool = client.connection_pool
+    first, second = await pool.get_connection(), await pool.get_connection()
+    await pool.release(first)
+    await pool.release(second)
+    assert pool.fewest_idle() == 1
+    assert pool.fewest_idle() == 3
+    await client.aclose()
+
+
 async def test_callers_that_give_up_waiting_take_no_connection_with_them(redis_url):
     # Handlers cut off by their timeout at every point of the pool's hand-over,
     # as webhooks are when Redis stalls: afterwards the pool is whole.

@@ -34,7 +34,6 @@ import orjson
 import redis.asyncio as aioredis
 
 from gateway import keys
-from gateway.agencies import create_agency
 from gateway.deliveries import history_lines
 from gateway.transitions import STATES, TERMINAL
 from process_stack import ProcessStack
@@ -107,20 +106,31 @@ class Watch:
         return (self.recovered_at or time.monotonic()) - (self.fault_end or self.fault_start)
 
 
+async def read_metrics(http: aiohttp.ClientSession, api: str) -> dict[str, float]:
+    """Every sample /metrics shows, by name with its labels; raises if it does not answer within 15 s."""
+    async with http.get(f"{api}/metrics", timeout=aiohttp.ClientTimeout(total=15)) as r:
+        body = await r.text()
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def shown(samples: dict[str, float]) -> str:
+    """Queue depth, timer lag, Redis and provider errors, as the drills note them."""
+    return ", ".join(f"{name.replace('gateway_', '')}={value:g}" for name, value in samples.items()
+                     if name.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds", "gateway_redis_"))
+                     or name.startswith("gateway_provider_attempts") and 'outcome="ok"' not in name)
+
+
 async def scrape(http: aiohttp.ClientSession, api: str) -> str:
-    """Queue depth, timer lag and provider errors as /metrics shows them, or why it could not."""
+    """What /metrics shows of the fault, or why it could not."""
     try:
-        async with http.get(f"{api}/metrics", timeout=aiohttp.ClientTimeout(total=15)) as r:
-            body = await r.text()
+        return shown(await read_metrics(http, api))
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         return f"/metrics unreachable ({type(e).__name__})"
-    shown = []
-    for line in body.splitlines():
-        if line.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds", "gateway_redis_up")) or (
-                line.startswith("gateway_provider_attempts") and 'outcome="ok"' not in line):
-            name, _, value = line.rpartition(" ")
-            shown.append(f"{name.replace('gateway_', '')}={float(value):g}")
-    return ", ".join(shown)
 
 
 class Run:
@@ -144,14 +154,8 @@ class Run:
         self.redis = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=5, socket_connect_timeout=2)
         async with aiohttp.ClientSession() as http:
             self.http = http
-            _, key = await create_agency(self.redis, "Chaos drill", rate_per_s=100_000)
-            self.auth = {"Authorization": f"Bearer {key}"}
             residents, self.behaviours = city(self.n)
-            body = b"\n".join(orjson.dumps(r) for r in residents)
-            async with http.post(f"{self.s.api}/v1/residents/import", data=body,
-                                 headers={**self.auth, "Content-Type": "application/x-ndjson"}) as r:
-                assert r.status == 200, await r.text()
-            await self.s.teach_simulator(http, self.behaviours)
+            self.auth = await self.s.import_city(http, self.redis, residents, self.behaviours)
             async with http.post(f"{self.s.api}/v1/alerts", json=ALERT, headers=self.auth) as r:
                 assert r.status == 202, await r.text()
                 self.aid = (await r.json())["id"]

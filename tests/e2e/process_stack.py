@@ -3,7 +3,8 @@ fault can hit one part: a redis-server with AOF (fsync every second), the
 Celery broker (a second redis-server or a RabbitMQ node), `gateway api
 --no-pump`, `gateway pump`, `gateway worker`s and the provider simulator.
 
-Used by bench/chaos.py and the tests/e2e/test_faults_*.py tests:
+Used by bench/chaos.py, bench/chaos_storms.py and the tests/e2e/test_faults_*.py
+and test_provider_storms.py tests:
 
     with ProcessStack(tmp) as s:
         s.kill("pump"); s.start("pump")       # kill -9, then a new one
@@ -31,6 +32,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from gateway.agencies import create_agency
 from gateway.config import Settings
 from hosts import Lan, rabbitmq_env, rabbitmq_server, redis_command
 from stackkit import ACCOUNT_SID, AUTH_TOKEN, TIME_SCALE, free_ports, stack_env
@@ -199,9 +201,47 @@ class ProcessStack:
         log = self.root / f"{name}.log"
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
+    def log_sizes(self) -> dict[str, int]:
+        return {name: (self.root / f"{name}.log").stat().st_size for name in self.worker_names}
+
+    def task_failures(self, since: dict[str, int]) -> list[str]:
+        """Tasks that raised in a worker since `since` (log_sizes): the engine must never crash."""
+        failures = []
+        for name, offset in since.items():
+            with open(self.root / f"{name}.log", "rb") as log:
+                log.seek(offset)
+                failures += [line.decode(errors="replace") for line in log if b"raised unexpected" in line]
+        return failures
+
+    async def forget(self, redis) -> None:
+        """Another run on the same processes: the state Redis emptied and a new simulator
+        (/_sim/reset would also stop its print house).  The broker is left alone: kombu
+        keeps its queues' bindings there."""
+        await redis.flushdb()
+        self.terminate("simulator")
+        self.start("simulator")
+
     async def simulator_records(self, http: aiohttp.ClientSession) -> list[dict]:
         async with http.get(f"{self.sim}/_sim/records", params={"limit": "10000000"}) as r:
             return (await r.json(loads=orjson.loads))["records"]
+
+    async def simulator_stats(self, http: aiohttp.ClientSession) -> dict:
+        async with http.get(f"{self.sim}/_sim/stats") as r:
+            return await r.json(loads=orjson.loads)
+
+    async def import_city(self, http: aiohttp.ClientSession, redis, residents: list[dict],
+                          behaviours: list[dict]) -> dict[str, str]:
+        """An agency, its residents imported through the API and the simulator taught
+        how they behave; the agency's Authorization header."""
+        _, key = await create_agency(redis, "Seoul Metropolitan Government", rate_per_s=100_000)
+        auth = {"Authorization": f"Bearer {key}"}
+        for start in range(0, len(residents), 5000):
+            body = b"\n".join(orjson.dumps(r) for r in residents[start:start + 5000])
+            async with http.post(f"{self.api}/v1/residents/import", data=body,
+                                 headers={**auth, "Content-Type": "application/x-ndjson"}) as r:
+                assert r.status == 200, await r.text()
+        await self.teach_simulator(http, behaviours)
+        return auth
 
     async def teach_simulator(self, http: aiohttp.ClientSession, behaviours: list[dict]) -> None:
         """How each resident behaves; a restarted simulator has forgotten it."""

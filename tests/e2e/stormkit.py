@@ -1,34 +1,51 @@
 """Provider storms: a provider misbehaving during a live alert, and what it cost.
 
 One alert goes to a mixed city (feature phones: SMS then a call; smartphones:
-app push, SMS, call; landlines: a call; no phone: a letter).  As its first
-sends reach the provider, the storm is switched on through the simulator's
-control endpoint (`PUT /_sim/faults`) for a while, then off; the runner samples the
-timers' lag and scrapes /metrics and the console's provider health while it
-lasts, waits for every resident to end, and judges from Redis and from what the
-simulator's residents received.  Shared by tests/e2e/test_provider_storms.py
-(a thousand residents, storms of seconds) and bench/chaos_storms.py (ten
-thousand, storms of a minute); the timer-lag and recovery watch and the
-/metrics scrape are bench/chaos.py's (tests/e2e/fault_drill.py).
+app push, SMS, call; landlines: a call; no phone: a letter) on the gateway as
+a city runs it, every part its own process (tests/e2e/process_stack.py:
+redis-server, a broker, `gateway api`, `gateway pump`, two `gateway worker`s,
+the provider simulator).  As the alert's first sends reach the provider (the
+simulator's /_sim/stats), the storm is switched on through the simulator's
+control endpoint (`PUT /_sim/faults`) for a while, then off.  While it lasts
+the runner samples the timers' lag, scrapes the API's /metrics and reads the
+console's provider page signed in as an operator; then it waits for every
+resident to end and judges from the deliveries in Redis and what the
+simulator's residents received (its records, over HTTP).  Shared by
+tests/e2e/test_provider_storms.py (a thousand residents, storms of seconds)
+and bench/chaos_storms.py (ten thousand, storms of a minute); the timer-lag
+and recovery watch, the /metrics scrape and the judging of duplicates are
+bench/chaos.py's (tests/e2e/fault_drill.py).
+
+What a storm can show: one of a provider (Twilio failing or hanging, FCM down)
+shows as that provider's failed attempts, on /metrics and in the console's
+failed column.  A callback storm harms no provider (Twilio accepts every
+send), so provider health rightly stays clean; what /metrics can show of it
+is the queue depths and the timer lag (steps whose receipts did not come fall
+due), so of those storms the runner asks only that /metrics answered with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fault_drill import Watch, claimed_sends, duplicated_sends, scrape
+import aiohttp
+import redis.asyncio as aioredis
+from fault_drill import Watch, claimed_sends, duplicated_sends, read_metrics, shown
+from process_stack import ProcessStack
 from stackkit import in_flight
 
 from gateway import keys
-from gateway.api.http import STATE
-from gateway.console.providers import health
+from gateway.console.auth import create_operator
 from gateway.deliveries import history_lines
 from gateway.transitions import TERMINAL
 
 SMS_TIMEOUT_S = 6
+# How much longer than asked a storm waits for a send to meet it.
+MEET_WAIT_S = 60
 STEP_TIMEOUTS = {"push": 4, "sms": SMS_TIMEOUT_S, "voice": 15, "mail": 60}
 ALERT = {
     "event": "Flood", "severity": "Severe", "urgency": "Immediate",
@@ -49,7 +66,8 @@ class Storm:
     shows_as: str | None = "twilio"
     # A send that hangs shows only when the gateway gives up on it (channels/twilio.py: 15 s).
     at_least_s: float = 0.0
-    # The simulator's request counter whose first count starts the storm; None: the alert's first send.
+    # The simulator's request counter (/_sim/stats) whose first count starts the storm and whose
+    # growth shows a send met it; None: sends on any channel.
     starts_on: str | None = "requests.POST /2010-04-01/Accounts/{AccountSid}/Messages.json"
     # The storm is already raging when the alert is posted (its first sends meet it).
     before_alert: bool = False
@@ -109,6 +127,43 @@ def storm_city(count: int, prefix: str = "s") -> tuple[list[dict], list[dict]]:
     return residents, behaviours
 
 
+OPERATOR, PASSWORD = "storm-watch", "correct horse battery staple"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+# A row of the console's provider table: the provider, then its numbers
+# (attempts, share of traffic, failed, error rate, ...).
+PROVIDER_ROW = re.compile(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', re.DOTALL)
+NUMBER = re.compile(r'<td class="num">([^<]*)')
+
+
+@dataclass
+class Look:
+    """What an operator saw at one moment of the storm; None: the page did not answer."""
+
+    at_s: float
+    metrics: dict[str, float] | None
+    # provider -> (failed attempts, error rate) as the console's provider page shows them.
+    console: dict[str, tuple[int, str]] | None
+
+    def metrics_failing(self, provider: str) -> bool:
+        return any(name.startswith("gateway_provider_attempts") and f'provider="{provider}"' in name
+                   and 'outcome="failed"' in name and n > 0 for name, n in (self.metrics or {}).items())
+
+    def console_failing(self, provider: str) -> bool:
+        return (self.console or {}).get(provider, (0, ""))[0] > 0
+
+    @property
+    def metrics_answered(self) -> bool:
+        """Whether /metrics answered with the timers' lag and the queues' depths."""
+        names = self.metrics or {}
+        return "gateway_timer_lag_seconds" in names and any(n.startswith("gateway_queue_depth") for n in names)
+
+    def __str__(self) -> str:
+        metrics = "/metrics did not answer within 15 s" if self.metrics is None else shown(self.metrics)
+        console = ("the console did not answer within 15 s" if self.console is None else ", ".join(
+            f"console {p} failed {failed} ({rate})" for p, (failed, rate) in self.console.items()))
+        return f"t+{self.at_s:.0f}s: {metrics}; {console}"
+
+
 @dataclass
 class Verdict:
     storm: str
@@ -122,110 +177,160 @@ class Verdict:
     called_though_texted: int = 0
     max_lag_s: float = 0.0
     recovery_s: float = 0.0
+    # From the storm's start to its end (a short one waits for a send to meet it).
+    lasted_s: float = 0.0
     states: dict = field(default_factory=dict)
-    # /metrics and provider health as seen while the storm lasted.
-    during: list[str] = field(default_factory=list)
-    # Failed (or never answered) attempts of the storm's provider: before it, at its end.
-    provider_failures: tuple[int, int] = (0, 0)
+    # /metrics and the console while the storm lasted, the first look as it broke.
+    looks: list[Look] = field(default_factory=list)
     # Per-channel event counters against the events each resident's history holds once.
     counted_events: int = 0
     distinct_events: int = 0
-    # The fewest connections the API's Redis pool had idle while the storm lasted (0: callers waited).
-    pool_idle_min: int = -1
+    # Worker tasks that raised: the engine must never crash, whatever the provider does.
+    task_failures: list[str] = field(default_factory=list)
 
-    def notes(self) -> list[str]:
-        return [(f"states {self.states}; in flight at the storm {self.in_flight}; duplicated {self.duplicated}; "
-                 f"contacted after confirming {self.contacted_after_confirming}; "
-                 f"called though texted {self.called_though_texted}; "
-                 f"{self.storm_shows()}; events counted {self.counted_events} of {self.distinct_events} said; "
-                f"API Redis pool: fewest idle {self.pool_idle_min}"),
-                *self.during[-3:]]
+    @property
+    def pool_idle_min(self) -> int | None:
+        """The fewest connections the API's Redis pool had idle while the storm lasted (0:
+        callers waited), from /metrics; each scrape covers the time since the one before,
+        so the first (as the storm broke) is left out."""
+        marks = [look.metrics["gateway_redis_pool_idle_fewest"] for look in self.looks[1:]
+                 if look.metrics and "gateway_redis_pool_idle_fewest" in look.metrics]
+        return int(min(marks)) if marks else None
+
+    @property
+    def metrics_answered(self) -> int:
+        return sum(look.metrics_answered for look in self.looks)
 
     def shown_failing(self, provider: str) -> bool:
-        """Whether /metrics and the console, at the storm's end, showed `provider` failing."""
-        last = self.during[-1] if self.during else ""
-        metrics = any(f'provider="{provider}"' in part and 'outcome="failed"' in part for part in last.split(", "))
-        return metrics and f"console {provider} " in last and f"console {provider} error rate 0%" not in last
+        """Whether /metrics and the console both showed `provider` failing while the storm lasted."""
+        return (any(look.metrics_failing(provider) for look in self.looks)
+                and any(look.console_failing(provider) for look in self.looks))
 
-    def storm_shows(self) -> str:
-        before, at_end = self.provider_failures
-        return f"provider failures {before} -> {at_end} during the storm"
+    def notes(self) -> list[str]:
+        pool = "not shown" if self.pool_idle_min is None else f"fewest idle {self.pool_idle_min}"
+        return [(f"storm lasted {self.lasted_s} s; states {self.states}; in flight at the storm {self.in_flight}; duplicated {self.duplicated}; "
+                 f"contacted after confirming {self.contacted_after_confirming}; "
+                 f"called though texted {self.called_though_texted}; "
+                 f"events counted {self.counted_events} of {self.distinct_events} said; "
+                 f"/metrics answered {self.metrics_answered} of {len(self.looks)} looks; API Redis pool: {pool}"),
+                *map(str, self.looks[-3:]), *self.task_failures[:3]]
 
 
 class StormRun:
-    """One storm during one alert, on a running city (tests/e2e/conftest.py `City`)."""
+    """One storm during one alert, on a ProcessStack emptied for it."""
 
-    def __init__(self, city, storm: Storm, residents: int, duration_s: float):
-        self.city, self.storm, self.n = city, storm, residents
+    def __init__(self, stack: ProcessStack, storm: Storm, residents: int, duration_s: float):
+        self.s, self.storm, self.n = stack, storm, residents
         self.duration_s = max(duration_s, storm.at_least_s)
         self.verdict = Verdict(storm.title, residents)
-        self.control = f"http://127.0.0.1:{city.stack.sim_port}/_sim/faults"
 
     async def __call__(self, settle_timeout_s: float = 300) -> Verdict:
-        city, v = self.city, self.verdict
+        self.redis = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        logs = self.s.log_sizes()
+        try:
+            async with aiohttp.ClientSession() as self.http, \
+                    aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as self.browser:
+                await self._storm(settle_timeout_s)
+        finally:
+            await self.redis.aclose()
+        self.verdict.task_failures = self.s.task_failures(since=logs)
+        return self.verdict
+
+    async def _storm(self, settle_timeout_s: float) -> None:
+        v = self.verdict
+        await self.s.forget(self.redis)
         residents, behaviours = storm_city(self.n)
         self.rids = [r["id"] for r in residents]
-        for start in range(0, self.n, 5000):
-            await city.import_ndjson(residents[start:start + 5000], behaviours[start:start + 5000])
-        v.provider_failures = (await self._failures(), 0)
+        auth = await self.s.import_city(self.http, self.redis, residents, behaviours)
+        await self._sign_in()
         if self.storm.before_alert:
             await self._faults(self.storm.faults)
-        self.aid = await city.post_alert(ALERT)
+        async with self.http.post(f"{self.s.api}/v1/alerts", json=ALERT, headers=auth) as r:
+            assert r.status == 202, await r.text()
+            self.aid = (await r.json())["id"]
         # The storm breaks as the first sends reach its provider, most still to go.
-        while not (city.sim.stats[self.storm.starts_on] if self.storm.starts_on else len(city.sim.records)):
-            await asyncio.sleep(0.02)
+        while not await self._sends():
+            await asyncio.sleep(0.05)
         await self._faults(self.storm.faults)
-        watch = Watch(city.redis, self.aid, fault_start=time.monotonic())
-        v.in_flight = await in_flight(city.redis, self.aid, self.rids)
+        watch = Watch(self.redis, self.aid, fault_start=time.monotonic())
+        sends_before, met = await self._sends(), False
+        v.in_flight = await in_flight(self.redis, self.aid, self.rids)
         storm_end = watch.fault_start + self.duration_s
         try:
-            # /metrics and the console read every delivery's history: looked at
-            # half a dozen times a storm, lest the looking be the load.
+            # /metrics and the console read a sample of the alert's histories:
+            # looked at half a dozen times a storm, lest the looking be the load.
             look_every, looked = max(2.0, self.duration_s / 6), 0.0
-            pool = city.app[STATE]["redis"].connection_pool
-            while time.monotonic() < storm_end:
+            # A storm no send met shows nowhere: on a busy machine the next batch may
+            # reach the provider seconds later, so a short storm lasts until one has.
+            while (now := time.monotonic()) < storm_end or not met and now < storm_end + MEET_WAIT_S:
                 await watch.sample(self.n)
-                v.pool_idle_min = pool.idle if v.pool_idle_min < 0 else min(v.pool_idle_min, pool.idle)
+                met = met or await self._sends() > sends_before
                 if time.monotonic() - looked >= look_every:
                     looked = time.monotonic()
-                    v.during.append(f"t+{looked - watch.fault_start:.0f}s: {await self._shown()}")
-                await asyncio.sleep(min(0.5, max(0.0, storm_end - time.monotonic())))
+                    v.looks.append(await self._look(looked - watch.fault_start))
+                await asyncio.sleep(min(0.5, max(0.05, storm_end - time.monotonic())))
             # The last look before it ends.
-            v.during.append(f"t+{time.monotonic() - watch.fault_start:.0f}s: {await self._shown()}")
-            v.provider_failures = (v.provider_failures[0], await self._failures())
+            v.looks.append(await self._look(time.monotonic() - watch.fault_start))
         finally:
             await self._faults({})
         watch.fault_end = time.monotonic()
+        v.lasted_s = round(watch.fault_end - watch.fault_start, 1)
         deadline = watch.fault_end + settle_timeout_s
         while time.monotonic() < deadline and not (watch.terminal >= self.n and watch.recovered_at):
             await watch.sample(self.n)
             await asyncio.sleep(0.5)
         v.max_lag_s, v.recovery_s = round(watch.max_lag_s, 1), round(watch.recovery_s, 1)
         await self._judge()
-        return v
+
+    async def _sends(self) -> int:
+        """Requests that reached the storm's provider (sends on any channel, for a storm of none)."""
+        stats = await self.s.simulator_stats(self.http)
+        if self.storm.starts_on is None:
+            return sum(n for by_status in stats["records"].values() for n in by_status.values())
+        group, _, name = self.storm.starts_on.partition(".")
+        return stats.get(group, {}).get(name, 0)
 
     async def _faults(self, spec: dict) -> None:
-        async with self.city.http.put(self.control, json=spec) as r:
+        async with self.http.put(f"{self.s.sim}/_sim/faults", json=spec) as r:
             assert r.status == 200, await r.text()
 
-    async def _failures(self) -> int:
-        """Attempts of the storm's provider that failed or were never answered, as the console counts them."""
-        if self.storm.shows_as is None:
-            return 0
-        tallies, _ = await health(self.city.redis)
-        for t in tallies:
-            if t.provider == self.storm.shows_as:
-                return sum(n for (_, outcome), n in t.results.items() if outcome in ("failed", "pending"))
-        return 0
+    async def _sign_in(self) -> None:
+        """As an operator on duty: a viewer account, the login form and its CSRF token."""
+        await create_operator(self.redis, OPERATOR, "viewer", PASSWORD)
+        form = await (await self.browser.get(f"{self.s.api}/ops/login")).text()
+        async with self.browser.post(f"{self.s.api}/ops/login", allow_redirects=False, data={
+                "csrf": CSRF.search(form).group(1), "name": OPERATOR, "password": PASSWORD,
+                "next": "/ops/providers"}) as r:
+            assert r.status == 303, await r.text()
 
-    async def _shown(self) -> str:
-        """What /metrics shows (queue depth, timer lag, provider attempts), with the console's provider health."""
-        tallies, _ = await health(self.city.redis)
-        return ", ".join([await scrape(self.city.http, self.city.api),
-                          *(f"console {t.provider} error rate {t.error_rate:.0%}" for t in tallies)])
+    async def _look(self, at_s: float) -> Look:
+        """/metrics (queue depth, timer lag, provider attempts, the API's Redis pool) and
+        the console's provider page, as an operator looks at them."""
+        async def metrics() -> dict | None:
+            try:
+                return await read_metrics(self.http, self.s.api)
+            except (aiohttp.ClientError, TimeoutError):
+                return None
+
+        async def console() -> dict | None:
+            try:
+                async with self.browser.get(f"{self.s.api}/ops/providers", allow_redirects=False,
+                                            timeout=aiohttp.ClientTimeout(total=15)) as r:
+                    assert r.status == 200, f"the console answered {r.status}"
+                    page = await r.text()
+            except (aiohttp.ClientError, TimeoutError):
+                return None
+            rows = {}
+            # The health table, not the SMS traffic split below it.
+            for provider, cells in PROVIDER_ROW.findall(page.partition("<h2>")[0]):
+                numbers = [n.strip() for n in NUMBER.findall(cells)]
+                rows[provider] = (int(numbers[2]), numbers[3])
+            return rows
+
+        return Look(at_s, *await asyncio.gather(metrics(), console()))
 
     async def _judge(self) -> None:
-        v, r = self.verdict, self.city.redis
+        v, r = self.verdict, self.redis
         # Late callbacks still arrive while the judge reads: one applied between reading the
         # histories and the counters would be counted but not seen.  An event new to a history
         # moves a counter, so histories read between two equal readings of the counters agree
@@ -248,7 +353,7 @@ class StormRun:
             sends[rid] = claimed_sends(plan, history_lines(h))
         v.states = dict(Counter(states.values()))
         v.lost = sum(1 for s in states.values() if s not in TERMINAL)
-        mine = [e for e in self.city.sim.records if e["resident"] in states]
+        mine = [e for e in await self.s.simulator_records(self.http) if e["resident"] in states]
         v.duplicated = sum(duplicated_sends(mine, sends).values())
         v.contacted_after_confirming = sum(1 for rid, (h, level) in histories.items()
                                            if states[rid] == "confirmed" and claimed_after(h, level))
@@ -272,5 +377,6 @@ def claimed_after(history: str, level: str) -> bool:
     return False
 
 
-async def storm(city, name: str, residents: int, duration_s: float, settle_timeout_s: float = 300) -> Verdict:
-    return await StormRun(city, BY_NAME[name], residents, duration_s)(settle_timeout_s)
+async def storm(stack: ProcessStack, name: str, residents: int, duration_s: float,
+                settle_timeout_s: float = 300) -> Verdict:
+    return await StormRun(stack, BY_NAME[name], residents, duration_s)(settle_timeout_s)
