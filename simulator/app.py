@@ -109,6 +109,8 @@ class Simulator:
         self.twilio = TwilioAPI(self)
         self.base_url = f"http://{config.host}:{config.port}"
         self._tasks: set[asyncio.Task[Any]] = set()
+        # What runs for the simulator's whole life (the print house's inbox): started again after a reset.
+        self._services: list[Callable[[], Coroutine[Any, Any, Any]]] = []
         # Timers from before a reset see a newer epoch and do nothing.
         self._epoch = 0
 
@@ -131,6 +133,11 @@ class Simulator:
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
+
+    def serve(self, service: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Runs `service()` until the simulator closes, across resets."""
+        self._services.append(service)
+        self.spawn(service())
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -167,6 +174,8 @@ class Simulator:
         self.twilio.clear()
         self.callbacks.clear()
         self.faults.set(self._initial_faults)
+        for service in self._services:
+            self.spawn(service())
 
 
 SIM = web.AppKey("simulator", Simulator)
@@ -302,7 +311,7 @@ def build_app(config: SimConfig) -> web.Application:
                 config.time_scale if config.printhouse_time_scale is None else config.printhouse_time_scale,
                 sim.records, faults=sim.faults
             )
-            sim.spawn(house.run())
+            sim.serve(house.run)
 
     async def on_cleanup(_: web.Application) -> None:
         await sim.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator import SimConfig, simulator_of, start
 from simulator.behaviour import Behaviour
 from simulator.faults import Faults
 from simulator.printhouse import MANIFEST_COLUMNS, PrintHouse
@@ -135,3 +136,19 @@ async def test_an_unwritable_drop_box_refuses_files_until_the_fault_ends(tmp_pat
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_print_house_still_posts_letters_after_the_simulator_is_reset(tmp_path, residents):
+    config = SimConfig(port=0, account_sid="AC" + "0" * 32, auth_token="t" * 32, gateway_url="http://127.0.0.1:9",
+                       time_scale=0.0001, seed=7, printhouse_dir=str(tmp_path))
+    runner, _ = await start(config)
+    try:
+        sim = simulator_of(runner)
+        sim.behaviour.add_many([{"resident": "r000001", "postal": ["|".join(HOME)],
+                                 "mail": {"outcome": "posted", "after_s": 3600}}])
+        await sim.reset()
+        drop(tmp_path, "b1", {"L1": HOME})
+        [row] = await _answer(tmp_path / "outbox" / "b1.response.csv", timeout=10)
+        assert row["status"] == "posted"
+    finally:
+        await runner.cleanup()
