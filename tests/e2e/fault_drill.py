@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from gateway import keys
+from gateway.console.auth import create_operator
 from gateway.deliveries import history_lines
 from gateway.transitions import STATES, TERMINAL
 from process_stack import ProcessStack
@@ -125,6 +127,37 @@ def shown(samples: dict[str, float]) -> str:
                      or name.startswith("gateway_provider_attempts") and 'outcome="ok"' not in name)
 
 
+OPERATOR, PASSWORD = "on-duty", "correct horse battery staple"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+ENGINE_LINE = re.compile(r'<section class="engine[^"]*"[^>]*>(.*?)</section>', re.S)
+
+
+async def sign_in(browser: aiohttp.ClientSession, stack: ProcessStack, redis) -> None:
+    """As an operator on duty: a viewer account, the console's login form and its CSRF token
+    (`browser` keeps the cookies of 127.0.0.1: aiohttp.CookieJar(unsafe=True))."""
+    await create_operator(redis, OPERATOR, "viewer", PASSWORD)
+    async with browser.get(f"{stack.api}/ops/login") as r:
+        form = await r.text()
+    async with browser.post(f"{stack.api}/ops/login", allow_redirects=False, data={
+            "csrf": CSRF.search(form).group(1), "name": OPERATOR, "password": PASSWORD, "next": "/ops/alerts"}) as r:
+        assert r.status == 303, await r.text()
+
+
+async def console_engine_line(browser: aiohttp.ClientSession, api: str) -> str:
+    """The delivery engine's line as the console shows it (templates/web/ops/macros.html), or why not."""
+    try:
+        async with browser.get(f"{api}/ops/alerts", allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=15)) as r:
+            page = await r.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        return f"console unreachable ({type(e).__name__})"
+    found = ENGINE_LINE.search(page)
+    if found is None:
+        return f"console answered {r.status} without the engine's line"
+    words = " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
+    return f"console {r.status}: {words}"
+
+
 async def scrape(http: aiohttp.ClientSession, api: str) -> str:
     """What /metrics shows of the fault, or why it could not."""
     try:
@@ -152,10 +185,12 @@ class Run:
 
     async def __call__(self, fault) -> "Run":
         self.redis = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as http, \
+                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as self.browser:
             self.http = http
             residents, self.behaviours = city(self.n)
             self.auth = await self.s.import_city(http, self.redis, residents, self.behaviours)
+            await sign_in(self.browser, self.s, self.redis)
             async with http.post(f"{self.s.api}/v1/alerts", json=ALERT, headers=self.auth) as r:
                 assert r.status == 202, await r.text()
                 self.aid = (await r.json())["id"]
@@ -185,7 +220,9 @@ class Run:
             if during and time.monotonic() - last_scrape >= 2 and len(self.watch.metrics) < 40:
                 last_scrape = time.monotonic()
                 at = last_scrape - self.watch.fault_start
-                self.watch.metrics.append(f"t+{at:.0f}s: {await scrape(self.http, self.s.api)}")
+                metrics, console = await asyncio.gather(scrape(self.http, self.s.api),
+                                                        console_engine_line(self.browser, self.s.api))
+                self.watch.metrics.append(f"t+{at:.0f}s: {metrics}; {console}")
             await asyncio.sleep(0.5)
 
     async def _until_sent(self, count: int, timeout: float = 120) -> None:

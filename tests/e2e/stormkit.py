@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import redis.asyncio as aioredis
-from fault_drill import Watch, claimed_sends, duplicated_sends, read_metrics, shown
+from fault_drill import Watch, claimed_sends, duplicated_sends, read_metrics, shown, sign_in
 from process_stack import ProcessStack
 from stackkit import in_flight
 
 from gateway import keys
-from gateway.console.auth import create_operator
 from gateway.deliveries import history_lines
 from gateway.transitions import TERMINAL
 
@@ -127,8 +126,6 @@ def storm_city(count: int, prefix: str = "s") -> tuple[list[dict], list[dict]]:
     return residents, behaviours
 
 
-OPERATOR, PASSWORD = "storm-watch", "correct horse battery staple"
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 # A row of the console's provider table: the provider, then its numbers
 # (attempts, share of traffic, failed, error rate, ...).
 PROVIDER_ROW = re.compile(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', re.DOTALL)
@@ -242,7 +239,7 @@ class StormRun:
         residents, behaviours = storm_city(self.n)
         self.rids = [r["id"] for r in residents]
         auth = await self.s.import_city(self.http, self.redis, residents, behaviours)
-        await self._sign_in()
+        await sign_in(self.browser, self.s, self.redis)
         if self.storm.before_alert:
             await self._faults(self.storm.faults)
         async with self.http.post(f"{self.s.api}/v1/alerts", json=ALERT, headers=auth) as r:
@@ -293,15 +290,6 @@ class StormRun:
     async def _faults(self, spec: dict) -> None:
         async with self.http.put(f"{self.s.sim}/_sim/faults", json=spec) as r:
             assert r.status == 200, await r.text()
-
-    async def _sign_in(self) -> None:
-        """As an operator on duty: a viewer account, the login form and its CSRF token."""
-        await create_operator(self.redis, OPERATOR, "viewer", PASSWORD)
-        form = await (await self.browser.get(f"{self.s.api}/ops/login")).text()
-        async with self.browser.post(f"{self.s.api}/ops/login", allow_redirects=False, data={
-                "csrf": CSRF.search(form).group(1), "name": OPERATOR, "password": PASSWORD,
-                "next": "/ops/providers"}) as r:
-            assert r.status == 303, await r.text()
 
     async def _look(self, at_s: float) -> Look:
         """/metrics (queue depth, timer lag, provider attempts, the API's Redis pool) and
