@@ -13,11 +13,6 @@ the step's 1 s timeout has passed, runs the timer op for every resident (the
 look-up of the lost receipt, the escalation, the call).  Printed per round and
 as medians: the process's own CPU and Redis's CPU (INFO) over the residents.
 No API, no Celery: the batch tasks' own work only.
-
-Every status callback is lost (as in bench/fanout.py), so each escalation
-first asks Twilio about its text.  With --sent-callbacks each text's `sent`
-callback is recorded before the timeout, unmeasured, as the webhook would on
-a day callbacks arrive: its step then escalates without asking.
 """
 
 from __future__ import annotations
@@ -60,22 +55,7 @@ async def redis_cpu(redis):
     info = await redis.info("cpu")
     return info["used_cpu_user"] + info["used_cpu_sys"]
 
-# Twilio's `sent` callback for each text, recorded as the webhook records it.
-async def sent_callbacks(engine, redis, aid, rids):
-    from channels.base import ProviderEvent
-    pipe = redis.pipeline(transaction=False)
-    for rid in rids:
-        pipe.hget(keys.delivery(aid, rid), "h")
-    events = []
-    for rid, h in zip(rids, await pipe.execute()):
-        for line in h.decode().split("\n"):
-            at, k, n, leg, status, provider, ref, _ = line.split("|", 7)
-            if status == "queued" and ref:
-                events.append(ProviderEvent(aid, rid, int(k), int(n), "sent", provider, ref=ref, channel="sms",
-                                            leg=int(leg)))
-    await asyncio.gather(*(engine.report(ev) for ev in events))
-
-async def main(aid, rids, batch, sent):
+async def main(aid, rids, batch):
     settings = Settings.from_env()
     redis = connect(os.environ["GATEWAY_REDIS_URL"])
     engine = Engine(settings, redis)
@@ -93,8 +73,6 @@ async def main(aid, rids, batch, sent):
         for i in range(0, len(rids), batch):
             await engine.plan_and_send(aid, i, rids[i:i + batch])
         out["first"] = (time.process_time() - cpu, await redis_cpu(redis) - rcpu)
-        if sent:
-            await sent_callbacks(engine, redis, aid, rids)
         await asyncio.sleep(1.2)  # every SMS step's 1 s deadline passes
         cpu, rcpu = time.process_time(), await redis_cpu(redis)
         for i in range(0, len(rids), batch):
@@ -105,13 +83,12 @@ async def main(aid, rids, batch, sent):
         await engine.close()
     print(json.dumps(out))
 
-uvloop.run(main(sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4] == "sent"))
+uvloop.run(main(sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])))
 """
 
 
-def one_round(code: Path, env: dict, aid: str, rids: list[str], batch: int, sent: bool) -> dict:
-    done = subprocess.run([sys.executable, "-c", ROUND, aid, ",".join(rids), str(batch), "sent" if sent else "lost"],
-                          cwd=code, env=env,
+def one_round(code: Path, env: dict, aid: str, rids: list[str], batch: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", ROUND, aid, ",".join(rids), str(batch)], cwd=code, env=env,
                           capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"{code}: {done.stderr[-2000:]}")
@@ -136,7 +113,6 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=4000, help="residents a round")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--batch", type=int, default=200)
-    parser.add_argument("--sent-callbacks", action="store_true", help="each text's `sent` callback arrives")
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="bench-worker-cost-"))
@@ -157,7 +133,7 @@ def main() -> None:
         time.sleep(2)  # the simulator comes up
         for r in range(args.rounds):
             for name, code in codes if r % 2 == 0 else codes[::-1]:
-                res = one_round(code, env, f"wc{r}{name[0]}", rids, args.batch, args.sent_callbacks)
+                res = one_round(code, env, f"wc{r}{name[0]}", rids, args.batch)
                 results[name].append(res)
                 print(f"round {r + 1} {name:<8} first attempt {res['first']:6.0f} us + Redis {res['first_redis']:4.0f} us"
                       f"   escalation {res['escalation']:6.0f} us + Redis {res['escalation_redis']:4.0f} us"

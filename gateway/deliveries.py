@@ -103,24 +103,20 @@ def history_lines(raw: bytes | str | None) -> list[str]:
 RECEIPTS = frozenset({"posted", "delivered", "acknowledged", "failed"})
 
 
-def receipt_maybe_lost(lines: list[str], k: int, n: int) -> list[tuple[int, str, str]]:
+def awaiting_receipt(lines: list[str], k: int, n: int) -> list[tuple[int, str, str]]:
     """(leg, provider, provider ref) of each leg of attempt k.n that a provider
-    accepted and never reported on again: its receipt may be late or lost.  A
-    leg the provider has since called back about (`sent`: the text left it) is
-    left out: its callbacks reach us, so no receipt means not delivered yet,
-    and asking would cost every escalation a second request for nothing (a
-    city of switched-off handsets escalating at once, bench/fanout.py)."""
+    accepted but never settled: its receipt is late or was lost."""
     accepted: dict[int, tuple[str, str]] = {}
-    heard: set[int] = set()
+    settled: set[int] = set()
     for line in lines:
         _, step, attempt, leg, status, provider, ref, _ = line.split("|", 7)
         if leg == "*" or int(step) != k or int(attempt) != n:
             continue
-        if status in RECEIPTS or status == "sent":
-            heard.add(int(leg))
+        if status in RECEIPTS:
+            settled.add(int(leg))
         elif provider and ref:
             accepted[int(leg)] = (provider, ref)
-    return [(leg, provider, ref) for leg, (provider, ref) in sorted(accepted.items()) if leg not in heard]
+    return [(leg, provider, ref) for leg, (provider, ref) in sorted(accepted.items()) if leg not in settled]
 
 
 async def history(redis, aid: str, rid: str) -> list[str]:

@@ -417,8 +417,7 @@ class Engine:
         became of the send (a lost callback must not cost the resident a second
         channel) and record the answer: a delivered message then confirms, and
         the timer finds nothing left to escalate.  Only legs a provider accepted
-        and never reported on again are asked (deliveries.receipt_maybe_lost),
-        once each, when their step is over."""
+        and never settled are asked, once each, when their step is over."""
         if not deadlines:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -434,7 +433,7 @@ class Engine:
                     or int(best or 0) >= RANK_DELIVERED):
                 continue
             legs = orjson.loads(plan)[int(k)]["l"]
-            for leg, provider, ref in deliveries.receipt_maybe_lost(deliveries.history_lines(h), int(k), int(n)):
+            for leg, provider, ref in deliveries.awaiting_receipt(deliveries.history_lines(h), int(k), int(n)):
                 channel = self.channels.get(legs[leg][0]) if leg < len(legs) else None
                 if channel is not None:
                     asks.append((rid, int(k), int(n), leg, channel, provider, ref))

@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from gateway import keys, transitions
-from gateway.deliveries import receipt_maybe_lost
+from gateway.deliveries import awaiting_receipt
 from gateway.transitions import LUA_CHUNK, Event, Transitions, now_ms
 
 STEPS = [{"l": [["sms", 0]], "t": 60}, {"l": [["voice", 0]], "t": 600}]
@@ -409,14 +409,12 @@ async def test_a_send_still_waiting_for_its_slot_keeps_its_claim_and_no_other_wo
     assert renewed.of(await pipe.execute()) == [0]
 
 
-def test_only_legs_a_provider_accepted_and_never_reported_on_again_may_have_lost_their_receipt():
+def test_only_legs_a_provider_accepted_and_never_settled_await_a_receipt():
     lines = ["1|0|0|*|claimed|||", "2|0|0|0|queued|twilio|SM1|", "3|0|0|1|queued|twilio|CA1|",
              "4|0|0|1|failed|twilio|CA1|busy", "5|0|0|2|failed|twilio||20500", "6|1|0|0|queued|twilio|SM9|"]
-    assert receipt_maybe_lost(lines, 0, 0) == [(0, "twilio", "SM1")]
-    assert receipt_maybe_lost(lines, 1, 0) == [(0, "twilio", "SM9")]
-    assert receipt_maybe_lost(lines + ["7|0|0|0|delivered|twilio|SM1|"], 0, 0) == []
-    # Its `sent` callback came: callbacks reach us, the handset has not had it yet.
-    assert receipt_maybe_lost(lines + ["7|0|0|0|sent|twilio|SM1|"], 0, 0) == []
+    assert awaiting_receipt(lines, 0, 0) == [(0, "twilio", "SM1")]
+    assert awaiting_receipt(lines, 1, 0) == [(0, "twilio", "SM9")]
+    assert awaiting_receipt(lines + ["7|0|0|0|delivered|twilio|SM1|"], 0, 0) == []
 
 
 async def test_a_receipt_looked_up_before_escalating_counts_once_when_its_late_callback_comes(redis):

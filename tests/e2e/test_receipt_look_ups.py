@@ -1,7 +1,11 @@
 """Before an SMS step escalates for want of a delivery receipt, Twilio is asked
-what became of the text only when its callbacks may have been lost: a text
-that never arrived is followed by a call at once, and one whose receipt was
-lost on the way is found delivered, so the resident is not called."""
+what became of the text: one whose receipt was lost on the way is found
+delivered, so the resident is not called.  Texts whose `sent` callback came
+are asked too: skipping them was tried (an escalation then costs the worker
+0.71 of its CPU) and undone, because under a burst of webhooks the
+`delivered` receipt waits in the API's queue past the step's deadline, and
+184 residents whose text had arrived were called (10,000 residents,
+callbacks tripled, bench/chaos_storms.py)."""
 
 from __future__ import annotations
 
@@ -14,19 +18,6 @@ pytestmark = pytest.mark.e2e
 
 LOOK_UP = "requests.GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json"
 SMS_THEN_CALL = {"channels": ["sms", "voice"], "step_timeouts": {"sms": 2, "voice": 4}}
-
-
-async def test_a_text_that_left_twilio_but_never_arrived_is_followed_by_a_call_without_asking_twilio(city):
-    # The handset is off: Twilio says `sent` at once, and `delivered` never comes.
-    await city.add(resident("off1", phone("+821055510001", "feature_phone")),
-                   {"phones": ["+821055510001"], "sms": {"delay_s": 100_000},
-                    "voice": {"answer": "human", "press": ["1"]}})
-    aid = await city.post_alert(heat_wave({"residents": ["off1"]}, policy=SMS_THEN_CALL))
-    await city.settled(aid)
-    path = await city.path(aid, "off1")
-    assert path["confirmed_by"]["channel"] == "voice"
-    # Its `sent` callback came through, so a missing receipt means not delivered yet, not lost.
-    assert city.sim.stats[LOOK_UP] == 0
 
 
 async def test_a_text_whose_callbacks_were_all_lost_is_found_delivered_and_the_resident_is_not_called(city):
