@@ -134,6 +134,9 @@ class Channel(ABC):
     handsets: ClassVar[frozenset[str]] = frozenset()
     # First wait before retrying a temporary failure; doubles per attempt.
     retry_backoff_s: ClassVar[float] = 30.0
+    # A send reported `sent` while the resident is taking it in (a call answered,
+    # its message playing) holds its step's deadline off this long.
+    hold_while_sent_s: ClassVar[float] = 0.0
 
     def __init__(self, ctx: ChannelContext):
         self.ctx = ctx

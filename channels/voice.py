@@ -51,6 +51,9 @@ class Voice(Channel):
     contact_types = frozenset({"phone"})
     handsets = frozenset({"smartphone", "feature_phone", "landline"})
     retry_backoff_s = 60.0
+    # An answered call plays its message twice, slowly for some, then waits for a
+    # key: a step's deadline in the middle would end it unreachable though they listen.
+    hold_while_sent_s = 120.0
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -328,6 +328,9 @@ class Engine:
     def _backoff_ms(self, channel: str, attempt: int) -> int:
         return retry_after_ms((self.channels.get(channel) or Channel).retry_backoff_s, attempt)
 
+    def _hold_ms(self, channel: str, status: str) -> int:
+        return int((self.channels.get(channel) or Channel).hold_while_sent_s * 1000) if status == "sent" else 0
+
     # Provider events (webhooks) ----------------------------------------------
 
     async def report(self, ev: ProviderEvent) -> str:
@@ -347,7 +350,8 @@ class Engine:
             placed.append((idx, await self.t.event(pipe, aid, [
                 Event(evs[i].resident_id, evs[i].step, evs[i].attempt, evs[i].leg, evs[i].status, evs[i].permanent,
                       evs[i].provider, evs[i].ref, evs[i].error_code, evs[i].channel,
-                      self._backoff_ms(evs[i].channel, evs[i].attempt), evs[i].at_ms) for i in idx])))
+                      self._backoff_ms(evs[i].channel, evs[i].attempt), evs[i].at_ms,
+                      self._hold_ms(evs[i].channel, evs[i].status)) for i in idx])))
         results = await pipe.execute()
         out = [""] * len(evs)
         for idx, replies in placed:

@@ -236,7 +236,7 @@ local function claim(rid, k, n, now, lease)
 end
 
 -- event: what a provider (or the resident) said about one leg of an attempt.
-local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff, lease)
+local function event(rid, k, n, leg, status, permanent, provider, ref, code, now, channel, backoff, lease, hold)
   local d = load(rid, true)
   if not d then return 'unknown' end
   -- A provider that says the same thing again (a retried or duplicated
@@ -272,6 +272,15 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
       redis.call('HSET', dkey(rid), 'y', channel .. ':' .. status)
       count('by:' .. channel)
       return finish(rid, d, 'confirmed', now)
+    end
+    -- Answered and still playing (a call): the step's deadline waits `hold` for
+    -- the resident to hear it out and press, rather than end it mid-sentence.
+    if hold > 0 and d.k == k then
+      local held = clock() + hold
+      if held > d.d then
+        redis.call('HSET', dkey(rid), 'd', held)
+        redis.call('ZADD', A .. ':timers', held, rid .. '|' .. k .. '|t')
+      end
     end
     return 'noop'
   end
@@ -313,7 +322,11 @@ local function timer(member, now)
   local gated = alert_gate(rid, d, now)
   if gated then return gated end
   if kind == 't' then
-    if now < d.d then return 'noop' end
+    -- The deadline moved (a call answered): due again then; this member was just removed.
+    if now < d.d then
+      redis.call('ZADD', A .. ':timers', d.d, member)
+      return 'noop'
+    end
     local timed_out = line(now, k, d.n, '*', 'timed_out')
     local res, plan = advance(rid, d, now)
     if plan then return res, d, plan, timed_out end
@@ -412,13 +425,13 @@ if op == 'renew' then
 end
 
 -- event: ARGV = op, lease_ms, then (rid, k, n, leg, status, permanent 0/1, provider, ref, code, now, channel,
--- backoff_ms) repeated.
+-- backoff_ms, hold_ms) repeated.
 if op == 'event' then
   local lease, out = tonumber(ARGV[2]), {}
-  for i = 3, #ARGV, 12 do
+  for i = 3, #ARGV, 13 do
     out[#out + 1] = event(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
                           ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9]),
-                          ARGV[i + 10], tonumber(ARGV[i + 11]), lease)
+                          ARGV[i + 10], tonumber(ARGV[i + 11]), lease, tonumber(ARGV[i + 12]))
   end
   return counted(out)
 end

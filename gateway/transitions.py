@@ -112,7 +112,7 @@ class Transitions:
         now = now_ms()
         return await self._queue(pipe, aid, ["event", lease_ms], [
             [e.rid, e.k, e.n, e.leg, e.status, int(e.permanent), e.provider, e.ref or "", e.code or "",
-             e.at_ms or now, e.channel, e.backoff_ms] for e in events])
+             e.at_ms or now, e.channel, e.backoff_ms, e.hold_ms] for e in events])
 
     async def timer(self, pipe, aid: str, members: Iterable[str]) -> "Replies":
         """A step a timer says to send is claimed in the same call: its reply is
@@ -226,6 +226,8 @@ class Event:
     channel: str
     backoff_ms: int = 0
     at_ms: int | None = None
+    # How long an attempt this status shows in progress (a call answered) holds its step's deadline off.
+    hold_ms: int = 0
 
 
 def text(value) -> str:

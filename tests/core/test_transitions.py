@@ -443,3 +443,35 @@ async def test_a_send_the_provider_never_answered_is_not_failed_and_waits_for_it
     assert timers == ["r0000|0|t"]  # the claim lease is gone: the send came back, nothing to send again
     counts = await redis.hgetall(keys.alert_counts("a13"))
     assert counts[b"a:sms:unanswered"] == b"1"
+
+
+async def test_a_call_answered_just_before_its_step_ends_is_heard_out_not_cut_off(redis):
+    # A landline's only step is a call; it is answered (`sent`) a moment before the
+    # step's deadline. Under load, a resident who pressed 1 a second after the deadline
+    # once ended unreachable (753 of 10,000 in the tripled-callbacks storm).
+    t = Transitions(redis)
+    call_only = [{"l": [["voice", 0]], "t": 600}]
+    await t.plan("a15", 4, 1, [("r0000", 0, call_only, "planned")], claim=True)
+    now = int(await redis.hget(keys.delivery("a15", "r0000"), "d"))
+    await redis.hset(keys.delivery("a15", "r0000"), "d", now - 600_000 + 2_000)  # 2 s of the step left
+    await event(t, redis, "a15", Event("r0000", 0, 0, 0, "queued", False, "twilio", "CA1", None, "voice"))
+    await event(t, redis, "a15", Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
+                                       hold_ms=120_000))
+    held = int(await redis.hget(keys.delivery("a15", "r0000"), "d"))
+    assert held >= now - 600_000 + 110_000
+    # The timer the pump had already taken for the old deadline finds time left and comes back then.
+    pipe = redis.pipeline(transaction=False)
+    replies = await t.timer(pipe, "a15", ["r0000|0|t"])
+    assert replies.of(await pipe.execute()) == [b"noop"]
+    assert await redis.zscore(keys.alert_timers("a15"), "r0000|0|t") == held
+    # They press 1: confirmed by the call, not unreachable.
+    assert await event(t, redis, "a15", Event("r0000", 0, 0, 0, "acknowledged", False, "twilio", "CA1", None,
+                                              "voice")) == [b"confirmed"]
+
+
+async def test_a_text_that_left_the_provider_does_not_hold_its_step(redis):
+    t = Transitions(redis)
+    await t.plan("a16", 4, 1, rows(1), claim=True)
+    before = await redis.hget(keys.delivery("a16", "r0000"), "d")
+    await event(t, redis, "a16", Event("r0000", 0, 0, 0, "sent", False, "twilio", "SM1", None, "sms"))
+    assert await redis.hget(keys.delivery("a16", "r0000"), "d") == before
