@@ -123,12 +123,24 @@ class Mail(Channel):
                             if time.monotonic() >= next_read:
                                 await self.read_answers(box)
                                 next_read = time.monotonic() + s.mail_poll_s
+                            await self.ctx.redis.delete(keys.PRINT_HOUSE_DOWN)
                 except Exception:  # an unreachable drop box: letters wait, and we try again
                     log.exception("print house round failed")
+                    await self._drop_box_down()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), tick)
         finally:
             await box.close()
+
+    async def _drop_box_down(self) -> None:
+        """Operators see it (gateway/engine_health.py) while it lasts: since when, kept
+        a minute past the last failed round, so a batcher that died does not leave it."""
+        with contextlib.suppress(Exception):  # Redis itself may be what failed
+            now_ms = int(time.time() * 1000)
+            pipe = self.ctx.redis.pipeline(transaction=False)
+            pipe.set(keys.PRINT_HOUSE_DOWN, now_ms, nx=True, ex=60)
+            pipe.expire(keys.PRINT_HOUSE_DOWN, 60)
+            await pipe.execute()
 
     @contextlib.asynccontextmanager
     async def _batcher(self):

@@ -36,10 +36,12 @@ class EngineHealth:
     # How far the oldest due timer is behind, by Redis's clock.
     timer_lag_s: float = 0.0
     timers: int = 0
+    # Seconds the print house's drop box has failed (channels/mail.py); None while it works.
+    print_house_down_s: float | None = None
 
     def as_dict(self) -> dict:
         return {"redis_up": self.redis_up, "queues": self.queues, "timer_lag_s": round(self.timer_lag_s, 1),
-                "timers": self.timers}
+                "timers": self.timers, "print_house_down_s": self.print_house_down_s}
 
 
 async def queue_depths() -> dict:
@@ -81,16 +83,24 @@ async def timers(redis, aids) -> tuple[float, int]:
     return lag, sum(res[1::2])
 
 
+async def print_house_down_s(redis) -> float | None:
+    """How long the print house's drop box has failed, by this process's clock (the
+    batcher wrote its own); None while it works."""
+    since = await redis.get(keys.PRINT_HOUSE_DOWN)
+    return max(0.0, time.time() - int(since) / 1000) if since else None
+
+
 async def _read(redis) -> EngineHealth:
-    async def from_redis() -> tuple[float, int]:
-        return await timers(redis, [text(a) for a in await redis.smembers(keys.ACTIVE_ALERTS)])
+    async def from_redis() -> tuple[float, int, float | None]:
+        lag, count = await timers(redis, [text(a) for a in await redis.smembers(keys.ACTIVE_ALERTS)])
+        return lag, count, await print_house_down_s(redis)
 
     queues = asyncio.ensure_future(queue_depths())
     try:
-        lag, count = await asyncio.wait_for(from_redis(), REDIS_TIMEOUT_S)
+        lag, count, print_house = await asyncio.wait_for(from_redis(), REDIS_TIMEOUT_S)
     except (TimeoutError, RedisError, OSError):
         return EngineHealth(redis_up=False, queues=await queues)
-    return EngineHealth(queues=await queues, timer_lag_s=lag, timers=count)
+    return EngineHealth(queues=await queues, timer_lag_s=lag, timers=count, print_house_down_s=print_house)
 
 
 # By Redis client: (when read, what was read).

@@ -207,3 +207,4 @@ def letter_batch(batch_id: str) -> str:
 
 
 MAIL_BATCHER = "mail:batcher"  # the lease of the one process that batches letters
+PRINT_HOUSE_DOWN = "mail:dropbox:down"  # since when (ms) the print house's drop box fails, while it does

@@ -36,7 +36,7 @@ from .api.http import STATE, bearer
 from .api.routing import Route, returns
 from .console.outcomes import label, scan
 from .console.providers import tallies_of
-from .engine_health import queue_depths, timers
+from .engine_health import print_house_down_s, queue_depths, timers
 from .problems import Problem
 from .transitions import STATES, text
 
@@ -96,6 +96,7 @@ class Snapshot:
     redis_up: bool = True
     # This process's own, unlike the rest: read from its Redis pool, not from Redis.
     pool_idle_fewest: int | None = None
+    print_house_up: bool = True
 
 
 def _add(counts: dict, key, n: int) -> None:
@@ -141,6 +142,7 @@ async def snapshot(state: dict) -> Snapshot:
             t = await tallies(redis, aid, samples[aid])
         _add_tallies(snap, t, kind)
     snap.timer_lag_s, snap.timers = await timers(redis, active)
+    snap.print_house_up = await print_house_down_s(redis) is None
     for aid in active:
         await _running(redis, aid, snap, kinds.get(aid, ACTUAL), in_progress.get(aid, 0), samples.get(aid))
     snap.queues = await queue_depths()
@@ -233,6 +235,8 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("gateway_timer_lag_seconds", "How far the oldest due timer is behind",
                                 value=max(0.0, s.timer_lag_s))
         yield GaugeMetricFamily("gateway_timers_pending", "Timers of running alerts", value=s.timers)
+        yield GaugeMetricFamily("gateway_print_house_up", "Whether the print house's drop box took the last round of letters",
+                                value=int(s.print_house_up))
         yield GaugeMetricFamily("gateway_redis_up", f"Whether Redis answered this scrape within {REDIS_TIMEOUT_S:g} s",
                                 value=int(s.redis_up))
         if s.pool_idle_fewest is not None:

@@ -38,7 +38,9 @@
     set("queues", queues ? (e.queues.steps || 0) + " escalations, " + (e.queues.fanout || 0) + " fan-out batches"
                          : "broker NOT answering");
     set("lag", e.timer_lag_s < 1 ? "on time" : Math.round(e.timer_lag_s) + " s late");
-    engine.classList.toggle("engine-trouble", !e.redis_up || !queues || e.timer_lag_s >= 5);
+    var printHouse = e.print_house_down_s !== null && e.print_house_down_s !== undefined;
+    set("printhouse", printHouse ? "· print house's drop box NOT answering for " + Math.round(e.print_house_down_s) + " s: letters wait" : "");
+    engine.classList.toggle("engine-trouble", !e.redis_up || !queues || e.timer_lag_s >= 5 || printHouse);
   });
   source.onerror = function () { if (status) status.textContent = "Live updates paused; reconnecting."; };
 })();

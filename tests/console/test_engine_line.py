@@ -49,3 +49,18 @@ async def test_the_live_stream_carries_the_engine_health_every_second(town, clie
     assert health["redis_up"] is True
     assert health["timers"] == 2
     assert 39 <= health["timer_lag_s"] <= 45
+
+
+async def test_a_print_house_drop_box_that_fails_shows_on_the_console_and_metrics_while_it_does(town, client):
+    await town.operator("mina", "viewer")
+    await sign_in(client, "mina")
+    metrics = await (await client.get("/metrics")).text()
+    assert "gateway_print_house_up 1.0" in metrics
+    # What the mail batcher writes when a round fails (channels/mail.py).
+    now_s, _ = await town.redis.time()
+    await town.redis.set(keys.PRINT_HOUSE_DOWN, (now_s - 30) * 1000, ex=60)
+    await asyncio.sleep(1.1)  # past the engine line's one-second reading
+    page = await (await client.get("/ops/alerts")).text()
+    found = re.search(r"print house's drop box NOT answering for (\d+) s: letters wait", page)
+    assert found and 29 <= int(found.group(1)) <= 40, page[page.index("Delivery engine"):][:600]
+    assert "gateway_print_house_up 0.0" in await (await client.get("/metrics")).text()

@@ -123,7 +123,8 @@ async def read_metrics(http: aiohttp.ClientSession, api: str) -> dict[str, float
 def shown(samples: dict[str, float]) -> str:
     """Queue depth, timer lag, Redis and provider errors, as the drills note them."""
     return ", ".join(f"{name.replace('gateway_', '')}={value:g}" for name, value in samples.items()
-                     if name.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds", "gateway_redis_"))
+                     if name.startswith(("gateway_queue_depth", "gateway_timer_lag_seconds", "gateway_redis_",
+                                         "gateway_print_house_up"))
                      or name.startswith("gateway_provider_attempts") and 'outcome="ok"' not in name)
 
 
@@ -151,11 +152,14 @@ async def console_engine_line(browser: aiohttp.ClientSession, api: str) -> str:
             page = await r.text()
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         return f"console unreachable ({type(e).__name__})"
+    words = console_engine_words(page)
+    return f"console {r.status}: {words}" if words else f"console answered {r.status} without the engine's line"
+
+
+def console_engine_words(page: str) -> str:
+    """The delivery engine's line of a console page, in words; empty if it has none."""
     found = ENGINE_LINE.search(page)
-    if found is None:
-        return f"console answered {r.status} without the engine's line"
-    words = " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
-    return f"console {r.status}: {words}"
+    return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split()) if found else ""
 
 
 async def scrape(http: aiohttp.ClientSession, api: str) -> str:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import redis.asyncio as aioredis
-from fault_drill import Watch, claimed_sends, duplicated_sends, read_metrics, shown, sign_in
+from fault_drill import Watch, claimed_sends, console_engine_words, duplicated_sends, read_metrics, shown, sign_in
 from process_stack import ProcessStack
 from stackkit import in_flight
 
@@ -89,7 +89,7 @@ STORMS = [
           {p: {"callback_delay_s": SMS_TIMEOUT_S + 4} for p in TWILIO}, None),
     Storm("fcm-unavailable", "FCM answers UNAVAILABLE, Retry-After", {"fcm": {"outage": "503"}}, "fcm",
           starts_on="requests.POST /v1/projects/{project}/messages:send"),
-    Storm("drop-box-unwritable", "print house's drop box unwritable", {"printhouse": {"unwritable": True}}, None,
+    Storm("drop-box-unwritable", "print house's drop box unwritable", {"printhouse": {"unwritable": True}}, "printhouse",
           starts_on=None),
 ]
 BY_NAME = {s.name: s for s in STORMS}
@@ -140,12 +140,18 @@ class Look:
     metrics: dict[str, float] | None
     # provider -> (failed attempts, error rate) as the console's provider page shows them.
     console: dict[str, tuple[int, str]] | None
+    # The delivery engine's line at the top of that page, in words.
+    engine: str = ""
 
     def metrics_failing(self, provider: str) -> bool:
+        if provider == "printhouse":  # its drop box, not its attempts: letters wait unsent
+            return (self.metrics or {}).get("gateway_print_house_up") == 0
         return any(name.startswith("gateway_provider_attempts") and f'provider="{provider}"' in name
                    and 'outcome="failed"' in name and n > 0 for name, n in (self.metrics or {}).items())
 
     def console_failing(self, provider: str) -> bool:
+        if provider == "printhouse":
+            return "drop box NOT answering" in self.engine
         return (self.console or {}).get(provider, (0, ""))[0] > 0
 
     @property
@@ -158,7 +164,8 @@ class Look:
         metrics = "/metrics did not answer within 15 s" if self.metrics is None else shown(self.metrics)
         console = ("the console did not answer within 15 s" if self.console is None else ", ".join(
             f"console {p} failed {failed} ({rate})" for p, (failed, rate) in self.console.items()))
-        return f"t+{self.at_s:.0f}s: {metrics}; {console}"
+        engine = f"; {self.engine}" if "NOT" in self.engine else ""
+        return f"t+{self.at_s:.0f}s: {metrics}; {console}{engine}"
 
 
 @dataclass
@@ -300,22 +307,23 @@ class StormRun:
             except (aiohttp.ClientError, TimeoutError):
                 return None
 
-        async def console() -> dict | None:
+        async def console() -> tuple[dict | None, str]:
             try:
                 async with self.browser.get(f"{self.s.api}/ops/providers", allow_redirects=False,
                                             timeout=aiohttp.ClientTimeout(total=15)) as r:
                     assert r.status == 200, f"the console answered {r.status}"
                     page = await r.text()
             except (aiohttp.ClientError, TimeoutError):
-                return None
+                return None, ""
             rows = {}
             # The health table, not the SMS traffic split below it.
             for provider, cells in PROVIDER_ROW.findall(page.partition("<h2>")[0]):
                 numbers = [n.strip() for n in NUMBER.findall(cells)]
                 rows[provider] = (int(numbers[2]), numbers[3])
-            return rows
+            return rows, console_engine_words(page)
 
-        return Look(at_s, *await asyncio.gather(metrics(), console()))
+        samples, (rows, engine) = await asyncio.gather(metrics(), console())
+        return Look(at_s, samples, rows, engine)
 
     async def _judge(self) -> None:
         v, r = self.verdict, self.redis
