@@ -123,7 +123,7 @@ local function advance(rid, d, now)
   local k = d.k + 1
   local flags = string.rep('0', #plan[k + 1].l)
   redis.call('HSET', dkey(rid), 'k', k, 'n', 0, 'b', 0, 'f', flags, 'd', 0)
-  redis.call('HDEL', dkey(rid), 'c', 'w')
+  redis.call('HDEL', dkey(rid), 'c', 'w', 'H')
   count('fallbacks')
   d.k, d.n, d.b, d.f, d.d, d.c, d.w = k, 0, 0, flags, 0, nil, 0
   return 'next:' .. k, plan
@@ -273,18 +273,23 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
       count('by:' .. channel)
       return finish(rid, d, 'confirmed', now)
     end
-    -- Answered and still playing (a call): the step's deadline waits `hold` for
-    -- the resident to hear it out and press, rather than end it mid-sentence.
+    -- Answered and still playing (a call): the step's end waits `hold` (field H)
+    -- for the resident to hear it out and press, rather than end it mid-sentence.
+    -- The deadline itself stays: the hold buys no retries.
     if hold > 0 and d.k == k then
       local held = clock() + hold
       if held > d.d then
-        redis.call('HSET', dkey(rid), 'd', held)
+        redis.call('HSET', dkey(rid), 'H', held)
         redis.call('ZADD', A .. ':timers', held, rid .. '|' .. k .. '|t')
       end
     end
     return 'noop'
   end
   if status ~= 'failed' then return 'noop' end
+  -- The call is over: an answered call's hold ends with it, and the step's own deadline decides.
+  if redis.call('HDEL', dkey(rid), 'H') == 1 then
+    redis.call('ZADD', A .. ':timers', d.d, rid .. '|' .. k .. '|t')
+  end
   -- A failure after the provider proved delivery changes nothing.
   if d.b >= RANK.delivered then return 'noop' end
   local flags = d.f
@@ -299,6 +304,7 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
     local n2 = d.n + 1
     local legs = string.len(flags)
     redis.call('HSET', dkey(rid), 'n', n2, 'b', 0, 'f', string.rep('0', legs))
+    redis.call('HDEL', dkey(rid), 'H')
     redis.call('ZREM', A .. ':timers', rid .. '|' .. k .. '|c|' .. d.n)
     redis.call('ZADD', A .. ':timers', retry_at, rid .. '|' .. k .. '|r|' .. n2)
     return 'retry'
@@ -322,9 +328,10 @@ local function timer(member, now)
   local gated = alert_gate(rid, d, now)
   if gated then return gated end
   if kind == 't' then
-    -- The deadline moved (a call answered): due again then; this member was just removed.
-    if now < d.d then
-      redis.call('ZADD', A .. ':timers', d.d, member)
+    -- Not over yet (a call answered holds it, field H): due again then; this member was just removed.
+    local ends = math.max(d.d, tonumber(redis.call('HGET', dkey(rid), 'H') or '0'))
+    if now < ends then
+      redis.call('ZADD', A .. ':timers', ends, member)
       return 'noop'
     end
     local timed_out = line(now, k, d.n, '*', 'timed_out')

@@ -457,8 +457,10 @@ async def test_a_call_answered_just_before_its_step_ends_is_heard_out_not_cut_of
     await event(t, redis, "a15", Event("r0000", 0, 0, 0, "queued", False, "twilio", "CA1", None, "voice"))
     await event(t, redis, "a15", Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
                                        hold_ms=120_000))
-    held = int(await redis.hget(keys.delivery("a15", "r0000"), "d"))
+    held = int(await redis.hget(keys.delivery("a15", "r0000"), "H"))
     assert held >= now - 600_000 + 110_000
+    # The step's deadline itself stays: the hold buys no retries.
+    assert int(await redis.hget(keys.delivery("a15", "r0000"), "d")) == now - 600_000 + 2_000
     # The timer the pump had already taken for the old deadline finds time left and comes back then.
     pipe = redis.pipeline(transaction=False)
     replies = await t.timer(pipe, "a15", ["r0000|0|t"])
@@ -472,6 +474,33 @@ async def test_a_call_answered_just_before_its_step_ends_is_heard_out_not_cut_of
 async def test_a_text_that_left_the_provider_does_not_hold_its_step(redis):
     t = Transitions(redis)
     await t.plan("a16", 4, 1, rows(1), claim=True)
-    before = await redis.hget(keys.delivery("a16", "r0000"), "d")
     await event(t, redis, "a16", Event("r0000", 0, 0, 0, "sent", False, "twilio", "SM1", None, "sms"))
-    assert await redis.hget(keys.delivery("a16", "r0000"), "d") == before
+    assert await redis.hget(keys.delivery("a16", "r0000"), "H") is None
+
+
+async def test_an_answered_call_that_hangs_up_without_a_key_moves_on_as_before(redis):
+    # The hold is for a call still playing: once it ends unproven, the step's own
+    # deadline decides, with no retry the hold's extra time would have allowed.
+    t = Transitions(redis)
+    call_then_mail = [{"l": [["voice", 0]], "t": 2}, {"l": [["mail", 0]], "t": 600}]
+    await t.plan("a17", 4, 3, [("r0000", 0, call_then_mail, "planned")], claim=True)
+    await event(t, redis, "a17", Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
+                                       hold_ms=120_000))
+    assert await event(t, redis, "a17", Event("r0000", 0, 0, 0, "failed", False, "twilio", "CA1", "completed",
+                                              "voice", backoff_ms=60_000)) == [b"next:1"]
+    assert await redis.hget(keys.delivery("a17", "r0000"), "H") is None
+
+
+async def test_a_call_that_ended_after_the_prompt_ends_its_hold_and_the_step_decides(redis):
+    # They stayed to the prompt (delivered) but an acknowledgement is needed and they pressed
+    # nothing; the call ends: the step must not wait out the rest of the hold.
+    t = Transitions(redis)
+    call_then_mail = [{"l": [["voice", 0]], "t": 2}, {"l": [["mail", 0]], "t": 600}]
+    await t.plan("a18", 5, 1, [("r0000", 0, call_then_mail, "planned")], claim=True)
+    await event(t, redis, "a18", Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
+                                       hold_ms=120_000))
+    await event(t, redis, "a18", Event("r0000", 0, 0, 0, "delivered", False, "twilio", "CA1", None, "voice"))
+    await event(t, redis, "a18", Event("r0000", 0, 0, 0, "failed", False, "twilio", "CA1", "completed", "voice"))
+    deadline = int(await redis.hget(keys.delivery("a18", "r0000"), "d"))
+    assert await redis.zscore(keys.alert_timers("a18"), "r0000|0|t") == deadline
+    assert await redis.hget(keys.delivery("a18", "r0000"), "H") is None
