@@ -98,15 +98,15 @@ local function finish(rid, d, state, now)
   return state
 end
 
-local FIELDS = {'s', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm'}
-local FIELDS_H = {'s', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm', 'h'}
+local FIELDS = {'s', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm', 'H'}
+local FIELDS_H = {'s', 'k', 'n', 'p', 'q', 'v', 'c', 'w', 'b', 'f', 'd', 'm', 'H', 'h'}
 -- With `with_history`, d.h is the history too (false when there is none).
 local function load(rid, with_history)
   local f = redis.call('HMGET', dkey(rid), unpack(with_history and FIELDS_H or FIELDS))
   if not f[1] then return nil end
   return {s = f[1], k = tonumber(f[2]), n = tonumber(f[3]), p = f[4], q = tonumber(f[5]), v = tonumber(f[6]),
           c = f[7], w = tonumber(f[8] or '0'), b = tonumber(f[9] or '0'), f = f[10] or '', d = tonumber(f[11] or '0'),
-          m = tonumber(f[12] or '1'), h = f[13]}
+          m = tonumber(f[12] or '1'), H = tonumber(f[13] or '0'), h = f[14]}
 end
 
 local function plan_of(d) return cjson.decode(d.p) end
@@ -125,7 +125,7 @@ local function advance(rid, d, now)
   redis.call('HSET', dkey(rid), 'k', k, 'n', 0, 'b', 0, 'f', flags, 'd', 0)
   redis.call('HDEL', dkey(rid), 'c', 'w', 'H')
   count('fallbacks')
-  d.k, d.n, d.b, d.f, d.d, d.c, d.w = k, 0, 0, flags, 0, nil, 0
+  d.k, d.n, d.b, d.f, d.d, d.c, d.w, d.H = k, 0, 0, flags, 0, nil, 0, 0
   return 'next:' .. k, plan
 end
 
@@ -287,7 +287,8 @@ local function event(rid, k, n, leg, status, permanent, provider, ref, code, now
   end
   if status ~= 'failed' then return 'noop' end
   -- The call is over: an answered call's hold ends with it, and the step's own deadline decides.
-  if redis.call('HDEL', dkey(rid), 'H') == 1 then
+  if d.H > 0 then
+    redis.call('HDEL', dkey(rid), 'H')
     redis.call('ZADD', A .. ':timers', d.d, rid .. '|' .. k .. '|t')
   end
   -- A failure after the provider proved delivery changes nothing.
@@ -329,7 +330,7 @@ local function timer(member, now)
   if gated then return gated end
   if kind == 't' then
     -- Not over yet (a call answered holds it, field H): due again then; this member was just removed.
-    local ends = math.max(d.d, tonumber(redis.call('HGET', dkey(rid), 'H') or '0'))
+    local ends = math.max(d.d, d.H)
     if now < ends then
       redis.call('ZADD', A .. ':timers', ends, member)
       return 'noop'

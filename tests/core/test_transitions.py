@@ -478,14 +478,19 @@ async def test_a_text_that_left_the_provider_does_not_hold_its_step(redis):
     assert await redis.hget(keys.delivery("a16", "r0000"), "H") is None
 
 
+async def answered_call(t: Transitions, redis, aid: str, level: int, max_attempts: int) -> None:
+    """A call (2 s step, then a letter) answered and playing: it holds its step 120 s."""
+    call_then_mail = [{"l": [["voice", 0]], "t": 2}, {"l": [["mail", 0]], "t": 600}]
+    await t.plan(aid, level, max_attempts, [("r0000", 0, call_then_mail, "planned")], claim=True)
+    await event(t, redis, aid, Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
+                                     hold_ms=120_000))
+
+
 async def test_an_answered_call_that_hangs_up_without_a_key_moves_on_as_before(redis):
     # The hold is for a call still playing: once it ends unproven, the step's own
     # deadline decides, with no retry the hold's extra time would have allowed.
     t = Transitions(redis)
-    call_then_mail = [{"l": [["voice", 0]], "t": 2}, {"l": [["mail", 0]], "t": 600}]
-    await t.plan("a17", 4, 3, [("r0000", 0, call_then_mail, "planned")], claim=True)
-    await event(t, redis, "a17", Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
-                                       hold_ms=120_000))
+    await answered_call(t, redis, "a17", 4, 3)
     assert await event(t, redis, "a17", Event("r0000", 0, 0, 0, "failed", False, "twilio", "CA1", "completed",
                                               "voice", backoff_ms=60_000)) == [b"next:1"]
     assert await redis.hget(keys.delivery("a17", "r0000"), "H") is None
@@ -495,10 +500,7 @@ async def test_a_call_that_ended_after_the_prompt_ends_its_hold_and_the_step_dec
     # They stayed to the prompt (delivered) but an acknowledgement is needed and they pressed
     # nothing; the call ends: the step must not wait out the rest of the hold.
     t = Transitions(redis)
-    call_then_mail = [{"l": [["voice", 0]], "t": 2}, {"l": [["mail", 0]], "t": 600}]
-    await t.plan("a18", 5, 1, [("r0000", 0, call_then_mail, "planned")], claim=True)
-    await event(t, redis, "a18", Event("r0000", 0, 0, 0, "sent", False, "twilio", "CA1", None, "voice",
-                                       hold_ms=120_000))
+    await answered_call(t, redis, "a18", 5, 1)
     await event(t, redis, "a18", Event("r0000", 0, 0, 0, "delivered", False, "twilio", "CA1", None, "voice"))
     await event(t, redis, "a18", Event("r0000", 0, 0, 0, "failed", False, "twilio", "CA1", "completed", "voice"))
     deadline = int(await redis.hget(keys.delivery("a18", "r0000"), "d"))
