@@ -182,6 +182,23 @@ async def test_the_index_follows_the_registry(redis, registry):
     assert reached(await index.snapshot()) == ["d"]
 
 
+async def test_a_preview_in_hand_is_not_changed_by_residents_arriving_or_moving(redis, registry):
+    # Past the index's first columns' room (1,024), so they grow while a snapshot is held.
+    await registry.put_many([resident(f"r{i:04d}", 37.57, 126.98) for i in range(1500)])
+    index = ResidentIndex(redis)
+    inside = {"areas": [{"polygon": HEAT_POLYGON}]}
+    before = await index.snapshot()
+    await registry.put_many([resident("r0000", 37.65, 127.20)]  # moves away
+                            + [resident(f"n{i:04d}", 37.57, 126.98) for i in range(1500)])
+    await registry.delete("r0001")
+    after = await index.snapshot()
+    assert int(before.audience_mask(inside).sum()) == 1500
+    assert len(before) == 1500 and before.lat[before.positions["r0000"]] == 37.57
+    reached = {after.rids[i] for i in np.flatnonzero(after.audience_mask(inside))}
+    assert len(after) == 2999 and len(reached) == 2998
+    assert "r0000" not in reached and "r0001" not in reached and "n1499" in reached
+
+
 async def test_drills_reach_only_volunteers_in_the_index(redis, stored):
     snap = await ResidentIndex(redis).snapshot()
     volunteers = {r["id"] for r in stored if r["consent"]["drills"]}
